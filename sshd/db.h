@@ -1,0 +1,47 @@
+/*
+ * tunneld's PostgreSQL link: one non-blocking libpq connection driven by
+ * the loop (PQconnectStart/PQconnectPoll, PQsendQueryParams, never a
+ * blocking call).  It loads keys and reserved names into keys.c, LISTENs
+ * on "tunnel_keys" to reload within 2 s of a change, and writes the audit
+ * log and last-used times from a bounded in-memory queue.  Reconnects with
+ * backoff; while PostgreSQL is down the last loaded table stays in force
+ * and audit rows wait in the queue (oldest dropped past the bound, with a
+ * log line).
+ */
+
+#ifndef TNL_DB_H
+#define TNL_DB_H
+
+#include <stdint.h>
+
+#include "loop.h"
+
+
+typedef struct {
+    const char  *event;        /* "open", "close", "takeover", "kick",
+                                  "refused", "auth" */
+    const char  *name;         /* tunnel name or NULL */
+    int64_t      user_id;      /* 0 if unknown */
+    const char  *fingerprint;  /* or NULL */
+    const char  *client;       /* "ip:port" or NULL */
+    const char  *session;      /* session id or NULL */
+    int64_t      bytes_in;
+    int64_t      bytes_out;
+    int64_t      streams;
+    const char  *detail;       /* free text or NULL */
+} tnl_db_event_t;
+
+
+/* starts connecting; returns 0, or -1 if conninfo is unusable */
+int tnl_db_start(tnl_loop_t *loop, const char *conninfo, const char *node);
+
+/* queues an audit row (strings are copied) */
+void tnl_db_log_event(const tnl_db_event_t *ev);
+
+/* queues "UPDATE ssh_keys SET last_used_at = now() WHERE fingerprint = $1" */
+void tnl_db_key_used(const char *fingerprint);
+
+/* flushes what it can within ms, then closes (shutdown) */
+void tnl_db_stop(int ms);
+
+#endif /* TNL_DB_H */
