@@ -1,0 +1,155 @@
+/*
+ * tunnelctl main: command dispatch, usage text and the two error printers
+ * every command uses.  It parses nothing beyond the command word: each
+ * command parses its own arguments.  Exit status: 0 done, 1 failed, 2 bad
+ * command line (see tunnelctl.h).
+ *
+ * Environment: DATABASE_URL is read by db.c when a command needs the
+ * database.  REDIS_URL (redis://HOST:PORT or unix:/path, see
+ * docs/INTERNALS.md) is not used by any command yet; commands that act on
+ * live tunnels (list live routes, kick a session) will read it here, next
+ * to tnl_ctl_commands, and publish on tunnel:kick / tunnel:invalidate.
+ */
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tunnelctl.h"
+
+
+typedef struct {
+    const char  *name;
+    int        (*run)(int argc, char **argv);
+} tnl_ctl_command_t;
+
+
+static const tnl_ctl_command_t  tnl_ctl_commands[] = {
+    { "migrate", tnl_ctl_migrate },
+    { "user",    tnl_ctl_user },
+    { "key",     tnl_ctl_key },
+    { "name",    tnl_ctl_name },
+    { NULL, NULL }
+};
+
+
+static const char  tnl_ctl_usage_text[] =
+"usage: tunnelctl COMMAND [ARGUMENTS]\n"
+"\n"
+"The operator's tool of ngx-tunnel: database schema, users, SSH keys and\n"
+"reserved tunnel names.\n"
+"\n"
+"commands:\n"
+"  migrate                   create or update the database schema\n"
+"  user add NAME [--admin]   add a user (NAME: 1 to 32 characters a-z 0-9\n"
+"                            _ -, starting with a letter)\n"
+"  user list                 list users: name, role, disabled, keys, created\n"
+"  user disable NAME         refuse NAME's keys (open tunnels are closed)\n"
+"  user enable NAME          accept NAME's keys again\n"
+"  user remove NAME          delete NAME with their keys and reserved names\n"
+"  key add USER FILE|-       register USER's SSH public key, read from FILE\n"
+"                            (e.g. ~/.ssh/id_ed25519.pub) or from standard\n"
+"                            input; prints its SHA256 fingerprint\n"
+"  key list [USER]           list keys: fingerprint, type, user, comment,\n"
+"                            created, last used\n"
+"  key remove FINGERPRINT    delete a key (SHA256:... as 'key list' shows)\n"
+"  name reserve NAME USER    reserve the tunnel name NAME for USER only\n"
+"  name release NAME         make NAME free for anyone again\n"
+"  name list [USER]          list reserved names\n"
+"\n"
+"environment:\n"
+"  DATABASE_URL   PostgreSQL URI or conninfo, e.g.\n"
+"                 postgresql:///ngx_tunnel?host=/run/postgresql\n"
+"  REDIS_URL      redis://HOST:PORT or unix:/path (not used by these\n"
+"                 commands yet)\n"
+"\n"
+"Times are shown in UTC.  Exit status: 0 done, 1 failed (the message says\n"
+"why and what to do), 2 bad command line.\n";
+
+
+void
+tnl_ctl_error(const char *fmt, ...)
+{
+    va_list  ap;
+
+    fputs("tunnelctl: ", stderr);
+
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+
+    fputc('\n', stderr);
+}
+
+
+int
+tnl_ctl_usage_error(const char *fmt, ...)
+{
+    va_list  ap;
+
+    fputs("tunnelctl: ", stderr);
+
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+
+    fputs(": see 'tunnelctl --help'\n", stderr);
+
+    return TNL_CTL_USAGE;
+}
+
+
+static int
+tnl_ctl_wants_help(int argc, char **argv)
+{
+    int  i;
+
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0) {
+            return 0;
+        }
+
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            return 1;
+        }
+    }
+
+    return argc > 1 && strcmp(argv[1], "help") == 0;
+}
+
+
+int
+main(int argc, char **argv)
+{
+    int                       rc;
+    const tnl_ctl_command_t  *cmd;
+
+    if (tnl_ctl_wants_help(argc, argv)) {
+        fputs(tnl_ctl_usage_text, stdout);
+        return TNL_CTL_OK;
+    }
+
+    if (argc < 2) {
+        fputs(tnl_ctl_usage_text, stderr);
+        return TNL_CTL_USAGE;
+    }
+
+    for (cmd = tnl_ctl_commands; cmd->name != NULL; cmd++) {
+        if (strcmp(cmd->name, argv[1]) == 0) {
+            break;
+        }
+    }
+
+    if (cmd->name == NULL) {
+        return tnl_ctl_usage_error("unknown command \"%s\"", argv[1]);
+    }
+
+    rc = cmd->run(argc - 2, argv + 2);
+
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        tnl_ctl_error("cannot write the output: %m");
+        return TNL_CTL_FAIL;
+    }
+
+    return rc;
+}

@@ -1,0 +1,107 @@
+/*
+ * tunnelctl: the operator's command line.  Shared declarations of its
+ * parts: main.c (dispatch, usage), db.c (connection, error reporting),
+ * migrate.c, users.c, keys.c, names.c (commands), pubkey.c (public key
+ * line parsing with libssh), table.c (aligned text tables).
+ *
+ * A CLI may block: libpq is used in blocking mode throughout.  Every
+ * command returns its exit status: TNL_CTL_OK, TNL_CTL_FAIL (a bad input
+ * or a failure, after one line on stderr that says what to do) or
+ * TNL_CTL_USAGE (the command line itself is wrong).
+ */
+
+#ifndef TNL_CTL_H
+#define TNL_CTL_H
+
+#include <stddef.h>
+
+#include <libpq-fe.h>
+
+
+#define TNL_CTL_OK     0
+#define TNL_CTL_FAIL   1
+#define TNL_CTL_USAGE  2
+
+
+#define TNL_CTL_USER_MAX  32
+
+
+/* main.c */
+void tnl_ctl_error(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+int tnl_ctl_usage_error(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
+
+/* db.c */
+
+/*
+ * Connects with $DATABASE_URL.  Returns NULL after printing why (unset,
+ * unreachable).  The caller owns the connection: PQfinish it.
+ */
+PGconn *tnl_ctl_db_connect(void);
+
+/*
+ * Runs one parameterised statement (text parameters and results).  Returns
+ * the result when its status is PGRES_COMMAND_OK or PGRES_TUPLES_OK, which
+ * the caller PQclears.  Otherwise returns NULL and keeps the error for
+ * tnl_ctl_db_sqlstate and tnl_ctl_db_report; if what is not NULL it is
+ * reported at once as "cannot <what>: <server message>".
+ */
+PGresult *tnl_ctl_db_exec(PGconn *conn, const char *sql, int nparams,
+    const char *const *params, const char *what);
+
+/* the same for a script of several statements, no parameters (migrations) */
+PGresult *tnl_ctl_db_exec_script(PGconn *conn, const char *sql,
+    const char *what);
+
+/* SQLSTATE of the last failed statement ("" if none, e.g. connection lost) */
+const char *tnl_ctl_db_sqlstate(void);
+
+/* reports the last failed statement: "cannot <what>: <server message>" */
+void tnl_ctl_db_report(const char *what);
+
+/*
+ * Copies the users.id of the user called name, as text, to id (21 bytes).
+ * Returns 0, or -1 after reporting (invalid name, no such user: the
+ * message says how to add one).
+ */
+int tnl_ctl_user_id(PGconn *conn, const char *name, char *id);
+
+
+/* users.c: 1 if name is a valid user name, else 0 after reporting */
+int tnl_ctl_user_name_check(const char *name);
+
+
+/* pubkey.c */
+
+typedef struct {
+    char   type[64];          /* "ssh-ed25519", from the key blob itself */
+    char  *base64;            /* canonical blob, malloc'ed */
+    char  *comment;           /* rest of the line, trimmed, malloc'ed */
+    char   fingerprint[64];   /* "SHA256:...", as ssh-keygen -lf prints */
+} tnl_ctl_pubkey_t;
+
+/*
+ * Parses the text of an OpenSSH public key file (one "type base64
+ * [comment]" line; blank lines and # comments ignored).  source names the
+ * input in messages.  Returns 0, or -1 after printing why (private key,
+ * malformed, several keys, unsupported type).  Free with
+ * tnl_ctl_pubkey_free.
+ */
+int tnl_ctl_pubkey_parse(const char *text, size_t len, const char *source,
+    tnl_ctl_pubkey_t *key);
+void tnl_ctl_pubkey_free(tnl_ctl_pubkey_t *key);
+
+
+/* table.c: prints a PGresult as a column-aligned table with headers */
+void tnl_ctl_table_print(PGresult *res, const char *const *headers);
+
+
+/* commands */
+int tnl_ctl_migrate(int argc, char **argv);
+int tnl_ctl_user(int argc, char **argv);
+int tnl_ctl_key(int argc, char **argv);
+int tnl_ctl_name(int argc, char **argv);
+
+#endif /* TNL_CTL_H */

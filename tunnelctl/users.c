@@ -1,0 +1,258 @@
+/*
+ * tunnelctl user: add, list, disable, enable, remove.  The name rule is
+ * the users_name_check constraint of sql/001_schema.sql, checked here too
+ * so a bad name gets a sentence instead of a constraint name.  Disabling
+ * and removing only change rows: the triggers NOTIFY tunnel_keys and
+ * tunneld closes what must be closed.  Web passwords are not set here.
+ */
+
+#include <stdio.h>
+#include <string.h>
+
+#include "tunnelctl.h"
+
+
+int
+tnl_ctl_user_name_check(const char *name)
+{
+    size_t       len;
+    const char  *p;
+
+    len = strlen(name);
+
+    if (len == 0 || len > TNL_CTL_USER_MAX || name[0] < 'a' || name[0] > 'z')
+    {
+        goto invalid;
+    }
+
+    for (p = name; *p != '\0'; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')
+            || *p == '_' || *p == '-')
+        {
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    return 1;
+
+invalid:
+
+    tnl_ctl_error("\"%s\" is not a valid user name: use 1 to %d characters "
+                  "a-z 0-9 _ -, starting with a letter",
+                  name, TNL_CTL_USER_MAX);
+
+    return 0;
+}
+
+
+static int
+tnl_ctl_user_add(int argc, char **argv)
+{
+    int          i, admin;
+    PGconn      *conn;
+    PGresult    *res;
+    const char  *name, *params[2];
+
+    name = NULL;
+    admin = 0;
+
+    for (i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--admin") == 0) {
+            admin = 1;
+
+        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            return tnl_ctl_usage_error("unknown option \"%s\" for "
+                                       "'user add'", argv[i]);
+
+        } else if (name == NULL) {
+            name = argv[i];
+
+        } else {
+            return tnl_ctl_usage_error("'user add' takes one NAME, not "
+                                       "\"%s\" too", argv[i]);
+        }
+    }
+
+    if (name == NULL) {
+        return tnl_ctl_usage_error("'user add' needs a NAME");
+    }
+
+    if (!tnl_ctl_user_name_check(name)) {
+        return TNL_CTL_FAIL;
+    }
+
+    conn = tnl_ctl_db_connect();
+    if (conn == NULL) {
+        return TNL_CTL_FAIL;
+    }
+
+    params[0] = name;
+    params[1] = admin ? "true" : "false";
+
+    res = tnl_ctl_db_exec(conn,
+                          "INSERT INTO users (name, is_admin) "
+                          "VALUES ($1, $2)", 2, params, NULL);
+
+    if (res == NULL) {
+        if (strcmp(tnl_ctl_db_sqlstate(), "23505") == 0) {
+            tnl_ctl_error("user \"%s\" already exists: see "
+                          "'tunnelctl user list'", name);
+        } else {
+            tnl_ctl_db_report("add the user");
+        }
+
+        PQfinish(conn);
+        return TNL_CTL_FAIL;
+    }
+
+    PQclear(res);
+    PQfinish(conn);
+
+    printf("added %s \"%s\"\n", admin ? "admin" : "user", name);
+
+    return TNL_CTL_OK;
+}
+
+
+static int
+tnl_ctl_user_list(int argc, char **argv)
+{
+    PGconn    *conn;
+    PGresult  *res;
+
+    static const char *const  headers[] = {
+        "NAME", "ROLE", "DISABLED", "KEYS", "CREATED", NULL
+    };
+
+    if (argc > 0) {
+        return tnl_ctl_usage_error("'user list' takes no argument, not "
+                                   "\"%s\"", argv[0]);
+    }
+
+    conn = tnl_ctl_db_connect();
+    if (conn == NULL) {
+        return TNL_CTL_FAIL;
+    }
+
+    res = tnl_ctl_db_exec(conn,
+              "SELECT u.name,"
+              " CASE WHEN u.is_admin THEN 'admin' ELSE 'user' END,"
+              " CASE WHEN u.disabled THEN 'yes' ELSE 'no' END,"
+              " (SELECT count(*) FROM ssh_keys k WHERE k.user_id = u.id),"
+              " to_char(u.created_at AT TIME ZONE 'UTC',"
+              "         'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+              " FROM users u ORDER BY u.name",
+              0, NULL, "list users");
+
+    PQfinish(conn);
+
+    if (res == NULL) {
+        return TNL_CTL_FAIL;
+    }
+
+    if (PQntuples(res) == 0) {
+        tnl_ctl_error("no users yet: add one with 'tunnelctl user add NAME'");
+
+    } else {
+        tnl_ctl_table_print(res, headers);
+    }
+
+    PQclear(res);
+
+    return TNL_CTL_OK;
+}
+
+
+/* user disable|enable|remove NAME: one statement on one user's row */
+static int
+tnl_ctl_user_change(const char *verb, int argc, char **argv)
+{
+    int          rc;
+    char         what[32];
+    PGconn      *conn;
+    PGresult    *res;
+    const char  *sql, *params[1];
+
+    if (argc != 1) {
+        return tnl_ctl_usage_error("'user %s' takes one NAME", verb);
+    }
+
+    if (!tnl_ctl_user_name_check(argv[0])) {
+        return TNL_CTL_FAIL;
+    }
+
+    if (strcmp(verb, "disable") == 0) {
+        sql = "UPDATE users SET disabled = true WHERE name = $1 "
+              "RETURNING 'disabled user \"' || name || '\"'";
+
+    } else if (strcmp(verb, "enable") == 0) {
+        sql = "UPDATE users SET disabled = false WHERE name = $1 "
+              "RETURNING 'enabled user \"' || name || '\"'";
+
+    } else {
+        /* RETURNING's subqueries see the rows as they were before */
+        sql = "DELETE FROM users u WHERE name = $1 "
+              "RETURNING format('removed user \"%s\" (%s key(s), "
+              "%s reserved name(s))', name,"
+              " (SELECT count(*) FROM ssh_keys k WHERE k.user_id = u.id),"
+              " (SELECT count(*) FROM reserved_names r"
+              "  WHERE r.user_id = u.id))";
+    }
+
+    conn = tnl_ctl_db_connect();
+    if (conn == NULL) {
+        return TNL_CTL_FAIL;
+    }
+
+    params[0] = argv[0];
+    rc = TNL_CTL_FAIL;
+
+    snprintf(what, sizeof(what), "%s the user", verb);
+
+    res = tnl_ctl_db_exec(conn, sql, 1, params, what);
+
+    if (res != NULL) {
+        if (PQntuples(res) == 0) {
+            tnl_ctl_error("no user named \"%s\": see 'tunnelctl user list'",
+                          argv[0]);
+
+        } else {
+            printf("%s\n", PQgetvalue(res, 0, 0));
+            rc = TNL_CTL_OK;
+        }
+
+        PQclear(res);
+    }
+
+    PQfinish(conn);
+
+    return rc;
+}
+
+
+int
+tnl_ctl_user(int argc, char **argv)
+{
+    if (argc == 0) {
+        return tnl_ctl_usage_error("'user' needs add, list, disable, enable "
+                                   "or remove");
+    }
+
+    if (strcmp(argv[0], "add") == 0) {
+        return tnl_ctl_user_add(argc - 1, argv + 1);
+    }
+
+    if (strcmp(argv[0], "list") == 0) {
+        return tnl_ctl_user_list(argc - 1, argv + 1);
+    }
+
+    if (strcmp(argv[0], "disable") == 0 || strcmp(argv[0], "enable") == 0
+        || strcmp(argv[0], "remove") == 0)
+    {
+        return tnl_ctl_user_change(argv[0], argc - 1, argv + 1);
+    }
+
+    return tnl_ctl_usage_error("unknown command 'user %s'", argv[0]);
+}
