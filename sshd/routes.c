@@ -1,0 +1,771 @@
+/*
+ * Live routes in Redis (see routes.h and docs/INTERNALS.md "Redis"):
+ * claim.lua, refresh.lua and release.lua run by EVALSHA (SHA from SCRIPT
+ * LOAD at each connect, EVAL until then and on NOSCRIPT), a heartbeat
+ * every TNL_ROUTE_HEARTBEAT_MS over the held routes, re-registration when
+ * the connection comes back, and the tunnel:kick subscription on a second
+ * connection (a subscribed hiredis context accepts no other command).
+ *
+ * Ownership: routes.c owns every tnl_route_t.  A route is reference
+ * counted: one reference for the caller (dropped by tnl_route_release) and
+ * one per Redis command in flight, so a reply arriving after release finds
+ * the route alive but marked released and never calls back into the
+ * caller.  Does not create sockets or close sessions: callers do.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tnl_embedded.h"
+#include "log.h"
+#include "redis.h"
+#include "routes.h"
+
+
+#define TNL_ROUTE_CMD_TIMEOUT_MS  2000
+#define TNL_ROUTE_KEY_PREFIX      "tunnel:route:"
+#define TNL_ROUTE_KICK_CHANNEL    "tunnel:kick"
+#define TNL_ROUTES_FLUSH_MS       1000
+
+#define TNL_ROUTES_STR_(x)        #x
+#define TNL_ROUTES_STR(x)         TNL_ROUTES_STR_(x)
+#define TNL_ROUTES_TTL_STR        TNL_ROUTES_STR(TNL_ROUTE_TTL_MS)
+
+
+extern const tnl_embedded_t  tnl_redis_scripts[];
+
+
+typedef enum {
+    TNL_ROUTE_NEW = 0,         /* never claimed, or claim refused */
+    TNL_ROUTE_CLAIMING,        /* claim.lua in flight */
+    TNL_ROUTE_HELD,            /* in the held list, heartbeated */
+    TNL_ROUTE_LOST,            /* another session holds the name */
+} tnl_route_state_e;
+
+
+struct tnl_route_s {
+    tnl_route_t         *prev;         /* held list */
+    tnl_route_t         *next;
+    int                  refs;
+    tnl_route_state_e    state;
+    unsigned             released:1;   /* the caller let go */
+    unsigned             refreshing:1; /* refresh.lua in flight */
+    unsigned             uncertain:1;  /* claim sent, answer lost */
+    tnl_claim_pt         claim_cb;
+    tnl_route_lost_pt    lost;
+    void                *data;
+    char                *name;
+    char                *key;
+    char                *socket;
+    char                *user;
+    char                *session;
+    char                *node;
+    char                *client;
+    char                 user_id[24];
+    char                 started[24];
+};
+
+
+typedef enum {
+    TNL_SCRIPT_CLAIM = 0,
+    TNL_SCRIPT_REFRESH,
+    TNL_SCRIPT_RELEASE,
+    TNL_SCRIPT_N
+} tnl_script_e;
+
+
+typedef struct {
+    tnl_route_t         *route;
+    tnl_script_e         script;
+    unsigned             retried:1;    /* NOSCRIPT: resent with EVAL */
+} tnl_route_op_t;
+
+
+typedef struct {
+    const char          *file;
+    const char          *text;
+    char                 sha[41];      /* "" until SCRIPT LOAD answered */
+} tnl_script_t;
+
+
+static tnl_script_t  tnl_scripts[TNL_SCRIPT_N] = {
+    { "claim.lua", NULL, "" },
+    { "refresh.lua", NULL, "" },
+    { "release.lua", NULL, "" },
+};
+
+
+static struct {
+    tnl_loop_t            *loop;
+    tnl_redis_t           *cmd;        /* claims, refreshes, releases */
+    tnl_redis_t           *sub;        /* SUBSCRIBE tunnel:kick */
+    tnl_session_kick_pt    kick;
+    tnl_timer_t            heartbeat;
+    tnl_route_t           *held;       /* list of HELD routes */
+    int                    nheld;
+} tnl_routes;
+
+
+static void tnl_route_send(tnl_route_op_t *op);
+
+
+static void
+tnl_route_unref(tnl_route_t *route)
+{
+    if (--route->refs > 0) {
+        return;
+    }
+
+    free(route->name);
+    free(route->key);
+    free(route->socket);
+    free(route->user);
+    free(route->session);
+    free(route->node);
+    free(route->client);
+    free(route);
+}
+
+
+static void
+tnl_route_list_add(tnl_route_t *route)
+{
+    route->prev = NULL;
+    route->next = tnl_routes.held;
+    if (tnl_routes.held) {
+        tnl_routes.held->prev = route;
+    }
+    tnl_routes.held = route;
+    tnl_routes.nheld++;
+}
+
+
+static void
+tnl_route_list_del(tnl_route_t *route)
+{
+    if (route->prev) {
+        route->prev->next = route->next;
+    } else {
+        tnl_routes.held = route->next;
+    }
+
+    if (route->next) {
+        route->next->prev = route->prev;
+    }
+
+    route->prev = NULL;
+    route->next = NULL;
+    tnl_routes.nheld--;
+}
+
+
+/* status and detail of a {status, detail} script reply; NULL if malformed */
+
+static const char *
+tnl_route_reply_status(redisReply *reply, const char **detail)
+{
+    *detail = "";
+
+    if (reply == NULL) {
+        return NULL;
+    }
+
+    if (reply->type == REDIS_REPLY_STATUS
+        || reply->type == REDIS_REPLY_STRING)
+    {
+        return reply->str;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1
+        || reply->element[0]->type != REDIS_REPLY_STRING)
+    {
+        return NULL;
+    }
+
+    if (reply->elements > 1 && reply->element[1]->type == REDIS_REPLY_STRING)
+    {
+        *detail = reply->element[1]->str;
+    }
+
+    return reply->element[0]->str;
+}
+
+
+static const char *
+tnl_route_reply_error(redisReply *reply)
+{
+    if (reply == NULL) {
+        return tnl_routes_available() ? "timed out" : "redis unavailable";
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        return reply->str;
+    }
+
+    return "unexpected reply";
+}
+
+
+static void
+tnl_route_op_start(tnl_route_t *route, tnl_script_e script)
+{
+    tnl_route_op_t  *op;
+
+    op = calloc(1, sizeof(tnl_route_op_t));
+    if (op == NULL) {
+        tnl_log_error("routes: out of memory");
+        return;
+    }
+
+    op->route = route;
+    op->script = script;
+    route->refs++;
+
+    tnl_route_send(op);
+}
+
+
+static void
+tnl_route_claim_done(tnl_route_op_t *op, redisReply *reply)
+{
+    tnl_route_t         *route = op->route;
+    tnl_claim_status_e   status;
+    const char          *s, *detail;
+
+    s = tnl_route_reply_status(reply, &detail);
+
+    if (s != NULL && strcmp(s, "claimed") == 0) {
+        status = TNL_CLAIM_CLAIMED;
+
+    } else if (s != NULL && strcmp(s, "takeover") == 0) {
+        status = TNL_CLAIM_TAKEOVER;
+
+    } else if (s != NULL && strcmp(s, "taken") == 0) {
+        status = TNL_CLAIM_TAKEN;
+        route->uncertain = 0;
+
+    } else {
+        status = TNL_CLAIM_UNAVAILABLE;
+        detail = tnl_route_reply_error(reply);
+
+        /* the script may have run: release.lua at release time is safe */
+        route->uncertain = 1;
+
+        tnl_log_warn("routes: claim of \"%s\" failed: %s", route->name,
+                     detail);
+    }
+
+    if (status == TNL_CLAIM_CLAIMED || status == TNL_CLAIM_TAKEOVER) {
+        route->state = TNL_ROUTE_HELD;
+        route->uncertain = 0;
+
+        if (route->released) {
+            /* the caller left while the claim was in flight: undo it */
+            route->state = TNL_ROUTE_NEW;
+            tnl_route_op_start(route, TNL_SCRIPT_RELEASE);
+            return;
+        }
+
+        tnl_route_list_add(route);
+
+    } else {
+        route->state = TNL_ROUTE_NEW;
+    }
+
+    if (!route->released && route->claim_cb) {
+        route->claim_cb(route, status, detail, route->data);
+    }
+}
+
+
+static void
+tnl_route_refresh_done(tnl_route_op_t *op, redisReply *reply)
+{
+    tnl_route_t  *route = op->route;
+    const char   *s, *detail;
+
+    route->refreshing = 0;
+
+    if (route->released || route->state != TNL_ROUTE_HELD) {
+        return;
+    }
+
+    s = tnl_route_reply_status(reply, &detail);
+
+    if (s == NULL || (strcmp(s, "refreshed") != 0
+                      && strcmp(s, "claimed") != 0
+                      && strcmp(s, "lost") != 0))
+    {
+        /* keep the route: the next heartbeat (or reconnect) retries */
+        tnl_log_warn("routes: refresh of \"%s\" failed: %s", route->name,
+                     tnl_route_reply_error(reply));
+        return;
+    }
+
+    if (strcmp(s, "lost") != 0) {
+        return;
+    }
+
+    tnl_log_warn("routes: tunnel \"%s\" of session \"%s\" was taken over "
+                 "by session \"%s\"", route->name, route->session, detail);
+
+    route->state = TNL_ROUTE_LOST;
+    tnl_route_list_del(route);
+
+    if (route->lost) {
+        route->lost(route, route->data);
+    }
+}
+
+
+static void
+tnl_route_release_done(tnl_route_op_t *op, redisReply *reply)
+{
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        tnl_log_warn("routes: release of \"%s\" failed: %s (it expires "
+                     "in %d s)", op->route->name, tnl_route_reply_error(reply),
+                     TNL_ROUTE_TTL_MS / 1000);
+    }
+}
+
+
+static void
+tnl_route_op_done(tnl_route_op_t *op, redisReply *reply)
+{
+    switch (op->script) {
+
+    case TNL_SCRIPT_CLAIM:
+        tnl_route_claim_done(op, reply);
+        break;
+
+    case TNL_SCRIPT_REFRESH:
+        tnl_route_refresh_done(op, reply);
+        break;
+
+    default:
+        tnl_route_release_done(op, reply);
+        break;
+    }
+
+    tnl_route_unref(op->route);
+    free(op);
+}
+
+
+static void
+tnl_route_op_reply(tnl_redis_t *rc, redisReply *reply, void *data)
+{
+    tnl_route_op_t  *op = data;
+
+    (void) rc;
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR
+        && strncmp(reply->str, "NOSCRIPT", 8) == 0 && !op->retried)
+    {
+        /* SCRIPT FLUSH or a restarted Redis: send the text this time */
+        tnl_scripts[op->script].sha[0] = '\0';
+        op->retried = 1;
+        tnl_route_send(op);
+        return;
+    }
+
+    tnl_route_op_done(op, reply);
+}
+
+
+/* posted: a command that could not be sent fails outside the caller */
+
+static void
+tnl_route_op_fail(void *data)
+{
+    tnl_route_op_done(data, NULL);
+}
+
+
+static void
+tnl_route_send(tnl_route_op_t *op)
+{
+    tnl_route_t   *route = op->route;
+    tnl_script_t  *script = &tnl_scripts[op->script];
+    const char    *argv[12];
+    int            argc;
+
+    argc = 0;
+
+    if (script->sha[0] != '\0') {
+        argv[argc++] = "EVALSHA";
+        argv[argc++] = script->sha;
+
+    } else {
+        argv[argc++] = "EVAL";
+        argv[argc++] = script->text;
+    }
+
+    argv[argc++] = "1";
+    argv[argc++] = route->key;
+
+    if (op->script == TNL_SCRIPT_RELEASE) {
+        argv[argc++] = route->session;
+
+    } else {
+        argv[argc++] = route->socket;
+        argv[argc++] = route->user;
+        argv[argc++] = route->user_id;
+        argv[argc++] = route->session;
+        argv[argc++] = route->node;
+        argv[argc++] = route->started;
+        argv[argc++] = route->client;
+        argv[argc++] = TNL_ROUTES_TTL_STR;
+    }
+
+    if (tnl_redis_command(tnl_routes.cmd, argc, argv, NULL,
+                          TNL_ROUTE_CMD_TIMEOUT_MS, tnl_route_op_reply, op)
+        == 0)
+    {
+        return;
+    }
+
+    if (tnl_loop_post(tnl_routes.loop, tnl_route_op_fail, op) == -1) {
+        tnl_route_op_done(op, NULL);    /* out of memory: answer now */
+    }
+}
+
+
+/* heartbeat and re-registration */
+
+static void
+tnl_routes_refresh_all(void)
+{
+    tnl_route_t  *route;
+
+    if (!tnl_redis_is_up(tnl_routes.cmd)) {
+        return;
+    }
+
+    for (route = tnl_routes.held; route; route = route->next) {
+        if (!route->refreshing) {
+            route->refreshing = 1;
+            tnl_route_op_start(route, TNL_SCRIPT_REFRESH);
+        }
+    }
+}
+
+
+static void
+tnl_routes_heartbeat(tnl_timer_t *t)
+{
+    tnl_timer_add(t, TNL_ROUTE_HEARTBEAT_MS);
+
+    tnl_routes_refresh_all();
+}
+
+
+static void
+tnl_routes_script_loaded(tnl_redis_t *rc, redisReply *reply, void *data)
+{
+    tnl_script_t  *script = data;
+
+    (void) rc;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_STRING
+        || reply->len != 40)
+    {
+        tnl_log_warn("routes: SCRIPT LOAD %s failed: %s", script->file,
+                     tnl_route_reply_error(reply));
+        return;
+    }
+
+    memcpy(script->sha, reply->str, 40);
+    script->sha[40] = '\0';
+}
+
+
+static void
+tnl_routes_cmd_state(tnl_redis_t *rc, int up, void *data)
+{
+    const char  *argv[3];
+    int          i;
+
+    (void) data;
+
+    for (i = 0; i < TNL_SCRIPT_N; i++) {
+        tnl_scripts[i].sha[0] = '\0';
+    }
+
+    if (!up) {
+        return;
+    }
+
+    for (i = 0; i < TNL_SCRIPT_N; i++) {
+        argv[0] = "SCRIPT";
+        argv[1] = "LOAD";
+        argv[2] = tnl_scripts[i].text;
+
+        (void) tnl_redis_command(rc, 3, argv, NULL, TNL_ROUTE_CMD_TIMEOUT_MS,
+                                 tnl_routes_script_loaded, &tnl_scripts[i]);
+    }
+
+    if (tnl_routes.nheld > 0) {
+        tnl_log_info("routes: re-registering %d tunnel(s)",
+                     tnl_routes.nheld);
+        tnl_routes_refresh_all();
+    }
+}
+
+
+/* kicks */
+
+static void
+tnl_routes_kick_posted(void *data)
+{
+    if (tnl_routes.kick) {
+        tnl_routes.kick(data);
+    }
+
+    free(data);
+}
+
+
+static void
+tnl_routes_kick_message(tnl_redis_t *rc, redisReply *reply, void *data)
+{
+    redisReply  *payload;
+    char        *session;
+
+    (void) rc;
+    (void) data;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 3
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || strcmp(reply->element[0]->str, "message") != 0)
+    {
+        return;     /* the "subscribe" confirmation, or the end */
+    }
+
+    payload = reply->element[2];
+    if (payload->type != REDIS_REPLY_STRING || payload->len == 0) {
+        return;
+    }
+
+    /* the handler closes sessions: run it outside hiredis */
+    session = strndup(payload->str, payload->len);
+    if (session == NULL
+        || tnl_loop_post(tnl_routes.loop, tnl_routes_kick_posted, session)
+           == -1)
+    {
+        free(session);
+        tnl_log_error("routes: out of memory, kick of \"%.*s\" dropped",
+                      (int) payload->len, payload->str);
+    }
+}
+
+
+static void
+tnl_routes_sub_state(tnl_redis_t *rc, int up, void *data)
+{
+    (void) data;
+
+    if (up && tnl_redis_subscribe(rc, TNL_ROUTE_KICK_CHANNEL,
+                                  tnl_routes_kick_message, NULL)
+              == -1)
+    {
+        tnl_log_error("routes: cannot subscribe to %s, reconnecting",
+                      TNL_ROUTE_KICK_CHANNEL);
+        tnl_redis_reset(rc);
+    }
+}
+
+
+/* public */
+
+int
+tnl_routes_start(tnl_loop_t *loop, const char *redis_url,
+    tnl_session_kick_pt kick_handler)
+{
+    int  i;
+
+    for (i = 0; i < TNL_SCRIPT_N; i++) {
+        tnl_scripts[i].text = tnl_embedded_find(tnl_redis_scripts,
+                                                tnl_scripts[i].file);
+        if (tnl_scripts[i].text == NULL) {
+            tnl_log_error("routes: script %s is not embedded",
+                          tnl_scripts[i].file);
+            return -1;
+        }
+        tnl_scripts[i].sha[0] = '\0';
+    }
+
+    tnl_routes.loop = loop;
+    tnl_routes.kick = kick_handler;
+
+    tnl_routes.cmd = tnl_redis_create(loop, redis_url, "routes",
+                                      tnl_routes_cmd_state, NULL);
+    if (tnl_routes.cmd == NULL) {
+        return -1;
+    }
+
+    tnl_routes.sub = tnl_redis_create(loop, redis_url, "kick",
+                                      tnl_routes_sub_state, NULL);
+    if (tnl_routes.sub == NULL) {
+        tnl_redis_destroy(tnl_routes.cmd);
+        tnl_routes.cmd = NULL;
+        return -1;
+    }
+
+    tnl_timer_init(&tnl_routes.heartbeat, loop, tnl_routes_heartbeat, NULL);
+    tnl_timer_add(&tnl_routes.heartbeat, TNL_ROUTE_HEARTBEAT_MS);
+
+    return 0;
+}
+
+
+int
+tnl_routes_available(void)
+{
+    return tnl_redis_is_up(tnl_routes.cmd);
+}
+
+
+static char *
+tnl_route_node_of(const char *session_id)
+{
+    const char  *slash;
+    char         host[256];
+
+    /* session ids are "<node>/<pid>/<counter>" (docs/INTERNALS.md) */
+
+    slash = strchr(session_id, '/');
+    if (slash != NULL && slash != session_id) {
+        return strndup(session_id, slash - session_id);
+    }
+
+    if (gethostname(host, sizeof(host)) == -1) {
+        strcpy(host, "unknown");
+    }
+    host[sizeof(host) - 1] = '\0';
+
+    return strdup(host);
+}
+
+
+tnl_route_t *
+tnl_route_new(const char *name, const char *socket_path,
+    const char *user, int64_t user_id, const char *session_id,
+    const char *client, tnl_route_lost_pt lost, void *data)
+{
+    tnl_route_t  *route;
+
+    route = calloc(1, sizeof(tnl_route_t));
+    if (route == NULL) {
+        return NULL;
+    }
+
+    route->refs = 1;
+    route->lost = lost;
+    route->data = data;
+
+    route->name = strdup(name);
+    route->socket = strdup(socket_path);
+    route->user = strdup(user ? user : "");
+    route->session = strdup(session_id);
+    route->client = strdup(client ? client : "");
+    route->node = tnl_route_node_of(session_id);
+    route->key = malloc(sizeof(TNL_ROUTE_KEY_PREFIX) + strlen(name));
+
+    snprintf(route->user_id, sizeof(route->user_id), "%lld",
+             (long long) user_id);
+    snprintf(route->started, sizeof(route->started), "%lld",
+             (long long) time(NULL));
+
+    if (route->name == NULL || route->socket == NULL || route->user == NULL
+        || route->session == NULL || route->client == NULL
+        || route->node == NULL || route->key == NULL)
+    {
+        tnl_route_unref(route);
+        return NULL;
+    }
+
+    strcpy(route->key, TNL_ROUTE_KEY_PREFIX);
+    strcat(route->key, name);
+
+    return route;
+}
+
+
+void
+tnl_route_claim(tnl_route_t *route, tnl_claim_pt cb)
+{
+    route->claim_cb = cb;
+
+    if (route->state != TNL_ROUTE_NEW) {
+        tnl_log_error("routes: \"%s\" claimed twice", route->name);
+        return;
+    }
+
+    route->state = TNL_ROUTE_CLAIMING;
+    route->uncertain = 1;
+
+    tnl_route_op_start(route, TNL_SCRIPT_CLAIM);
+}
+
+
+void
+tnl_route_release(tnl_route_t *route)
+{
+    if (route == NULL) {
+        return;
+    }
+
+    route->released = 1;
+
+    if (route->state == TNL_ROUTE_HELD) {
+        tnl_route_list_del(route);
+        route->state = TNL_ROUTE_NEW;
+        route->uncertain = 1;
+    }
+
+    /*
+     * CLAIMING: the claim reply undoes a success.  Otherwise release.lua
+     * deletes the key only if this session still holds it, so sending it
+     * after an unanswered claim is safe.
+     */
+    if (route->uncertain && route->state != TNL_ROUTE_CLAIMING
+        && tnl_redis_is_up(tnl_routes.cmd))
+    {
+        route->uncertain = 0;
+        tnl_route_op_start(route, TNL_SCRIPT_RELEASE);
+    }
+
+    tnl_route_unref(route);
+}
+
+
+const char *
+tnl_route_name(const tnl_route_t *route)
+{
+    return route->name;
+}
+
+
+void
+tnl_routes_stop(void)
+{
+    int  left;
+
+    tnl_timer_del(&tnl_routes.heartbeat);
+
+    /* let the releases the callers just sent reach Redis */
+    left = tnl_redis_flush(tnl_routes.cmd, TNL_ROUTES_FLUSH_MS);
+    if (left > 0) {
+        tnl_log_warn("routes: %d command(s) unanswered at shutdown", left);
+    }
+
+    tnl_redis_destroy(tnl_routes.cmd);
+    tnl_redis_destroy(tnl_routes.sub);
+    tnl_routes.cmd = NULL;
+    tnl_routes.sub = NULL;
+}
