@@ -1,0 +1,667 @@
+/*
+ * tcpip-forward and cancel-tcpip-forward (see forward.h).  Decides the
+ * tunnel name, creates the Unix socket, claims the name, answers the
+ * client, and tears it all down.  Does not carry bytes (pump.c).
+ *
+ * Bind address -> name: "" / "localhost" (what "-R 80:..." and "-R :80"
+ * send) and wildcard addresses mean "give me a name": the user's reserved
+ * name, else a random readable one.  "NAME" or "NAME.DOMAIN" asks for
+ * NAME.  The address is echoed verbatim when opening forwarded-tcpip
+ * channels: OpenSSH matches the open against what it asked for.
+ */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <libssh/server.h>
+
+#include "tnl_name.h"
+#include "db.h"
+#include "forward.h"
+#include "keys.h"
+#include "log.h"
+#include "pump.h"
+#include "routes.h"
+#include "server.h"
+#include "session.h"
+
+
+#define TNL_FORWARD_RANDOM_TRIES  4
+#define TNL_FORWARD_BACKLOG       511
+
+
+static const char  *tnl_adjectives[] = {
+    "amber", "brave", "calm", "clever", "crisp", "dusty", "eager", "fancy",
+    "gentle", "happy", "jolly", "keen", "lively", "lucky", "merry", "misty",
+    "noble", "polite", "proud", "quick", "quiet", "rapid", "rosy", "shiny",
+    "silent", "snowy", "sunny", "swift", "tidy", "vivid", "witty", "zesty",
+};
+
+static const char  *tnl_nouns[] = {
+    "badger", "beacon", "canyon", "comet", "falcon", "fern", "forest",
+    "harbor", "heron", "island", "lagoon", "lantern", "maple", "meadow",
+    "otter", "panda", "pebble", "pine", "planet", "puffin", "river",
+    "robin", "rocket", "sparrow", "summit", "tiger", "tulip", "valley",
+    "walrus", "willow", "wombat", "zebra",
+};
+
+
+static void tnl_forward_claimed(tnl_route_t *route,
+    tnl_claim_status_e status, const char *detail, void *data);
+static void tnl_forward_lost(tnl_route_t *route, void *data);
+
+
+static uint32_t
+tnl_forward_random(void)
+{
+    uint32_t  r;
+
+    if (getrandom(&r, sizeof(r), 0) != sizeof(r)) {
+        r = (uint32_t) random();
+    }
+
+    return r;
+}
+
+
+static void
+tnl_forward_random_name(char *out)
+{
+    uint32_t  r;
+
+    r = tnl_forward_random();
+
+    snprintf(out, TNL_NAME_MAX + 1, "%s-%s-%02u",
+             tnl_adjectives[r % 32], tnl_nouns[(r / 32) % 32],
+             (unsigned) (10 + (r / 1024) % 90));
+}
+
+
+static int
+tnl_forward_is_wildcard(const char *addr)
+{
+    static const char  *any[] = {
+        "", "localhost", "*", "0.0.0.0", "::", "127.0.0.1", "::1", NULL
+    };
+    int                 i;
+
+    for (i = 0; any[i] != NULL; i++) {
+        if (strcmp(addr, any[i]) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static tnl_forward_t *
+tnl_forward_find_name(tnl_session_t *s, const char *name)
+{
+    tnl_forward_t  *f;
+
+    for (f = s->forwards; f != NULL; f = f->next) {
+        if (f->state != TNL_FORWARD_CLOSED && strcmp(f->name, name) == 0) {
+            return f;
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * "-R 0:..." lets us pick the port the client then matches channel opens
+ * against: 80 when free, else one no other forward of this session with
+ * the same bind address uses (two equal address/port pairs would be
+ * ambiguous to the client)
+ */
+static int
+tnl_forward_free_port(tnl_session_t *s, const char *addr)
+{
+    tnl_forward_t  *f;
+    int             port;
+
+    for (port = 80; port < 65536; port = (port == 80) ? 10000 : port + 1) {
+        for (f = s->forwards; f != NULL; f = f->next) {
+            if (f->state != TNL_FORWARD_CLOSED && f->bind_port == port
+                && strcmp(f->bind_address, addr) == 0)
+            {
+                break;
+            }
+        }
+
+        if (f == NULL) {
+            return port;
+        }
+    }
+
+    return 80;
+}
+
+
+static void
+tnl_forward_public_url(const char *name, char *out, size_t size)
+{
+    const char  *t, *p;
+
+    /* the template comes from the operator; only its first %s is ours */
+
+    t = tnl_conf.public_url;
+    p = strstr(t, "%s");
+
+    if (p == NULL) {
+        snprintf(out, size, "%s", t);
+        return;
+    }
+
+    snprintf(out, size, "%.*s%s%s", (int) (p - t), t, name, p + 2);
+}
+
+
+void
+tnl_forward_print_urls(tnl_session_t *s)
+{
+    tnl_forward_t  *f;
+    char            url[512];
+
+    for (f = s->forwards; f != NULL; f = f->next) {
+        if (f->state != TNL_FORWARD_ACTIVE) {
+            continue;
+        }
+
+        tnl_forward_public_url(f->name, url, sizeof(url));
+        tnl_session_printf(s, "Your tunnel is up: %s%s", url,
+                           tnl_session_eol(s));
+    }
+}
+
+
+/* answers the pending tcpip-forward request, then forgets it */
+static void
+tnl_forward_answer(tnl_forward_t *f, int ok)
+{
+    if (f->request == NULL) {
+        return;
+    }
+
+    if (ok) {
+        /* a port is sent back only when the client asked for port 0 */
+        ssh_message_global_request_reply_success(f->request,
+                                                 (uint16_t) f->bind_port);
+    } else {
+        ssh_message_reply_default(f->request);
+    }
+
+    ssh_message_free(f->request);
+    f->request = NULL;
+
+    tnl_session_post_process(f->session);
+}
+
+
+static int
+tnl_forward_listen(tnl_forward_t *f)
+{
+    struct sockaddr_un  sa;
+    uint32_t            r[2];
+    int                 fd, n;
+
+    r[0] = tnl_forward_random();
+    r[1] = tnl_forward_random();
+
+    n = snprintf(f->socket_path, sizeof(f->socket_path), "%s/t-%08x%08x.sock",
+                 tnl_conf.socket_dir, r[0], r[1]);
+    if (n < 0 || (size_t) n >= sizeof(f->socket_path)) {
+        tnl_log_error("socket dir \"%s\" is too long for a Unix socket path",
+                      tnl_conf.socket_dir);
+        f->socket_path[0] = '\0';
+        return -1;
+    }
+
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1) {
+        tnl_log_error("socket(AF_UNIX): %s", strerror(errno));
+        f->socket_path[0] = '\0';
+        return -1;
+    }
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    memcpy(sa.sun_path, f->socket_path, (size_t) n + 1);
+
+    if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) == -1) {
+        tnl_log_error("bind(\"%s\"): %s", f->socket_path, strerror(errno));
+        close(fd);
+        f->socket_path[0] = '\0';
+        return -1;
+    }
+
+    /* the directory (0750) is the real fence; the socket is 0660 */
+
+    if (chmod(f->socket_path, 0660) == -1
+        || (tnl_conf.socket_gid != (gid_t) -1
+            && chown(f->socket_path, (uid_t) -1, tnl_conf.socket_gid) == -1)
+        || listen(fd, TNL_FORWARD_BACKLOG) == -1)
+    {
+        tnl_log_error("socket \"%s\": %s", f->socket_path, strerror(errno));
+        close(fd);
+        unlink(f->socket_path);
+        f->socket_path[0] = '\0';
+        return -1;
+    }
+
+    f->fd = fd;
+    tnl_io_init(&f->io, f->session->loop, fd, tnl_pump_accept_handler, f);
+
+    return 0;
+}
+
+
+static void
+tnl_forward_refuse(tnl_session_t *s, ssh_message msg, const char *text)
+{
+    if (text != NULL) {
+        tnl_session_printf(s, "%s%s", text, tnl_session_eol(s));
+    }
+
+    ssh_message_reply_default(msg);
+    ssh_message_free(msg);
+}
+
+
+/* picks the name for a request; 0, or -1 with a message for the person */
+static int
+tnl_forward_pick_name(tnl_session_t *s, const char *addr, char *name,
+    unsigned *auto_name, char *why, size_t why_size)
+{
+    const char  *err, *reserved;
+    int64_t      owner;
+
+    *auto_name = 0;
+
+    if (tnl_forward_is_wildcard(addr)) {
+        reserved = tnl_keys_reserved_name_of(s->user_id);
+
+        if (reserved != NULL && tnl_forward_find_name(s, reserved) == NULL) {
+            snprintf(name, TNL_NAME_MAX + 1, "%s", reserved);
+            return 0;
+        }
+
+        *auto_name = 1;
+        tnl_forward_random_name(name);
+        return 0;
+    }
+
+    if (tnl_host_to_name(addr, strlen(addr), tnl_conf.domain,
+                         strlen(tnl_conf.domain), name) != 0
+        && tnl_name_validate(addr, strlen(addr), name, &err) != 0)
+    {
+        snprintf(why, why_size, "\"%.64s\" cannot be a tunnel name: %s.",
+                 addr, err);
+        return -1;
+    }
+
+    if (tnl_name_is_reserved(name, tnl_conf.reserved_names)) {
+        snprintf(why, why_size, "The name %s is reserved; pick another with "
+                 "-R othername:80:localhost:PORT", name);
+        return -1;
+    }
+
+    owner = tnl_keys_reserved_owner(name);
+    if (owner != 0 && owner != s->user_id) {
+        snprintf(why, why_size, "The name %s is reserved by another user; "
+                 "pick another with -R othername:80:localhost:PORT", name);
+        return -1;
+    }
+
+    if (tnl_forward_find_name(s, name) != NULL) {
+        snprintf(why, why_size, "You already forward %s in this session.",
+                 name);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static void
+tnl_forward_claim(tnl_forward_t *f)
+{
+    tnl_session_t  *s = f->session;
+
+    f->route = tnl_route_new(f->name, f->socket_path, s->user, s->user_id,
+                             s->id, s->client, tnl_forward_lost, f);
+    if (f->route == NULL) {
+        tnl_forward_answer(f, 0);
+        tnl_forward_close(f, "out of memory");
+        return;
+    }
+
+    f->tries++;
+
+    /* may answer before returning (Redis down): nothing follows this call */
+    tnl_route_claim(f->route, tnl_forward_claimed);
+}
+
+
+void
+tnl_forward_request(tnl_session_t *s, ssh_message msg)
+{
+    tnl_forward_t  *f;
+    const char     *addr;
+    char            name[TNL_NAME_MAX + 1];
+    char            why[256];
+    unsigned        auto_name;
+    int             port;
+
+    addr = ssh_message_global_request_address(msg);
+    port = ssh_message_global_request_port(msg);
+
+    if (addr == NULL || port < 0 || port > 65535) {
+        tnl_forward_refuse(s, msg, NULL);
+        return;
+    }
+
+    if (s->closing) {
+        tnl_forward_refuse(s, msg, NULL);
+        return;
+    }
+
+    if (s->nforwards >= tnl_conf.max_forwards) {
+        tnl_log_info("session %s: refused forward \"%s\": limit of %d",
+                     s->id, addr, tnl_conf.max_forwards);
+        snprintf(why, sizeof(why), "You have reached the limit of %d tunnels "
+                 "per connection.", tnl_conf.max_forwards);
+        tnl_forward_refuse(s, msg, why);
+        return;
+    }
+
+    if (tnl_forward_pick_name(s, addr, name, &auto_name, why, sizeof(why))) {
+        tnl_log_info("session %s: refused forward \"%s\": %s",
+                     s->id, addr, why);
+        tnl_forward_refuse(s, msg, why);
+        return;
+    }
+
+    f = calloc(1, sizeof(tnl_forward_t));
+    if (f == NULL) {
+        tnl_forward_refuse(s, msg, NULL);
+        return;
+    }
+
+    f->bind_address = strdup(addr);
+    if (f->bind_address == NULL) {
+        free(f);
+        tnl_forward_refuse(s, msg, NULL);
+        return;
+    }
+
+    f->session = s;
+    f->state = TNL_FORWARD_CLAIMING;
+    f->request = msg;
+    f->fd = -1;
+    f->asked_port = port;
+    f->bind_port = port ? port : tnl_forward_free_port(s, addr);
+    f->auto_name = auto_name;
+    f->started = time(NULL);
+    snprintf(f->name, sizeof(f->name), "%s", name);
+
+    f->next = s->forwards;
+    s->forwards = f;
+    s->nforwards++;
+
+    if (tnl_forward_listen(f) == -1) {
+        tnl_session_printf(s, "The server could not create your tunnel; "
+                           "please retry later.%s", tnl_session_eol(s));
+        tnl_forward_answer(f, 0);
+        tnl_forward_close(f, "cannot create its socket");
+        return;
+    }
+
+    tnl_forward_claim(f);
+}
+
+
+static void
+tnl_forward_up(tnl_forward_t *f, const char *takeover)
+{
+    tnl_session_t   *s = f->session;
+    tnl_db_event_t   ev;
+    char             url[512];
+
+    f->state = TNL_FORWARD_ACTIVE;
+    f->started = time(NULL);
+
+    if (tnl_io_set(&f->io, EPOLLIN) == -1) {
+        tnl_log_error("epoll (tunnel %s): %s", f->name, strerror(errno));
+    }
+
+    tnl_forward_answer(f, 1);
+
+    tnl_forward_public_url(f->name, url, sizeof(url));
+
+    tnl_log_info("tunnel %s up: user \"%s\" session %s socket %s%s%s",
+                 f->name, s->user, s->id, f->socket_path,
+                 takeover ? " took over from " : "", takeover ? takeover : "");
+
+    if (s->shell) {
+        tnl_session_printf(s, "Your tunnel is up: %s%s", url,
+                           tnl_session_eol(s));
+    }
+
+    memset(&ev, 0, sizeof(ev));
+    ev.event = takeover ? "takeover" : "open";
+    ev.name = f->name;
+    ev.user_id = s->user_id;
+    ev.fingerprint = s->fingerprint;
+    ev.client = s->client;
+    ev.session = s->id;
+    ev.detail = takeover;
+    tnl_db_log_event(&ev);
+}
+
+
+static void
+tnl_forward_claimed(tnl_route_t *route, tnl_claim_status_e status,
+    const char *detail, void *data)
+{
+    tnl_forward_t  *f = data;
+    tnl_session_t  *s = f->session;
+    char            why[256];
+
+    (void) route;
+
+    if (f->state != TNL_FORWARD_CLAIMING) {
+        return;
+    }
+
+    switch (status) {
+
+    case TNL_CLAIM_CLAIMED:
+        tnl_forward_up(f, NULL);
+        return;
+
+    case TNL_CLAIM_TAKEOVER:
+        tnl_forward_up(f, detail);
+        return;
+
+    case TNL_CLAIM_TAKEN:
+        tnl_route_release(f->route);        /* not ours: just frees it */
+        f->route = NULL;
+
+        if (f->auto_name && f->tries < TNL_FORWARD_RANDOM_TRIES) {
+            tnl_forward_random_name(f->name);
+            tnl_forward_claim(f);
+            return;
+        }
+
+        tnl_log_info("tunnel %s: refused for user \"%s\": held by user "
+                     "\"%s\"", f->name, s->user, detail ? detail : "?");
+        snprintf(why, sizeof(why), "The name %s is in use by another user; "
+                 "pick another with -R othername:80:localhost:PORT",
+                 f->name);
+        tnl_session_printf(s, "%s%s", why, tnl_session_eol(s));
+        tnl_forward_answer(f, 0);
+        tnl_forward_close(f, "name taken");
+        return;
+
+    default:
+        tnl_log_warn("tunnel %s: claim failed: Redis unavailable", f->name);
+        tnl_session_printf(s, "The tunnel registry is unavailable, retry in "
+                           "a moment.%s", tnl_session_eol(s));
+        tnl_forward_answer(f, 0);
+        tnl_forward_close(f, "registry unavailable");
+        return;
+    }
+}
+
+
+static void
+tnl_forward_lost(tnl_route_t *route, void *data)
+{
+    tnl_forward_t  *f = data;
+
+    (void) route;
+
+    tnl_session_printf(f->session, "Your tunnel %s was taken over by "
+                       "another session and is closed.%s", f->name,
+                       tnl_session_eol(f->session));
+    tnl_forward_close(f, "route lost to another session");
+}
+
+
+void
+tnl_forward_cancel(tnl_session_t *s, ssh_message msg)
+{
+    tnl_forward_t  *f;
+    const char     *addr;
+    int             port;
+
+    addr = ssh_message_global_request_address(msg);
+    port = ssh_message_global_request_port(msg);
+
+    for (f = s->forwards; f != NULL; f = f->next) {
+        if (f->state == TNL_FORWARD_ACTIVE && addr != NULL
+            && strcmp(f->bind_address, addr) == 0
+            && (f->asked_port == port || f->bind_port == port))
+        {
+            tnl_forward_close(f, "cancelled by the client");
+            ssh_message_global_request_reply_success(msg, 0);
+            ssh_message_free(msg);
+            return;
+        }
+    }
+
+    ssh_message_reply_default(msg);
+    ssh_message_free(msg);
+}
+
+
+void
+tnl_forward_close(tnl_forward_t *f, const char *reason)
+{
+    tnl_session_t   *s = f->session;
+    tnl_stream_t    *st;
+    tnl_db_event_t   ev;
+    int              was_active;
+
+    if (f->state == TNL_FORWARD_CLOSED) {
+        return;
+    }
+
+    was_active = (f->state == TNL_FORWARD_ACTIVE);
+    f->state = TNL_FORWARD_CLOSED;
+
+    /* an unanswered request is refused (or dropped with the session) */
+    if (f->request != NULL && !s->closing) {
+        tnl_forward_answer(f, 0);
+    }
+
+    if (f->route != NULL) {
+        tnl_route_release(f->route);
+        f->route = NULL;
+    }
+
+    if (f->fd != -1) {
+        tnl_io_del(&f->io);
+        close(f->fd);
+        f->fd = -1;
+    }
+
+    if (f->socket_path[0] != '\0') {
+        unlink(f->socket_path);
+    }
+
+    for (st = s->streams; st != NULL; st = st->next) {
+        if (st->forward == f) {
+            tnl_stream_abort(st);
+            st->forward = NULL;
+        }
+    }
+
+    if (was_active) {
+        tnl_log_info("tunnel %s down (%s): user \"%s\" session %s "
+                     "client %s up %lds in %llu out %llu streams %llu",
+                     f->name, reason, s->user, s->id, s->client,
+                     (long) (time(NULL) - f->started),
+                     (unsigned long long) f->bytes_in,
+                     (unsigned long long) f->bytes_out,
+                     (unsigned long long) f->streams);
+
+        memset(&ev, 0, sizeof(ev));
+        ev.event = "close";
+        ev.name = f->name;
+        ev.user_id = s->user_id;
+        ev.fingerprint = s->fingerprint;
+        ev.client = s->client;
+        ev.session = s->id;
+        ev.bytes_in = (int64_t) f->bytes_in;
+        ev.bytes_out = (int64_t) f->bytes_out;
+        ev.streams = (int64_t) f->streams;
+        ev.detail = reason;
+        tnl_db_log_event(&ev);
+    }
+
+    tnl_session_post_sweep(s);
+}
+
+
+void
+tnl_forward_sweep(tnl_session_t *s)
+{
+    tnl_forward_t  **pp, *f;
+
+    pp = &s->forwards;
+
+    while (*pp != NULL) {
+        f = *pp;
+
+        if (f->state != TNL_FORWARD_CLOSED && !s->finished) {
+            pp = &f->next;
+            continue;
+        }
+
+        if (f->state != TNL_FORWARD_CLOSED) {
+            /* session freed under an open forward: close it first */
+            tnl_forward_close(f, "session closed");
+        }
+
+        if (f->request != NULL) {
+            ssh_message_free(f->request);
+            f->request = NULL;
+        }
+
+        *pp = f->next;
+        s->nforwards--;
+        free(f->bind_address);
+        free(f);
+    }
+}

@@ -1,0 +1,782 @@
+/*
+ * Streams between nginx's Unix connections and forwarded-tcpip channels
+ * (see pump.h).  Channel callbacks only write to the Unix socket and set
+ * flags; every libssh call that writes, opens or closes happens from our
+ * own handlers or the session's process pass, never from a callback.
+ *
+ * libssh 0.10.6 has no "open confirmed" nor "window grew" callback: each
+ * process pass re-calls ssh_channel_open_reverse_forward on opening
+ * channels and re-checks ssh_channel_window_size on stalled ones.
+ */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "forward.h"
+#include "log.h"
+#include "pump.h"
+#include "session.h"
+
+
+#define TNL_STREAM_UP_MAX    (64 * 1024)
+#define TNL_STREAM_DOWN_MAX  (64 * 1024)
+#define TNL_PUMP_ACCEPTS     64
+
+
+static void tnl_stream_io_handler(tnl_io_t *io, uint32_t events);
+static void tnl_stream_update_io(tnl_stream_t *st);
+
+
+/* channel callbacks: no libssh calls, no frees */
+
+static void
+tnl_stream_note_status(tnl_stream_t *st, const char *p, size_t len)
+{
+    /* "HTTP/1.1 200 ..." : bytes 9..11 of the first response line */
+
+    while (len > 0 && st->status_seen < 12) {
+        if (st->status_seen >= 9) {
+            st->status[st->status_seen - 9] = *p;
+        }
+        st->status_seen++;
+        p++;
+        len--;
+    }
+}
+
+
+static int
+tnl_stream_chan_data(ssh_session session, ssh_channel channel, void *data,
+    uint32_t len, int is_stderr, void *userdata)
+{
+    tnl_stream_t  *st = userdata;
+    ssize_t        n;
+
+    (void) session;
+    (void) channel;
+
+    if (is_stderr || st->fd == -1 || st->unix_shut
+        || st->state == TNL_STREAM_CLOSED)
+    {
+        st->down_pending = 0;
+        return (int) len;                  /* nobody to give it to */
+    }
+
+    /* libssh hands us everything it holds: what we leave, it keeps */
+
+    if (st->down_blocked || st->down_len > 0) {
+        st->down_pending = len;
+        return 0;
+    }
+
+    n = write(st->fd, data, len);
+
+    if (n == -1) {
+        if (errno != EAGAIN && errno != EINTR) {
+            st->down_pending = 0;
+            tnl_stream_abort(st);          /* marks only: see abort */
+            return (int) len;
+        }
+        n = 0;
+    }
+
+    if (n > 0) {
+        tnl_stream_note_status(st, data, (size_t) n);
+        st->bytes_down += (uint64_t) n;
+        if (st->forward != NULL) {
+            st->forward->bytes_in += (uint64_t) n;
+        }
+    }
+
+    st->down_pending = len - (uint32_t) n;
+
+    if (st->down_pending > 0) {
+        st->down_blocked = 1;
+        tnl_stream_update_io(st);
+    }
+
+    return (int) n;
+}
+
+
+static void
+tnl_stream_chan_eof(ssh_session session, ssh_channel channel, void *userdata)
+{
+    tnl_stream_t  *st = userdata;
+
+    (void) session;
+    (void) channel;
+
+    st->chan_eof = 1;
+    tnl_session_post_process(st->session);
+}
+
+
+static void
+tnl_stream_chan_close(ssh_session session, ssh_channel channel,
+    void *userdata)
+{
+    tnl_stream_t  *st = userdata;
+
+    (void) session;
+    (void) channel;
+
+    st->chan_closed = 1;
+    st->chan_eof = 1;
+    tnl_session_post_process(st->session);
+}
+
+
+/* the Unix side */
+
+static void
+tnl_stream_close_unix(tnl_stream_t *st)
+{
+    if (st->fd == -1) {
+        return;
+    }
+
+    tnl_io_del(&st->io);
+    close(st->fd);
+    st->fd = -1;
+}
+
+
+static void
+tnl_stream_update_io(tnl_stream_t *st)
+{
+    tnl_session_t  *s = st->session;
+    uint32_t        ev = 0;
+
+    if (st->fd == -1) {
+        return;
+    }
+
+    if (!st->unix_eof && st->up_len < TNL_STREAM_UP_MAX && !s->write_blocked
+        && (st->state == TNL_STREAM_OPENING
+            || (st->state == TNL_STREAM_OPEN && !st->chan_closed)))
+    {
+        ev |= EPOLLIN;
+    }
+
+    if (st->down_blocked) {
+        ev |= EPOLLOUT;
+    }
+
+    /*
+     * A hung-up socket reports EPOLLHUP even with no interest at all: keep
+     * it out of epoll while we have nothing to do with it, or a
+     * level-triggered loop spins
+     */
+
+    if (ev == 0 && st->io.active) {
+        tnl_io_del(&st->io);
+        return;
+    }
+
+    if (ev != 0 && tnl_io_set(&st->io, ev) == -1) {
+        tnl_log_error("epoll (stream): %s", strerror(errno));
+        tnl_stream_abort(st);
+    }
+}
+
+
+static void
+tnl_stream_capture_reqline(tnl_stream_t *st, const char *p, size_t n)
+{
+    size_t  i;
+
+    for (i = 0; i < n && !st->reqline_done; i++) {
+        if (p[i] == '\r' || p[i] == '\n'
+            || st->reqline_len == sizeof(st->reqline) - 1)
+        {
+            st->reqline_done = 1;
+            break;
+        }
+        st->reqline[st->reqline_len++] = p[i];
+    }
+
+    st->reqline[st->reqline_len] = '\0';
+}
+
+
+/* nginx -> client: write what the window allows */
+static void
+tnl_stream_flush_up(tnl_stream_t *st)
+{
+    tnl_session_t  *s = st->session;
+    uint32_t        win;
+    size_t          n;
+    int             rc;
+
+    if (st->state != TNL_STREAM_OPEN) {
+        return;
+    }
+
+    if (st->chan_closed) {
+        st->up_len = 0;            /* the client is gone: drop */
+        return;
+    }
+
+    while (st->up_len > 0) {
+        win = ssh_channel_window_size(st->chan);
+        if (win == 0) {
+            break;                 /* re-checked after each poll */
+        }
+
+        n = st->up_len < win ? st->up_len : win;
+
+        rc = ssh_channel_write(st->chan, st->up, (uint32_t) n);
+        if (rc == SSH_ERROR) {
+            tnl_log_debug("stream: channel write: %s",
+                          ssh_get_error(s->ssh));
+            tnl_stream_abort(st);
+            return;
+        }
+
+        if (rc == 0) {
+            break;                 /* re-key in progress: not an error */
+        }
+
+        st->up_len -= (size_t) rc;
+        if (st->up_len > 0) {
+            memmove(st->up, st->up + rc, st->up_len);
+        }
+
+        st->bytes_up += (uint64_t) rc;
+        if (st->forward != NULL) {
+            st->forward->bytes_out += (uint64_t) rc;
+        }
+    }
+
+    if (st->unix_eof && st->up_len == 0 && !st->eof_sent) {
+        (void) ssh_channel_send_eof(st->chan);
+        st->eof_sent = 1;
+    }
+
+    if (!s->write_blocked && ssh_blocking_flush(s->ssh, 0) == SSH_AGAIN) {
+        s->write_blocked = 1;
+        tnl_pump_update_interest(s);
+        tnl_session_post_process(s);
+    }
+}
+
+
+static void
+tnl_stream_read_up(tnl_stream_t *st)
+{
+    ssize_t  n;
+
+    while (st->up_len < TNL_STREAM_UP_MAX && !st->unix_eof) {
+        n = read(st->fd, st->up + st->up_len, TNL_STREAM_UP_MAX - st->up_len);
+
+        if (n > 0) {
+            if (!st->reqline_done) {
+                tnl_stream_capture_reqline(st, st->up + st->up_len,
+                                           (size_t) n);
+            }
+            st->up_len += (size_t) n;
+            continue;
+        }
+
+        if (n == 0) {
+            st->unix_eof = 1;
+            break;
+        }
+
+        if (errno == EINTR) {
+            continue;
+        }
+
+        if (errno != EAGAIN) {
+            tnl_stream_abort(st);
+            return;
+        }
+
+        break;
+    }
+
+    tnl_stream_flush_up(st);
+}
+
+
+/*
+ * client -> nginx: what libssh kept while the Unix socket was full.
+ *
+ * libssh 0.10.6 re-opens the whole window (1.28 MB) on every
+ * ssh_channel_read as soon as less than half of it is left, however much
+ * it already holds: reading it piecemeal would let a fast client pile up
+ * megabytes behind a slow reader.  So we take everything it holds in one
+ * go, only when our own buffer is empty, and leave the rest of the flow
+ * control to the window: while our buffer is not empty the data callback
+ * takes nothing, and libssh stops re-opening the window for what it holds.
+ * Bound per stream: about two windows.
+ */
+static int
+tnl_stream_take_pending(tnl_stream_t *st)
+{
+    char    *p;
+    size_t   cap;
+    int      rc;
+
+    cap = st->down_pending > TNL_STREAM_DOWN_MAX
+          ? st->down_pending : TNL_STREAM_DOWN_MAX;
+
+    if (st->down == NULL || st->down_cap < cap) {
+        p = realloc(st->down, cap);
+        if (p == NULL) {
+            return -1;
+        }
+        st->down = p;
+        st->down_cap = cap;
+    }
+
+    st->down_off = 0;
+    st->down_len = 0;
+
+    while (st->down_pending > 0) {
+        /* libssh's buffer is not empty, so this never polls the socket */
+        rc = ssh_channel_read_nonblocking(st->chan, st->down + st->down_len,
+                                          (uint32_t) st->down_pending, 0);
+        if (rc <= 0) {
+            st->down_pending = 0;
+            break;
+        }
+
+        st->down_len += (size_t) rc;
+        st->down_pending -= (size_t) rc;
+    }
+
+    return 0;
+}
+
+
+static void
+tnl_stream_drain_down(tnl_stream_t *st)
+{
+    ssize_t  n;
+
+    for ( ;; ) {
+        if (st->down_len > 0) {
+            n = write(st->fd, st->down + st->down_off, st->down_len);
+
+            if (n == -1) {
+                if (errno == EINTR) {
+                    continue;
+                }
+                if (errno == EAGAIN) {
+                    st->down_blocked = 1;
+                    return;
+                }
+                tnl_stream_abort(st);
+                return;
+            }
+
+            tnl_stream_note_status(st, st->down + st->down_off, (size_t) n);
+            st->down_off += (size_t) n;
+            st->down_len -= (size_t) n;
+            st->bytes_down += (uint64_t) n;
+            if (st->forward != NULL) {
+                st->forward->bytes_in += (uint64_t) n;
+            }
+            continue;
+        }
+
+        if (st->down_pending == 0 || st->state != TNL_STREAM_OPEN) {
+            break;
+        }
+
+        if (tnl_stream_take_pending(st) == -1) {
+            tnl_stream_abort(st);
+            return;
+        }
+    }
+
+    st->down_blocked = 0;
+
+    if (st->down_cap > TNL_STREAM_DOWN_MAX) {
+        free(st->down);             /* a burst is over: give it back */
+        st->down = NULL;
+        st->down_cap = 0;
+    }
+}
+
+
+static void
+tnl_stream_io_handler(tnl_io_t *io, uint32_t events)
+{
+    tnl_stream_t   *st = io->data;
+    tnl_session_t  *s = st->session;
+
+    if (st->fd == -1 || st->state == TNL_STREAM_CLOSED) {
+        return;
+    }
+
+    if (events & EPOLLOUT) {
+        tnl_stream_drain_down(st);
+    }
+
+    if (st->fd != -1 && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+        && (st->io.events & EPOLLIN))
+    {
+        tnl_stream_read_up(st);
+    }
+
+    tnl_stream_update_io(st);
+    tnl_session_post_process(s);
+}
+
+
+/* streams: open, finish */
+
+static void
+tnl_stream_opened(tnl_stream_t *st, int rc)
+{
+    if (rc == SSH_AGAIN) {
+        return;
+    }
+
+    if (rc == SSH_OK) {
+        st->state = TNL_STREAM_OPEN;
+
+        if (st->abandoned) {
+            (void) ssh_channel_send_eof(st->chan);
+            (void) ssh_channel_close(st->chan);
+            st->state = TNL_STREAM_CLOSED;
+            tnl_session_post_sweep(st->session);
+            return;
+        }
+
+        tnl_stream_flush_up(st);
+        return;
+    }
+
+    /*
+     * The client refused (nothing listens on its local port, or it does
+     * not know this forward): closing nginx's connection without a byte
+     * makes nginx answer 502
+     */
+
+    st->failed = 1;
+    st->state = TNL_STREAM_CLOSED;
+    tnl_stream_close_unix(st);
+    tnl_session_post_sweep(st->session);
+}
+
+
+static void
+tnl_stream_start(tnl_forward_t *f, int fd)
+{
+    tnl_session_t  *s = f->session;
+    tnl_stream_t   *st;
+    int             rc;
+
+    st = calloc(1, sizeof(tnl_stream_t));
+    if (st == NULL) {
+        close(fd);
+        return;
+    }
+
+    st->up = malloc(TNL_STREAM_UP_MAX);
+    st->chan = ssh_channel_new(s->ssh);
+
+    if (st->up == NULL || st->chan == NULL) {
+        tnl_log_error("tunnel %s: cannot create a stream: %s", f->name,
+                      st->chan == NULL ? ssh_get_error(s->ssh) : "no memory");
+        if (st->chan != NULL) {
+            ssh_channel_free(st->chan);
+        }
+        free(st->up);
+        free(st);
+        close(fd);
+        return;
+    }
+
+    st->session = s;
+    st->forward = f;
+    st->fd = fd;
+    st->state = TNL_STREAM_OPENING;
+    st->started_ms = tnl_now_ms();
+    st->origin_port = 1024 + (int) (s->next_origin_port++ % 64000);
+    snprintf(st->name, sizeof(st->name), "%s", f->name);
+
+    st->cb.userdata = st;
+    st->cb.channel_data_function = tnl_stream_chan_data;
+    st->cb.channel_eof_function = tnl_stream_chan_eof;
+    st->cb.channel_close_function = tnl_stream_chan_close;
+    ssh_callbacks_init(&st->cb);
+    ssh_set_channel_callbacks(st->chan, &st->cb);
+
+    tnl_io_init(&st->io, s->loop, fd, tnl_stream_io_handler, st);
+
+    st->next = s->streams;
+    if (s->streams != NULL) {
+        s->streams->prev = st;
+    }
+    s->streams = st;
+    s->nstreams++;
+
+    f->streams++;
+    f->open_streams++;
+
+    /* echo exactly what the client asked for, or it will not match */
+    rc = ssh_channel_open_reverse_forward(st->chan, f->bind_address,
+                                          f->bind_port, "127.0.0.1",
+                                          st->origin_port);
+    tnl_stream_opened(st, rc);
+    tnl_stream_update_io(st);
+}
+
+
+void
+tnl_pump_accept_handler(tnl_io_t *io, uint32_t events)
+{
+    tnl_forward_t  *f = io->data;
+    tnl_session_t  *s = f->session;
+    int             i, fd;
+
+    (void) events;
+
+    if (f->state != TNL_FORWARD_ACTIVE || s->closing) {
+        return;
+    }
+
+    for (i = 0; i < TNL_PUMP_ACCEPTS; i++) {
+        fd = accept4(f->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (fd == -1) {
+            if (errno == EINTR || errno == ECONNABORTED) {
+                continue;
+            }
+
+            if (errno != EAGAIN) {
+                tnl_log_error("tunnel %s: accept: %s", f->name,
+                              strerror(errno));
+            }
+            break;
+        }
+
+        tnl_stream_start(f, fd);
+
+        if (s->closing) {
+            break;
+        }
+    }
+
+    tnl_session_post_process(s);
+}
+
+
+void
+tnl_stream_abort(tnl_stream_t *st)
+{
+    if (st->state == TNL_STREAM_CLOSED) {
+        return;
+    }
+
+    /*
+     * May run inside the data callback (write failed): only the Unix side
+     * is closed here; the channel is closed by the next process pass
+     */
+
+    tnl_stream_close_unix(st);
+    st->unix_eof = 1;
+    st->unix_shut = 1;
+    st->abandoned = 1;
+    st->up_len = 0;
+    st->down_len = 0;
+    st->down_blocked = 0;
+
+    tnl_session_post_process(st->session);
+    tnl_session_post_sweep(st->session);
+}
+
+
+/* decides whether an open stream is finished; closes its channel if so */
+static void
+tnl_stream_check_done(tnl_stream_t *st)
+{
+    if (st->state != TNL_STREAM_OPEN) {
+        return;
+    }
+
+    if (st->abandoned) {
+        (void) ssh_channel_send_eof(st->chan);
+        (void) ssh_channel_close(st->chan);
+        st->state = TNL_STREAM_CLOSED;
+        tnl_session_post_sweep(st->session);
+        return;
+    }
+
+    /* the client's EOF goes on to nginx once its bytes are delivered */
+
+    if (st->chan_eof && !st->unix_shut && st->down_len == 0
+        && st->down_pending == 0 && st->fd != -1)
+    {
+        (void) shutdown(st->fd, SHUT_WR);
+        st->unix_shut = 1;
+    }
+
+    if ((st->chan_closed && st->unix_shut) || (st->eof_sent && st->unix_shut))
+    {
+        tnl_stream_close_unix(st);
+        (void) ssh_channel_send_eof(st->chan);
+        (void) ssh_channel_close(st->chan);
+        st->state = TNL_STREAM_CLOSED;
+        tnl_session_post_sweep(st->session);
+    }
+}
+
+
+void
+tnl_pump_process(tnl_session_t *s)
+{
+    tnl_stream_t    *st;
+    tnl_forward_t   *f;
+    int              rc;
+
+    for (st = s->streams; st != NULL; st = st->next) {
+
+        if (st->state == TNL_STREAM_OPENING) {
+            f = st->forward;
+            rc = ssh_channel_open_reverse_forward(st->chan,
+                     f != NULL ? f->bind_address : "localhost",
+                     f != NULL ? f->bind_port : 80,
+                     "127.0.0.1", st->origin_port);
+            tnl_stream_opened(st, rc);
+        }
+
+        if (st->state == TNL_STREAM_OPEN) {
+            if (st->fd != -1 && !st->down_blocked
+                && (st->down_len > 0 || st->down_pending > 0))
+            {
+                tnl_stream_drain_down(st);
+            }
+
+            tnl_stream_flush_up(st);
+            tnl_stream_check_done(st);
+        }
+
+        tnl_stream_update_io(st);
+    }
+}
+
+
+void
+tnl_pump_update_interest(tnl_session_t *s)
+{
+    tnl_stream_t  *st;
+
+    for (st = s->streams; st != NULL; st = st->next) {
+        tnl_stream_update_io(st);
+    }
+}
+
+
+static void
+tnl_stream_log(tnl_stream_t *st)
+{
+    tnl_session_t  *s = st->session;
+    char            method[16], path[128], size[32];
+    const char     *status;
+    uint64_t        ms;
+    double          b;
+
+    if (st->logged) {
+        return;
+    }
+
+    st->logged = 1;
+
+    method[0] = '\0';
+    path[0] = '\0';
+
+    if (st->reqline_len > 0) {
+        (void) sscanf(st->reqline, "%15s %127s", method, path);
+    }
+
+    ms = tnl_now_ms() - st->started_ms;
+    status = st->failed ? "502" : (st->status_seen >= 12 ? st->status : "-");
+
+    b = (double) st->bytes_down;
+    if (b < 1024) {
+        snprintf(size, sizeof(size), "%llu B",
+                 (unsigned long long) st->bytes_down);
+    } else if (b < 1024 * 1024) {
+        snprintf(size, sizeof(size), "%.1f KB", b / 1024);
+    } else {
+        snprintf(size, sizeof(size), "%.1f MB", b / (1024 * 1024));
+    }
+
+    tnl_log_debug("tunnel %s: %s %s %s in %llu out %llu %llums",
+                  st->name,
+                  method[0] ? method : "-", path[0] ? path : "-", status,
+                  (unsigned long long) st->bytes_down,
+                  (unsigned long long) st->bytes_up,
+                  (unsigned long long) ms);
+
+    if (!s->shell || s->closing) {
+        return;
+    }
+
+    if (st->failed) {
+        tnl_session_printf(s, "%s %s -> 502: your local app refused the "
+                           "connection (is it running?)%s",
+                           method[0] ? method : "-", path[0] ? path : "-",
+                           tnl_session_eol(s));
+        return;
+    }
+
+    if (method[0] == '\0') {
+        return;                    /* opened and closed with no request */
+    }
+
+    tnl_session_printf(s, "%s %s %s %s %llu ms%s", method, path, status,
+                       size, (unsigned long long) ms, tnl_session_eol(s));
+}
+
+
+void
+tnl_pump_sweep(tnl_session_t *s, int final)
+{
+    tnl_stream_t  *st, *next;
+
+    for (st = s->streams; st != NULL; st = next) {
+        next = st->next;
+
+        if (!final && (st->state != TNL_STREAM_CLOSED)) {
+            continue;
+        }
+
+        tnl_stream_log(st);
+        tnl_stream_close_unix(st);
+
+        if (st->chan != NULL) {
+            ssh_remove_channel_callbacks(st->chan, &st->cb);
+            ssh_channel_free(st->chan);
+            st->chan = NULL;
+        }
+
+        if (st->forward != NULL && st->forward->open_streams > 0) {
+            st->forward->open_streams--;
+        }
+
+        if (st->prev != NULL) {
+            st->prev->next = st->next;
+        } else {
+            s->streams = st->next;
+        }
+        if (st->next != NULL) {
+            st->next->prev = st->prev;
+        }
+        s->nstreams--;
+
+        free(st->up);
+        free(st->down);
+        free(st);
+    }
+}

@@ -1,0 +1,335 @@
+/*
+ * Listening sockets and accept (see server.h).  Owns the listeners, their
+ * ios and the ssh_bind (host key, no config files); hands each accepted,
+ * tuned, non-blocking fd to tnl_session_accept.  Does not know anything
+ * about what happens on a session.
+ */
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include <libssh/server.h>
+
+#include "log.h"
+#include "server.h"
+#include "session.h"
+
+
+#define TNL_SERVER_BACKLOG       1024
+#define TNL_SERVER_ACCEPTS       64    /* per wake-up and listener */
+#define TNL_SERVER_PAUSE_MS      500   /* after EMFILE */
+#define TNL_TCP_USER_TIMEOUT_MS  60000
+
+
+typedef struct {
+    int           fd;
+    tnl_io_t      io;
+    tnl_timer_t   pause;
+    char          name[80];
+} tnl_listener_t;
+
+
+tnl_conf_t  tnl_conf;
+
+static ssh_bind         tnl_bind;
+static tnl_listener_t   tnl_listeners[TNL_LISTEN_MAX];
+static int              tnl_nlisteners;
+static uint64_t         tnl_refused_logged_ms;
+
+
+/* "0.0.0.0:2222", "[::]:2222", ":2222", "2222" */
+static int
+tnl_server_parse(const char *spec, char *host, size_t hsize, char *port,
+    size_t psize)
+{
+    const char  *colon, *end;
+
+    if (spec[0] == '[') {
+        end = strchr(spec, ']');
+        if (end == NULL || end[1] != ':') {
+            return -1;
+        }
+        snprintf(host, hsize, "%.*s", (int) (end - spec - 1), spec + 1);
+        snprintf(port, psize, "%s", end + 2);
+        return 0;
+    }
+
+    colon = strrchr(spec, ':');
+    if (colon == NULL) {
+        snprintf(host, hsize, "0.0.0.0");
+        snprintf(port, psize, "%s", spec);
+        return 0;
+    }
+
+    if (colon == spec) {
+        snprintf(host, hsize, "0.0.0.0");
+    } else {
+        snprintf(host, hsize, "%.*s", (int) (colon - spec), spec);
+    }
+    snprintf(port, psize, "%s", colon + 1);
+
+    return 0;
+}
+
+
+static void
+tnl_server_tune(int fd)
+{
+    int  on = 1, idle = 60, intvl = 10, cnt = 3;
+    int  uto = TNL_TCP_USER_TIMEOUT_MS;
+
+    /* latency first; dead peers found by the kernel without our timers */
+    (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+    (void) setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+    (void) setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    (void) setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+    (void) setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+    (void) setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof(uto));
+}
+
+
+static void
+tnl_server_peer(const struct sockaddr_storage *ss, char *out, size_t size)
+{
+    char  ip[INET6_ADDRSTRLEN];
+
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6  *sin6 = (const void *) ss;
+
+        inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof(ip));
+        snprintf(out, size, "[%s]:%u", ip, ntohs(sin6->sin6_port));
+        return;
+    }
+
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in  *sin = (const void *) ss;
+
+        inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof(ip));
+        snprintf(out, size, "%s:%u", ip, ntohs(sin->sin_port));
+        return;
+    }
+
+    snprintf(out, size, "unknown");
+}
+
+
+static void
+tnl_server_resume(tnl_timer_t *t)
+{
+    tnl_listener_t  *l = t->data;
+
+    if (l->fd != -1) {
+        (void) tnl_io_set(&l->io, EPOLLIN);
+    }
+}
+
+
+static void
+tnl_server_accept(tnl_io_t *io, uint32_t events)
+{
+    tnl_listener_t           *l = io->data;
+    struct sockaddr_storage   ss;
+    socklen_t                 len;
+    struct sockaddr_storage   local;
+    char                      peer[64];
+    int                       i, fd, port;
+
+    (void) events;
+
+    for (i = 0; i < TNL_SERVER_ACCEPTS; i++) {
+        len = sizeof(ss);
+        fd = accept4(l->fd, (struct sockaddr *) &ss, &len,
+                     SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (fd == -1) {
+            if (errno == EINTR || errno == ECONNABORTED) {
+                continue;
+            }
+
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS
+                || errno == ENOMEM)
+            {
+                /* level-triggered: stop listening a moment, or we spin */
+                tnl_log_error("accept on %s: %s", l->name, strerror(errno));
+                tnl_io_set(&l->io, 0);
+                tnl_timer_add(&l->pause, TNL_SERVER_PAUSE_MS);
+
+            } else if (errno != EAGAIN) {
+                tnl_log_error("accept on %s: %s", l->name, strerror(errno));
+            }
+
+            return;
+        }
+
+        tnl_server_peer(&ss, peer, sizeof(peer));
+
+        if (tnl_sessions_unauthenticated() >= tnl_conf.max_startups) {
+            if (tnl_now_ms() - tnl_refused_logged_ms > 1000) {
+                tnl_refused_logged_ms = tnl_now_ms();
+                tnl_log_warn("refusing %s: %d unauthenticated connections "
+                             "(--max-startups)", peer, tnl_conf.max_startups);
+            }
+            close(fd);
+            continue;
+        }
+
+        tnl_server_tune(fd);
+
+        port = 0;
+        len = sizeof(local);
+        if (getsockname(fd, (struct sockaddr *) &local, &len) == 0) {
+            port = ntohs(local.ss_family == AF_INET6
+                         ? ((struct sockaddr_in6 *) &local)->sin6_port
+                         : ((struct sockaddr_in *) &local)->sin_port);
+        }
+
+        (void) tnl_session_accept(io->loop, tnl_bind, fd, peer, port);
+    }
+}
+
+
+static int
+tnl_server_listen(tnl_loop_t *loop, const char *spec)
+{
+    struct addrinfo   hints, *res = NULL, *ai;
+    tnl_listener_t   *l;
+    char              host[64], port[16];
+    int               fd = -1, on = 1, rc;
+
+    if (tnl_server_parse(spec, host, sizeof(host), port, sizeof(port))) {
+        tnl_log_error("bad --listen \"%s\": use ADDR:PORT or [ADDR]:PORT",
+                      spec);
+        return -1;
+    }
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
+
+    rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0) {
+        tnl_log_error("bad --listen \"%s\": %s", spec, gai_strerror(rc));
+        return -1;
+    }
+
+    for (ai = res; ai != NULL; ai = ai->ai_next) {
+        fd = socket(ai->ai_family,
+                    ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd == -1) {
+            continue;
+        }
+
+        (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0
+            && listen(fd, TNL_SERVER_BACKLOG) == 0)
+        {
+            break;
+        }
+
+        tnl_log_error("listen on %s: %s", spec, strerror(errno));
+        close(fd);
+        fd = -1;
+    }
+
+    freeaddrinfo(res);
+
+    if (fd == -1) {
+        return -1;
+    }
+
+    l = &tnl_listeners[tnl_nlisteners++];
+    l->fd = fd;
+    snprintf(l->name, sizeof(l->name), "%s", spec);
+    tnl_io_init(&l->io, loop, fd, tnl_server_accept, l);
+    tnl_timer_init(&l->pause, loop, tnl_server_resume, l);
+
+    if (tnl_io_set(&l->io, EPOLLIN) == -1) {
+        tnl_log_error("epoll: %s", strerror(errno));
+        return -1;
+    }
+
+    tnl_log_info("listening on %s", spec);
+
+    return 0;
+}
+
+
+int
+tnl_server_start(tnl_loop_t *loop, ssh_key hostkey)
+{
+    bool  no = false;
+    int   i;
+
+    tnl_bind = ssh_bind_new();
+    if (tnl_bind == NULL) {
+        ssh_key_free(hostkey);
+        return -1;
+    }
+
+    /* /etc/libssh/libssh_server.config must not change our behaviour */
+    if (ssh_bind_options_set(tnl_bind, SSH_BIND_OPTIONS_PROCESS_CONFIG, &no)
+        != SSH_OK)
+    {
+        tnl_log_error("libssh: cannot disable config processing: %s",
+                      ssh_get_error(tnl_bind));
+        ssh_key_free(hostkey);
+        return -1;
+    }
+
+    /* the bind takes the key */
+    if (ssh_bind_options_set(tnl_bind, SSH_BIND_OPTIONS_IMPORT_KEY, hostkey)
+        != SSH_OK)
+    {
+        tnl_log_error("libssh: cannot use the host key: %s",
+                      ssh_get_error(tnl_bind));
+        ssh_key_free(hostkey);
+        return -1;
+    }
+
+    for (i = 0; i < tnl_conf.nlisten; i++) {
+        if (tnl_server_listen(loop, tnl_conf.listen[i]) == -1) {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+void
+tnl_server_stop_listening(void)
+{
+    int  i;
+
+    for (i = 0; i < tnl_nlisteners; i++) {
+        if (tnl_listeners[i].fd != -1) {
+            tnl_timer_del(&tnl_listeners[i].pause);
+            tnl_io_del(&tnl_listeners[i].io);
+            close(tnl_listeners[i].fd);
+            tnl_listeners[i].fd = -1;
+        }
+    }
+}
+
+
+void
+tnl_server_free(void)
+{
+    tnl_server_stop_listening();
+
+    if (tnl_bind != NULL) {
+        ssh_bind_free(tnl_bind);
+        tnl_bind = NULL;
+    }
+}

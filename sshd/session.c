@@ -1,0 +1,1077 @@
+/*
+ * SSH sessions (see session.h): the state machine from accept to
+ * disconnect.  Does not pump bytes (pump.c) nor decide names (forward.c).
+ *
+ * Every libssh call that can read from the socket (poll, message_get,
+ * channel writes, flushes) may run channel callbacks re-entrantly; those
+ * callbacks only set flags or write to Unix sockets.  All freeing happens
+ * in tnl_session_sweep, posted to the end of the loop iteration.
+ */
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libssh/server.h>
+
+#include "db.h"
+#include "forward.h"
+#include "keys.h"
+#include "log.h"
+#include "pump.h"
+#include "server.h"
+#include "session.h"
+
+
+#define TNL_SESSION_TEXT_MAX     16384
+#define TNL_SESSION_POLLS        16    /* ssh_event_dopoll per wake-up */
+#define TNL_SESSION_MESSAGES     64    /* messages handled per pass */
+#define TNL_SESSION_AUTH_TRIES   10
+#define TNL_SESSION_LINGER_MS    1000
+
+
+static tnl_session_t  *tnl_sessions;
+static int             tnl_sessions_n;
+static int             tnl_sessions_unauth;
+static uint64_t        tnl_session_counter;
+
+
+static void tnl_session_io_handler(tnl_io_t *io, uint32_t events);
+static void tnl_session_timer_handler(tnl_timer_t *t);
+static void tnl_session_process(tnl_session_t *s);
+static void tnl_session_process_posted(void *data);
+static void tnl_session_sweep(void *data);
+static void tnl_session_message(tnl_session_t *s, ssh_message msg);
+static void tnl_session_finish(tnl_session_t *s);
+
+
+int
+tnl_sessions_unauthenticated(void)
+{
+    return tnl_sessions_unauth;
+}
+
+
+int
+tnl_sessions_count(void)
+{
+    return tnl_sessions_n;
+}
+
+
+const char *
+tnl_session_eol(tnl_session_t *s)
+{
+    /*
+     * "\r\n" even without a pty: text queued before the pty request must
+     * not staircase on the raw terminal that follows
+     */
+    (void) s;
+    return "\r\n";
+}
+
+
+int
+tnl_session_accept(tnl_loop_t *loop, ssh_bind bind, int fd,
+    const char *client, int local_port)
+{
+    tnl_session_t  *s;
+    int             rc;
+
+    s = calloc(1, sizeof(tnl_session_t));
+    if (s == NULL) {
+        close(fd);
+        return -1;
+    }
+
+    s->loop = loop;
+    s->local_port = local_port;
+    s->started_ms = tnl_now_ms();
+    snprintf(s->client, sizeof(s->client), "%s", client);
+    snprintf(s->id, sizeof(s->id), "%s/%ld/%llu", tnl_conf.node,
+             (long) getpid(), (unsigned long long) ++tnl_session_counter);
+
+    s->ssh = ssh_new();
+    if (s->ssh == NULL) {
+        close(fd);
+        free(s);
+        return -1;
+    }
+
+    if (ssh_bind_accept_fd(bind, s->ssh, fd) != SSH_OK) {
+        tnl_log_error("session %s: cannot set up ssh on the connection "
+                      "from %s: %s", s->id, client, ssh_get_error(bind));
+        ssh_free(s->ssh);
+        close(fd);   /* ssh_free closes it only if it got that far */
+        free(s);
+        return -1;
+    }
+
+    /* accepted fds are blocking in libssh's eyes until told otherwise */
+    ssh_set_blocking(s->ssh, 0);
+
+    rc = ssh_handle_key_exchange(s->ssh);   /* SSH_AGAIN: goes on in polls */
+    if (rc == SSH_ERROR) {
+        tnl_log_warn("session %s: key exchange with %s failed: %s",
+                     s->id, client, ssh_get_error(s->ssh));
+        ssh_free(s->ssh);
+        free(s);
+        return -1;
+    }
+
+    s->event = ssh_event_new();
+    if (s->event == NULL || ssh_event_add_session(s->event, s->ssh) != SSH_OK)
+    {
+        tnl_log_error("session %s: cannot create its ssh_event", s->id);
+        if (s->event != NULL) {
+            ssh_event_free(s->event);
+        }
+        ssh_free(s->ssh);
+        free(s);
+        return -1;
+    }
+
+    tnl_io_init(&s->io, loop, fd, tnl_session_io_handler, s);
+    if (tnl_io_set(&s->io, EPOLLIN | EPOLLOUT) == -1) {
+        tnl_log_error("session %s: epoll: %s", s->id, strerror(errno));
+        ssh_event_remove_session(s->event, s->ssh);
+        ssh_event_free(s->event);
+        ssh_free(s->ssh);
+        free(s);
+        return -1;
+    }
+
+    tnl_timer_init(&s->timer, loop, tnl_session_timer_handler, s);
+    tnl_timer_add(&s->timer, (uint64_t) tnl_conf.login_grace * 1000);
+
+    s->next = tnl_sessions;
+    if (tnl_sessions != NULL) {
+        tnl_sessions->prev = s;
+    }
+    tnl_sessions = s;
+    tnl_sessions_n++;
+    tnl_sessions_unauth++;
+
+    tnl_log_debug("session %s: connection from %s", s->id, client);
+
+    return 0;
+}
+
+
+static void
+tnl_session_io_handler(tnl_io_t *io, uint32_t events)
+{
+    tnl_session_t  *s = io->data;
+    int             i;
+
+    (void) events;
+
+    if (s->finished) {
+        return;
+    }
+
+    /*
+     * libssh reads at most 4 KB per poll: a few polls per wake-up save
+     * epoll round trips on bulk transfers without starving other sessions
+     */
+
+    for (i = 0; i < TNL_SESSION_POLLS; i++) {
+        if (ssh_event_dopoll(s->event, 0) != SSH_OK) {
+            break;
+        }
+    }
+
+    tnl_session_process(s);
+}
+
+
+void
+tnl_session_post_process(tnl_session_t *s)
+{
+    if (s->process_posted || s->finished) {
+        return;
+    }
+
+    if (tnl_loop_post(s->loop, tnl_session_process_posted, s) == 0) {
+        s->process_posted = 1;
+    }
+}
+
+
+static void
+tnl_session_process_posted(void *data)
+{
+    tnl_session_t  *s = data;
+
+    s->process_posted = 0;
+
+    if (!s->finished) {
+        tnl_session_process(s);
+    }
+}
+
+
+void
+tnl_session_post_sweep(tnl_session_t *s)
+{
+    if (s->sweep_posted) {
+        return;
+    }
+
+    if (tnl_loop_post(s->loop, tnl_session_sweep, s) == 0) {
+        s->sweep_posted = 1;
+    }
+}
+
+
+static int
+tnl_session_is_gone(tnl_session_t *s)
+{
+    int  status;
+
+    status = ssh_get_status(s->ssh);
+
+    return (status & (SSH_CLOSED | SSH_CLOSED_ERROR))
+           || !ssh_is_connected(s->ssh);
+}
+
+
+/* writes queued text as far as the session channel's window allows */
+static void
+tnl_session_flush_text(tnl_session_t *s)
+{
+    uint32_t  win;
+    size_t    n;
+    int       rc;
+
+    if (s->chan == NULL || !s->shell || s->text_len == 0 || s->chan_closed
+        || !ssh_channel_is_open(s->chan))
+    {
+        return;
+    }
+
+    win = ssh_channel_window_size(s->chan);
+    n = s->text_len < win ? s->text_len : win;
+    if (n == 0) {
+        return;
+    }
+
+    rc = ssh_channel_write(s->chan, s->text, (uint32_t) n);
+    if (rc <= 0) {
+        return;     /* 0 during a re-key: retried after the next poll */
+    }
+
+    memmove(s->text, s->text + rc, s->text_len - (size_t) rc);
+    s->text_len -= (size_t) rc;
+}
+
+
+void
+tnl_session_printf(tnl_session_t *s, const char *fmt, ...)
+{
+    char     line[1024];
+    va_list  ap;
+    int      n;
+
+    /*
+     * Text may come before the shell request (a refused forward is answered
+     * before OpenSSH opens its session channel): it waits for the shell.
+     * With -N it never gets shown and is bounded like the rest.
+     */
+
+    if (s->auth != TNL_AUTH_OK || s->chan_closed || s->finished
+        || (s->chan != NULL && !s->shell))
+    {
+        return;
+    }
+
+    va_start(ap, fmt);
+    n = vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+
+    if (n <= 0) {
+        return;
+    }
+
+    if ((size_t) n >= sizeof(line)) {
+        n = sizeof(line) - 1;
+    }
+
+    if (s->text == NULL) {
+        s->text = malloc(TNL_SESSION_TEXT_MAX);
+        if (s->text == NULL) {
+            return;
+        }
+    }
+
+    /* a person who cannot keep up loses request lines, not memory */
+
+    if (s->text_len + (size_t) n > TNL_SESSION_TEXT_MAX) {
+        s->text_dropped++;
+        return;
+    }
+
+    memcpy(s->text + s->text_len, line, (size_t) n);
+    s->text_len += (size_t) n;
+
+    tnl_session_post_process(s);
+}
+
+
+/* re-arms reading from nginx once libssh's output buffer is flushed */
+static void
+tnl_session_check_flushed(tnl_session_t *s)
+{
+    if (!s->write_blocked) {
+        return;
+    }
+
+    if (ssh_blocking_flush(s->ssh, 0) == SSH_AGAIN) {
+        return;
+    }
+
+    s->write_blocked = 0;
+    tnl_pump_update_interest(s);
+}
+
+
+static void
+tnl_session_update_io(tnl_session_t *s)
+{
+    uint32_t  ev;
+
+    ev = EPOLLIN;
+
+    if ((ssh_get_poll_flags(s->ssh) & SSH_WRITE_PENDING) || s->write_blocked)
+    {
+        ev |= EPOLLOUT;
+    }
+
+    (void) tnl_io_set(&s->io, ev);
+}
+
+
+static void
+tnl_session_process(tnl_session_t *s)
+{
+    ssh_message  msg;
+    int          i;
+
+    if (s->closing) {
+        tnl_session_flush_text(s);
+
+        /*
+         * with a session channel, let the client close it and hang up
+         * itself (it would otherwise report a broken pipe); the linger
+         * timer bounds the wait
+         */
+
+        if (tnl_session_is_gone(s)
+            || ((s->chan == NULL || s->chan_closed) && s->text_len == 0
+                && ssh_blocking_flush(s->ssh, 0) != SSH_AGAIN))
+        {
+            tnl_session_finish(s);
+            return;
+        }
+
+        tnl_session_update_io(s);
+        return;
+    }
+
+    for (i = 0; i < TNL_SESSION_MESSAGES && !s->closing; i++) {
+        msg = ssh_message_get(s->ssh);    /* never blocks: non-blocking */
+        if (msg == NULL) {
+            break;
+        }
+
+        tnl_session_message(s, msg);
+    }
+
+    if (s->closing) {
+        tnl_session_process(s);
+        return;
+    }
+
+    tnl_pump_process(s);
+
+    tnl_session_flush_text(s);
+
+    tnl_session_check_flushed(s);
+
+    if (s->quit) {
+        tnl_session_close(s, "Closing your tunnels, bye.",
+                          "closed by the user");
+        return;
+    }
+
+    if (s->chan_closed) {
+        tnl_session_close(s, NULL, "client closed the session channel");
+        return;
+    }
+
+    if (tnl_session_is_gone(s)) {
+        tnl_session_close(s, NULL, s->auth == TNL_AUTH_OK
+                                   ? "client disconnected"
+                                   : "client disconnected before auth");
+        return;
+    }
+
+    tnl_session_update_io(s);
+}
+
+
+static void
+tnl_session_timer_handler(tnl_timer_t *t)
+{
+    tnl_session_t  *s = t->data;
+
+    if (s->closing) {
+        tnl_log_debug("session %s: linger time over", s->id);
+        tnl_session_finish(s);
+        return;
+    }
+
+    if (s->auth != TNL_AUTH_OK) {
+        tnl_session_close(s, NULL, "login grace time over");
+        return;
+    }
+
+    /* ssh_send_keepalive sends only every other call in 0.10.6 */
+
+    if (ssh_send_ignore(s->ssh, "") != SSH_OK) {
+        tnl_session_close(s, NULL, "keepalive failed");
+        return;
+    }
+
+    tnl_timer_add(&s->timer, (uint64_t) tnl_conf.keepalive * 1000);
+    tnl_session_post_process(s);
+}
+
+
+/* session channel callbacks: flags only, never free here */
+
+static int
+tnl_session_chan_data(ssh_session session, ssh_channel channel, void *data,
+    uint32_t len, int is_stderr, void *userdata)
+{
+    tnl_session_t  *s = userdata;
+    const char     *p = data;
+    uint32_t        i;
+
+    (void) session;
+    (void) channel;
+    (void) is_stderr;
+
+    for (i = 0; s->shell && i < len; i++) {
+        if (p[i] == 0x03 || p[i] == 0x04) {    /* Ctrl-C, Ctrl-D */
+            s->quit = 1;
+            tnl_session_post_process(s);
+            break;
+        }
+    }
+
+    return (int) len;
+}
+
+
+static void
+tnl_session_chan_close(ssh_session session, ssh_channel channel,
+    void *userdata)
+{
+    tnl_session_t  *s = userdata;
+
+    (void) session;
+    (void) channel;
+
+    s->chan_closed = 1;
+    tnl_session_post_process(s);
+}
+
+
+/* auth */
+
+static void
+tnl_session_banner(tnl_session_t *s, const char *text)
+{
+    ssh_string  str;
+
+    str = ssh_string_from_char(text);
+    if (str == NULL) {
+        return;
+    }
+
+    (void) ssh_send_issue_banner(s->ssh, str);
+    ssh_string_free(str);
+}
+
+
+static int
+tnl_session_fingerprint(ssh_key key, char *out, size_t size)
+{
+    unsigned char  *hash = NULL;
+    size_t          hlen = 0;
+    char           *fp;
+
+    if (ssh_get_publickey_hash(key, SSH_PUBLICKEY_HASH_SHA256, &hash, &hlen)
+        != SSH_OK)
+    {
+        return -1;
+    }
+
+    fp = ssh_get_fingerprint_hash(SSH_PUBLICKEY_HASH_SHA256, hash, hlen);
+    ssh_clean_pubkey_hash(&hash);
+
+    if (fp == NULL) {
+        return -1;
+    }
+
+    snprintf(out, size, "%s", fp);
+    ssh_string_free_char(fp);
+
+    return 0;
+}
+
+
+static void
+tnl_session_auth_failed(tnl_session_t *s, ssh_message msg)
+{
+    ssh_message_auth_set_methods(msg, SSH_AUTH_METHOD_PUBLICKEY);
+    ssh_message_reply_default(msg);
+
+    if (++s->auth_failures >= TNL_SESSION_AUTH_TRIES) {
+        tnl_session_close(s, NULL, "too many authentication attempts");
+    }
+}
+
+
+static void
+tnl_session_auth_unknown(tnl_session_t *s, const char *fp, const char *user)
+{
+    char            text[1024];
+    tnl_db_event_t  ev;
+
+    tnl_log_info("session %s: unknown key %s (user \"%s\") from %s",
+                 s->id, fp, user ? user : "", s->client);
+
+    memset(&ev, 0, sizeof(ev));
+    ev.event = "refused";
+    ev.fingerprint = fp;
+    ev.client = s->client;
+    ev.session = s->id;
+    ev.detail = "unknown key";
+    tnl_db_log_event(&ev);
+
+    /*
+     * OpenSSH tries each of the person's keys in turn: one banner per
+     * unknown key; it shows them all, also when a later key succeeds
+     */
+
+    snprintf(text, sizeof(text),
+             "\n"
+             "This SSH key is not registered with this tunnel server:\n"
+             "    %s\n"
+             "To use it, register its public key (the .pub file):\n"
+             "    tunnelctl key add USER FILE.pub   (run by the operator)\n"
+             "or add it in the web interface, then connect again.\n"
+             "\n", fp);
+
+    tnl_session_banner(s, text);
+}
+
+
+static void
+tnl_session_auth_ok(tnl_session_t *s, const tnl_key_t *key, const char *fp,
+    ssh_message msg)
+{
+    tnl_db_event_t  ev;
+
+    if (ssh_message_auth_reply_success(msg, 0) != SSH_OK) {
+        tnl_session_close(s, NULL, "cannot send auth success");
+        return;
+    }
+
+    s->auth = TNL_AUTH_OK;
+    tnl_sessions_unauth--;
+    s->user_id = key->user_id;
+    snprintf(s->user, sizeof(s->user), "%s", key->user);
+    snprintf(s->fingerprint, sizeof(s->fingerprint), "%s", fp);
+
+    tnl_log_info("session %s: user \"%s\" key %s from %s",
+                 s->id, s->user, s->fingerprint, s->client);
+
+    memset(&ev, 0, sizeof(ev));
+    ev.event = "auth";
+    ev.user_id = s->user_id;
+    ev.fingerprint = s->fingerprint;
+    ev.client = s->client;
+    ev.session = s->id;
+    tnl_db_log_event(&ev);
+    tnl_db_key_used(s->fingerprint);
+
+    tnl_timer_add(&s->timer, (uint64_t) tnl_conf.keepalive * 1000);
+}
+
+
+/*
+ * ssh_message_auth_pubkey and ssh_message_auth_publickey_state are marked
+ * deprecated in 0.10.6 (in favour of the auth callbacks), but they are
+ * the only way to read a queued auth message, and queued messages are the
+ * only way to answer tcpip-forward late (see session.h).
+ */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+
+static void
+tnl_session_auth(tnl_session_t *s, ssh_message msg)
+{
+    enum ssh_publickey_state_e   state;
+    const tnl_key_t             *key;
+    ssh_key                      pubkey;
+    char                         fp[64];
+
+    if (s->auth == TNL_AUTH_OK) {
+        ssh_message_reply_default(msg);
+        return;
+    }
+
+    if (ssh_message_subtype(msg) != SSH_AUTH_METHOD_PUBLICKEY) {
+        ssh_message_auth_set_methods(msg, SSH_AUTH_METHOD_PUBLICKEY);
+        ssh_message_reply_default(msg);
+        return;
+    }
+
+    pubkey = ssh_message_auth_pubkey(msg);
+    state = ssh_message_auth_publickey_state(msg);
+
+    if (pubkey == NULL || tnl_session_fingerprint(pubkey, fp, sizeof(fp)))
+    {
+        tnl_session_auth_failed(s, msg);
+        return;
+    }
+
+    if (!tnl_keys_loaded()) {
+        if (!s->key_banner) {
+            s->key_banner = 1;
+            tnl_session_banner(s, "\nThe tunnel server is starting up and "
+                               "cannot check keys yet: retry in a few "
+                               "seconds.\n\n");
+        }
+        tnl_log_warn("session %s: key list not loaded yet, refusing %s",
+                     s->id, fp);
+        tnl_session_auth_failed(s, msg);
+        return;
+    }
+
+    key = tnl_keys_find(fp);
+
+    if (key == NULL) {
+        tnl_session_auth_unknown(s, fp, ssh_message_auth_user(msg));
+        tnl_session_auth_failed(s, msg);
+        return;
+    }
+
+    switch (state) {
+
+    case SSH_PUBLICKEY_STATE_NONE:
+        /* a query: "would you accept this key?"; the signature follows */
+        ssh_message_auth_reply_pk_ok_simple(msg);
+        return;
+
+    case SSH_PUBLICKEY_STATE_VALID:
+        tnl_session_auth_ok(s, key, fp, msg);
+        return;
+
+    default:
+        tnl_log_warn("session %s: bad signature for key %s from %s",
+                     s->id, fp, s->client);
+        tnl_session_auth_failed(s, msg);
+        return;
+    }
+}
+
+#pragma GCC diagnostic pop
+
+
+/* channels */
+
+static void
+tnl_session_channel_open(tnl_session_t *s, ssh_message msg)
+{
+    ssh_channel  chan;
+
+    switch (ssh_message_subtype(msg)) {
+
+    case SSH_CHANNEL_SESSION:
+        if (s->chan != NULL) {
+            ssh_message_reply_default(msg);
+            return;
+        }
+
+        chan = ssh_message_channel_request_open_reply_accept(msg);
+        if (chan == NULL) {
+            tnl_session_close(s, NULL, "cannot accept the session channel");
+            return;
+        }
+
+        s->chan = chan;
+        memset(&s->chan_cb, 0, sizeof(s->chan_cb));
+        s->chan_cb.userdata = s;
+        s->chan_cb.channel_data_function = tnl_session_chan_data;
+        s->chan_cb.channel_close_function = tnl_session_chan_close;
+        ssh_callbacks_init(&s->chan_cb);
+        ssh_set_channel_callbacks(chan, &s->chan_cb);
+        return;
+
+    case SSH_CHANNEL_DIRECT_TCPIP:
+        tnl_log_info("session %s: refused direct-tcpip to %s:%d",
+                     s->id,
+                     ssh_message_channel_request_open_destination(msg),
+                     ssh_message_channel_request_open_destination_port(msg));
+        tnl_session_printf(s, "Local forwarding (-L, -D, -W) is not "
+                           "supported here: this server only publishes "
+                           "your local app with -R.%s",
+                           tnl_session_eol(s));
+        ssh_message_reply_default(msg);
+        return;
+
+    default:
+        ssh_message_reply_default(msg);
+        return;
+    }
+}
+
+
+static void
+tnl_session_refuse_exec(tnl_session_t *s, ssh_channel chan, const char *what)
+{
+    char  text[512];
+    int   n;
+
+    n = snprintf(text, sizeof(text),
+                 "This is a tunnel server: it does not run %s.\n"
+                 "Publish a local app with:  ssh -R myapp:80:localhost:3000 "
+                 "-p %d %s\n", what, s->local_port, tnl_conf.domain);
+
+    if (n > 0 && (size_t) n < sizeof(text) && s->chan == chan) {
+        (void) ssh_channel_write_stderr(chan, text, (uint32_t) n);
+    }
+
+    (void) ssh_channel_request_send_exit_status(chan, 1);
+    (void) ssh_channel_send_eof(chan);
+    (void) ssh_channel_close(chan);
+}
+
+
+static void
+tnl_session_channel_request(tnl_session_t *s, ssh_message msg)
+{
+    ssh_channel  chan;
+
+    chan = ssh_message_channel_request_channel(msg);
+
+    if (chan == NULL || chan != s->chan) {
+        ssh_message_reply_default(msg);
+        return;
+    }
+
+    switch (ssh_message_subtype(msg)) {
+
+    case SSH_CHANNEL_REQUEST_PTY:
+        s->pty = 1;
+        ssh_message_channel_request_reply_success(msg);
+        return;
+
+    case SSH_CHANNEL_REQUEST_SHELL:
+        s->shell = 1;
+        ssh_message_channel_request_reply_success(msg);
+        tnl_session_printf(s, "Welcome %s.%s", s->user, tnl_session_eol(s));
+        tnl_forward_print_urls(s);
+        tnl_session_printf(s, "Press Ctrl-C to stop your tunnels.%s",
+                           tnl_session_eol(s));
+        return;
+
+    case SSH_CHANNEL_REQUEST_EXEC:
+        tnl_log_info("session %s: refused exec \"%s\"", s->id,
+                     ssh_message_channel_request_command(msg));
+        ssh_message_channel_request_reply_success(msg);
+        tnl_session_refuse_exec(s, chan, "commands");
+        return;
+
+    case SSH_CHANNEL_REQUEST_SUBSYSTEM:
+        tnl_log_info("session %s: refused subsystem \"%s\"", s->id,
+                     ssh_message_channel_request_subsystem(msg));
+        ssh_message_channel_request_reply_success(msg);
+        tnl_session_refuse_exec(s, chan, "sftp, scp or other subsystems");
+        return;
+
+    case SSH_CHANNEL_REQUEST_X11:
+        tnl_session_printf(s, "X11 forwarding is not supported here.%s",
+                           tnl_session_eol(s));
+        ssh_message_reply_default(msg);
+        return;
+
+    default:
+        /* env, window-change, agent, keepalive@openssh.com: politely no */
+        ssh_message_reply_default(msg);
+        return;
+    }
+}
+
+
+static void
+tnl_session_message(tnl_session_t *s, ssh_message msg)
+{
+    int  type, subtype;
+
+    type = ssh_message_type(msg);
+    subtype = ssh_message_subtype(msg);
+
+    if (type == SSH_REQUEST_AUTH) {
+        tnl_session_auth(s, msg);
+        ssh_message_free(msg);
+        return;
+    }
+
+    if (type == SSH_REQUEST_SERVICE || s->auth != TNL_AUTH_OK) {
+        /* service: "ssh-userauth" is accepted; anything else pre-auth: no */
+        ssh_message_reply_default(msg);
+        ssh_message_free(msg);
+        return;
+    }
+
+    switch (type) {
+
+    case SSH_REQUEST_CHANNEL_OPEN:
+        tnl_session_channel_open(s, msg);
+        break;
+
+    case SSH_REQUEST_CHANNEL:
+        tnl_session_channel_request(s, msg);
+        break;
+
+    case SSH_REQUEST_GLOBAL:
+        if (subtype == SSH_GLOBAL_REQUEST_TCPIP_FORWARD) {
+            tnl_forward_request(s, msg);
+            return;                                  /* took msg */
+        }
+
+        if (subtype == SSH_GLOBAL_REQUEST_CANCEL_TCPIP_FORWARD) {
+            tnl_forward_cancel(s, msg);
+            return;                                  /* took msg */
+        }
+
+        ssh_message_reply_default(msg);
+        break;
+
+    default:
+        ssh_message_reply_default(msg);
+        break;
+    }
+
+    ssh_message_free(msg);
+}
+
+
+/* teardown */
+
+void
+tnl_session_close(tnl_session_t *s, const char *text, const char *reason)
+{
+    tnl_forward_t  *f;
+    tnl_stream_t   *st;
+    uint64_t        secs;
+
+    if (s->closing) {
+        return;
+    }
+
+    s->closing = 1;
+    snprintf(s->close_reason, sizeof(s->close_reason), "tunnel server: %s",
+             reason);
+
+    secs = (tnl_now_ms() - s->started_ms) / 1000;
+
+    if (s->auth == TNL_AUTH_OK) {
+        tnl_log_info("session %s: closed after %llus (user \"%s\"): %s",
+                     s->id, (unsigned long long) secs, s->user, reason);
+
+    } else {
+        tnl_log_info("session %s: closed before auth (%s): %s",
+                     s->id, s->client, reason);
+    }
+
+    for (f = s->forwards; f != NULL; f = f->next) {
+        tnl_forward_close(f, reason);
+    }
+
+    for (st = s->streams; st != NULL; st = st->next) {
+        tnl_stream_abort(st);
+    }
+
+    if (s->chan != NULL && !s->chan_closed && s->auth == TNL_AUTH_OK) {
+        if (text != NULL) {
+            tnl_session_printf(s, "%s%s", text, tnl_session_eol(s));
+        }
+        tnl_session_flush_text(s);
+
+        if (ssh_channel_is_open(s->chan)) {
+            (void) ssh_channel_request_send_exit_status(s->chan, 0);
+            (void) ssh_channel_send_eof(s->chan);
+            (void) ssh_channel_close(s->chan);
+        }
+    }
+
+    /* let the text and the EOF reach the client, within bounds */
+
+    tnl_timer_add(&s->timer, TNL_SESSION_LINGER_MS);
+    tnl_session_post_process(s);
+    tnl_session_post_sweep(s);
+}
+
+
+/* the ssh side is done: disconnect; the sweep frees the rest */
+static void
+tnl_session_finish(tnl_session_t *s)
+{
+    tnl_stream_t  *st;
+
+    if (s->finished) {
+        return;
+    }
+
+    s->finished = 1;
+
+    tnl_timer_del(&s->timer);
+    tnl_io_del(&s->io);
+
+    /*
+     * ssh_disconnect (and ssh_free) free every channel of the session in
+     * 0.10.6: detach ours first and forget the pointers
+     */
+
+    for (st = s->streams; st != NULL; st = st->next) {
+        if (st->chan != NULL) {
+            ssh_remove_channel_callbacks(st->chan, &st->cb);
+            st->chan = NULL;
+        }
+        if (st->state == TNL_STREAM_OPENING) {
+            st->state = TNL_STREAM_CLOSED;
+        }
+    }
+
+    if (s->chan != NULL) {
+        ssh_remove_channel_callbacks(s->chan, &s->chan_cb);
+        s->chan = NULL;
+    }
+
+    if (ssh_is_connected(s->ssh)) {
+        (void) ssh_session_set_disconnect_message(s->ssh, s->close_reason);
+        ssh_disconnect(s->ssh);       /* sends DISCONNECT, closes the fd */
+    }
+
+    tnl_session_post_sweep(s);
+}
+
+
+static void
+tnl_session_free(tnl_session_t *s)
+{
+    tnl_pump_sweep(s, 1);
+    tnl_forward_sweep(s);
+
+    if (s->auth != TNL_AUTH_OK) {
+        tnl_sessions_unauth--;
+    }
+
+    if (s->prev != NULL) {
+        s->prev->next = s->next;
+    } else {
+        tnl_sessions = s->next;
+    }
+    if (s->next != NULL) {
+        s->next->prev = s->prev;
+    }
+    tnl_sessions_n--;
+
+    ssh_event_remove_session(s->event, s->ssh);
+    ssh_event_free(s->event);
+    ssh_free(s->ssh);            /* frees the channels, closes the fd */
+
+    free(s->text);
+    free(s);
+}
+
+
+static void
+tnl_session_sweep(void *data)
+{
+    tnl_session_t  *s = data;
+
+    s->sweep_posted = 0;
+
+    if (s->finished) {
+        if (s->process_posted) {
+            /* a process pass is still queued: free after it ran */
+            tnl_session_post_sweep(s);
+            return;
+        }
+
+        tnl_session_free(s);
+        return;
+    }
+
+    tnl_pump_sweep(s, 0);
+    tnl_forward_sweep(s);
+}
+
+
+/* handlers for other parts */
+
+void
+tnl_session_kick(const char *session_id)
+{
+    tnl_session_t  *s;
+
+    for (s = tnl_sessions; s != NULL; s = s->next) {
+        if (strcmp(s->id, session_id) == 0) {
+            tnl_session_close(s, "Your tunnel was taken over by a newer "
+                              "session of yours: this one is closed.",
+                              "taken over by a newer session");
+            tnl_session_post_process(s);
+            return;
+        }
+    }
+}
+
+
+void
+tnl_sessions_keys_changed(void)
+{
+    tnl_session_t  *s;
+
+    for (s = tnl_sessions; s != NULL; s = s->next) {
+        if (s->auth != TNL_AUTH_OK || s->closing) {
+            continue;
+        }
+
+        if (tnl_keys_find(s->fingerprint) == NULL) {
+            tnl_session_close(s, "Your key was removed or your account "
+                              "disabled: closing your tunnels.",
+                              "key removed or user disabled");
+        }
+    }
+}
+
+
+void
+tnl_sessions_close_all(const char *text, const char *reason)
+{
+    tnl_session_t  *s;
+
+    for (s = tnl_sessions; s != NULL; s = s->next) {
+        tnl_session_close(s, text, reason);
+    }
+}

@@ -1,0 +1,137 @@
+/*
+ * One SSH session per client connection: key exchange, public-key auth
+ * against the in-memory key table, the optional "session" channel (text
+ * for the person: URLs, one line per request), refusal of everything a
+ * tunnel server does not do (exec, sftp, x11, agent, -L/-D/-W), keepalive,
+ * and orderly teardown.  Port forwards are in forward.c, byte pumping in
+ * pump.c; both hang off this struct.
+ *
+ * Each session has its own ssh_event holding only its own socket, polled
+ * with timeout 0 when our epoll loop says the socket is ready (libssh polls
+ * internally; a shared event would make every session pay for all).
+ *
+ * Requests are taken from libssh's message queue (no server callbacks, no
+ * message callback): libssh frees a message as soon as a callback returns,
+ * but a tcpip-forward must be answered only after the Redis claim answers,
+ * so we need to own the message until then.
+ *
+ * Ownership: the session owns its ssh_session, ssh_event, channels,
+ * forwards and streams.  Nothing is freed inside a libssh callback: a
+ * closed session is marked and freed from a posted sweep.
+ */
+
+#ifndef TNL_SESSION_H
+#define TNL_SESSION_H
+
+#include <stdint.h>
+
+#include <libssh/libssh.h>
+#include <libssh/server.h>
+#include <libssh/callbacks.h>
+
+#include "loop.h"
+
+
+typedef struct tnl_session_s  tnl_session_t;
+typedef struct tnl_forward_s  tnl_forward_t;
+typedef struct tnl_stream_s   tnl_stream_t;
+
+
+typedef enum {
+    TNL_AUTH_NONE = 0,     /* key exchange or userauth in progress */
+    TNL_AUTH_PENDING,      /* unknown key parked for approval (device
+                              flow, a later issue); never a tunnel */
+    TNL_AUTH_OK,           /* key found: user and user_id are set */
+} tnl_auth_state_e;
+
+
+struct tnl_session_s {
+    ssh_session         ssh;
+    ssh_event           event;
+    tnl_loop_t         *loop;
+    tnl_io_t            io;
+    tnl_timer_t         timer;        /* login grace, keepalive, linger */
+
+    tnl_auth_state_e    auth;
+    int                 auth_failures;
+    unsigned            closing:1;    /* teardown started: accept nothing */
+    unsigned            finished:1;   /* ssh side gone; waiting for sweep */
+    unsigned            sweep_posted:1;
+    unsigned            process_posted:1;
+    unsigned            write_blocked:1; /* libssh's out buffer is not
+                                            flushed: nginx reads paused */
+    unsigned            pty:1;
+    unsigned            shell:1;
+    unsigned            chan_closed:1;   /* client closed the channel */
+    unsigned            quit:1;          /* Ctrl-C typed in the channel */
+    unsigned            key_banner:1;    /* told about an unknown key */
+
+    char                id[128];      /* "<node>/<pid>/<counter>" */
+    char                client[64];   /* "ip:port" */
+    int                 local_port;   /* our port it connected to */
+    char                fingerprint[64];
+    char                user[64];
+    char                close_reason[96];  /* in the DISCONNECT message */
+    int64_t             user_id;
+    uint64_t            started_ms;
+
+    ssh_channel         chan;         /* the "session" channel, or NULL */
+    struct ssh_channel_callbacks_struct  chan_cb;
+    char               *text;         /* for chan, waiting for its window */
+    size_t              text_len;
+    unsigned            text_dropped;
+
+    tnl_forward_t      *forwards;
+    int                 nforwards;
+    tnl_stream_t       *streams;      /* of every forward of the session */
+    unsigned            nstreams;
+    uint32_t            next_origin_port;
+
+    tnl_session_t      *next;
+    tnl_session_t      *prev;
+};
+
+
+/* takes fd (closed on failure); returns 0 or -1 */
+int tnl_session_accept(tnl_loop_t *loop, ssh_bind bind, int fd,
+    const char *client, int local_port);
+
+/*
+ * Starts teardown: releases every route, closes streams, shows text (if
+ * not NULL) on the session channel, then disconnects once that is flushed
+ * (at most about a second later).  Safe from any context, even a libssh
+ * callback; idempotent.
+ */
+void tnl_session_close(tnl_session_t *s, const char *text,
+    const char *reason);
+
+/* text for the person on the session channel (dropped without one) */
+void tnl_session_printf(tnl_session_t *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* line end for text on the session channel */
+const char *tnl_session_eol(tnl_session_t *s);
+
+/*
+ * Call after using the libssh session outside its own poll (from a Unix
+ * socket handler, a Redis reply): libssh may have read and queued packets
+ * that no epoll event will announce, so a process pass is posted.
+ */
+void tnl_session_post_process(tnl_session_t *s);
+
+/* posts the sweep that frees dead streams and forwards (and s if closed) */
+void tnl_session_post_sweep(tnl_session_t *s);
+
+/* routes.h kick handler: closes the session with this id, if ours */
+void tnl_session_kick(const char *session_id);
+
+/* keys.h change handler: closes sessions whose key is no longer valid */
+void tnl_sessions_keys_changed(void);
+
+int tnl_sessions_unauthenticated(void);
+int tnl_sessions_count(void);
+
+/* shutdown: every session closes (routes released) */
+void tnl_sessions_close_all(const char *text, const char *reason);
+
+#endif /* TNL_SESSION_H */
