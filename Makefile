@@ -26,7 +26,13 @@ UNIT_TESTS   = $(patsubst t/unit/%.c,$(B)/unit/%,$(wildcard t/unit/*.c))
 
 .PHONY: all deps run test unit bench clean
 
-all: deps-check $(B)/tunneld $(B)/tunnelctl $(B)/ngx_http_tunnel_module.so
+# the admin module (admin/) builds in the same nginx configure run
+ADMIN_CONFIG := $(wildcard admin/config)
+ADMIN_SRC    = $(wildcard admin/*.c admin/*.h admin/config)
+ADMIN_SO     = $(if $(ADMIN_CONFIG),$(B)/ngx_http_tunnel_admin_module.so)
+
+all: deps-check $(B)/tunneld $(B)/tunnelctl $(B)/ngx_http_tunnel_module.so \
+     $(ADMIN_SO)
 
 # `deps-check` is cheap when everything is installed; it installs otherwise
 .PHONY: deps-check
@@ -55,26 +61,36 @@ $(B)/tunnelctl: $(TUNNELCTL_SRC) $(wildcard tunnelctl/*.h common/*.h)
 # The module is built against Debian's nginx-dev with the flags of the stock
 # binary (conf_flags), so `load_module` accepts it (same --with-compat
 # signature).  Only `make modules` runs: no nginx binary is built.
-$(B)/ngx_http_tunnel_module.so: $(MODULE_SRC)
+$(B)/ngx_http_tunnel_module.so: $(MODULE_SRC) $(ADMIN_SRC)
 	@rm -rf $(B)/nginx-src && mkdir -p $(B) && cp -r /usr/share/nginx/src $(B)/nginx-src
 	cd $(B)/nginx-src && . ./conf_flags && \
 	    ./configure "$${NGX_CONF_FLAGS[@]}" --add-dynamic-module=$(CURDIR) \
+	        $(if $(ADMIN_CONFIG),--add-dynamic-module=$(CURDIR)/admin) \
 	        --with-cc-opt="$(WARN) -Wno-unused-parameter" >configure.log 2>&1 \
 	    || { tail -30 configure.log; exit 1; }
 	$(MAKE) -C $(B)/nginx-src -f objs/Makefile modules
 	cp $(B)/nginx-src/objs/ngx_http_tunnel_module.so $@
+	$(if $(ADMIN_CONFIG),cp $(B)/nginx-src/objs/ngx_http_tunnel_admin_module.so $(B)/)
 
-$(B)/unit/%: t/unit/%.c $(COMMON_SRC) $(wildcard common/*.h)
+$(if $(ADMIN_CONFIG),$(B)/ngx_http_tunnel_admin_module.so): $(B)/ngx_http_tunnel_module.so
+
+# t/unit/httplog.c tests a daemon file: linked in for that test only
+$(B)/unit/%: t/unit/%.c $(COMMON_SRC) $(wildcard common/*.h) \
+             sshd/httplog.c sshd/httplog.h
 	@mkdir -p $(B)/unit
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(COMMON_SRC)
+	$(CC) $(ALL_CFLAGS) -Isshd -o $@ $< $(COMMON_SRC) \
+	    $(if $(filter httplog,$*),sshd/httplog.c)
 
 unit: $(UNIT_TESTS)
 
 run: all
 	tools/run
 
+# every test: C unit tests (t/000-unit.t runs build/unit/*) and t/*.t;
+# `make test T=t/010-basic.t` runs one file, PROVE_FLAGS= makes it quiet
+PROVE_FLAGS ?= -v
 test: all unit
-	prove -v -r t/
+	prove $(PROVE_FLAGS) $(if $(T),$(T),-r t/)
 
 bench: all
 	tools/bench

@@ -25,29 +25,17 @@
 #define TNL_STREAM_UP_MAX    (64 * 1024)
 #define TNL_STREAM_DOWN_MAX  (64 * 1024)
 #define TNL_PUMP_ACCEPTS     64
+#define TNL_STREAM_REFUSED_MS  1000  /* wait for nginx's request, at most */
 
 
 static void tnl_stream_io_handler(tnl_io_t *io, uint32_t events);
 static void tnl_stream_update_io(tnl_stream_t *st);
+static void tnl_stream_refused_read(tnl_stream_t *st);
+static void tnl_stream_log_record(void *data,
+    const tnl_httplog_record_t *r);
 
 
 /* channel callbacks: no libssh calls, no frees */
-
-static void
-tnl_stream_note_status(tnl_stream_t *st, const char *p, size_t len)
-{
-    /* "HTTP/1.1 200 ..." : bytes 9..11 of the first response line */
-
-    while (len > 0 && st->status_seen < 12) {
-        if (st->status_seen >= 9) {
-            st->status[st->status_seen - 9] = *p;
-        }
-        st->status_seen++;
-        p++;
-        len--;
-    }
-}
-
 
 static int
 tnl_stream_chan_data(ssh_session session, ssh_channel channel, void *data,
@@ -85,7 +73,7 @@ tnl_stream_chan_data(ssh_session session, ssh_channel channel, void *data,
     }
 
     if (n > 0) {
-        tnl_stream_note_status(st, data, (size_t) n);
+        tnl_httplog_response(&st->http, data, (size_t) n, tnl_now_ms());
         st->bytes_down += (uint64_t) n;
         if (st->forward != NULL) {
             st->forward->bytes_in += (uint64_t) n;
@@ -156,9 +144,13 @@ tnl_stream_update_io(tnl_stream_t *st)
         return;
     }
 
-    if (!st->unix_eof && st->up_len < TNL_STREAM_UP_MAX && !s->write_blocked
-        && (st->state == TNL_STREAM_OPENING
-            || (st->state == TNL_STREAM_OPEN && !st->chan_closed)))
+    if (st->refused) {
+        ev = EPOLLIN;              /* waiting for the request: see opened */
+
+    } else if (!st->unix_eof && st->up_len < TNL_STREAM_UP_MAX
+               && !s->write_blocked
+               && (st->state == TNL_STREAM_OPENING
+                   || (st->state == TNL_STREAM_OPEN && !st->chan_closed)))
     {
         ev |= EPOLLIN;
     }
@@ -182,25 +174,6 @@ tnl_stream_update_io(tnl_stream_t *st)
         tnl_log_error("epoll (stream): %s", strerror(errno));
         tnl_stream_abort(st);
     }
-}
-
-
-static void
-tnl_stream_capture_reqline(tnl_stream_t *st, const char *p, size_t n)
-{
-    size_t  i;
-
-    for (i = 0; i < n && !st->reqline_done; i++) {
-        if (p[i] == '\r' || p[i] == '\n'
-            || st->reqline_len == sizeof(st->reqline) - 1)
-        {
-            st->reqline_done = 1;
-            break;
-        }
-        st->reqline[st->reqline_len++] = p[i];
-    }
-
-    st->reqline[st->reqline_len] = '\0';
 }
 
 
@@ -275,10 +248,8 @@ tnl_stream_read_up(tnl_stream_t *st)
         n = read(st->fd, st->up + st->up_len, TNL_STREAM_UP_MAX - st->up_len);
 
         if (n > 0) {
-            if (!st->reqline_done) {
-                tnl_stream_capture_reqline(st, st->up + st->up_len,
-                                           (size_t) n);
-            }
+            tnl_httplog_request(&st->http, st->up + st->up_len, (size_t) n,
+                                tnl_now_ms());
             st->up_len += (size_t) n;
             continue;
         }
@@ -376,7 +347,8 @@ tnl_stream_drain_down(tnl_stream_t *st)
                 return;
             }
 
-            tnl_stream_note_status(st, st->down + st->down_off, (size_t) n);
+            tnl_httplog_response(&st->http, st->down + st->down_off,
+                                 (size_t) n, tnl_now_ms());
             st->down_off += (size_t) n;
             st->down_len -= (size_t) n;
             st->bytes_down += (uint64_t) n;
@@ -411,6 +383,11 @@ tnl_stream_io_handler(tnl_io_t *io, uint32_t events)
 {
     tnl_stream_t   *st = io->data;
     tnl_session_t  *s = st->session;
+
+    if (st->refused) {
+        tnl_stream_refused_read(st);
+        return;
+    }
 
     if (st->fd == -1 || st->state == TNL_STREAM_CLOSED) {
         return;
@@ -458,11 +435,57 @@ tnl_stream_opened(tnl_stream_t *st, int rc)
     /*
      * The client refused (nothing listens on its local port, or it does
      * not know this forward): closing nginx's connection without a byte
-     * makes nginx answer 502
+     * makes nginx answer 502.  The refusal can beat nginx's request (a
+     * closed local port answers within a round trip): the 502 line names
+     * the request, so we close once it came, or after a second.
      */
 
     st->failed = 1;
     st->state = TNL_STREAM_CLOSED;
+
+    if (st->fd != -1 && st->http.up_total == 0) {
+        st->refused = 1;
+        tnl_timer_add(&st->timer, TNL_STREAM_REFUSED_MS);
+        tnl_stream_update_io(st);
+        return;
+    }
+
+    tnl_stream_refused_read(st);
+}
+
+
+/* a refused stream: reads what nginx sent (for the log line), closes */
+static void
+tnl_stream_refused_read(tnl_stream_t *st)
+{
+    ssize_t  n;
+
+    if (st->fd != -1 && st->up_len < TNL_STREAM_UP_MAX) {
+        n = read(st->fd, st->up + st->up_len, TNL_STREAM_UP_MAX - st->up_len);
+        if (n > 0) {
+            tnl_httplog_request(&st->http, st->up + st->up_len, (size_t) n,
+                                tnl_now_ms());
+
+        } else if (n == -1 && errno == EAGAIN && st->refused
+                   && tnl_timer_is_set(&st->timer))
+        {
+            return;                /* spurious wake-up: keep waiting */
+        }
+    }
+
+    st->refused = 0;
+    tnl_timer_del(&st->timer);
+    tnl_stream_close_unix(st);
+    tnl_session_post_sweep(st->session);
+}
+
+
+static void
+tnl_stream_refused_timer(tnl_timer_t *t)
+{
+    tnl_stream_t  *st = t->data;
+
+    st->refused = 0;               /* nginx sent nothing: close as is */
     tnl_stream_close_unix(st);
     tnl_session_post_sweep(st->session);
 }
@@ -503,6 +526,7 @@ tnl_stream_start(tnl_forward_t *f, int fd)
     st->started_ms = tnl_now_ms();
     st->origin_port = 1024 + (int) (s->next_origin_port++ % 64000);
     snprintf(st->name, sizeof(st->name), "%s", f->name);
+    tnl_httplog_init(&st->http, tnl_stream_log_record, st);
 
     st->cb.userdata = st;
     st->cb.channel_data_function = tnl_stream_chan_data;
@@ -512,6 +536,7 @@ tnl_stream_start(tnl_forward_t *f, int fd)
     ssh_set_channel_callbacks(st->chan, &st->cb);
 
     tnl_io_init(&st->io, s->loop, fd, tnl_stream_io_handler, st);
+    tnl_timer_init(&st->timer, s->loop, tnl_stream_refused_timer, st);
 
     st->next = s->streams;
     if (s->streams != NULL) {
@@ -677,14 +702,117 @@ tnl_pump_update_interest(tnl_session_t *s)
 }
 
 
+/* "512 B", "1.5 KB", "12.0 MB" */
+static const char *
+tnl_stream_size(char *buf, size_t size, uint64_t bytes)
+{
+    double  b = (double) bytes;
+
+    if (bytes < 1024) {
+        snprintf(buf, size, "%llu B", (unsigned long long) bytes);
+    } else if (b < 1024 * 1024) {
+        snprintf(buf, size, "%.1f KB", b / 1024);
+    } else if (b < 1024.0 * 1024 * 1024) {
+        snprintf(buf, size, "%.1f MB", b / (1024 * 1024));
+    } else {
+        snprintf(buf, size, "%.1f GB", b / (1024.0 * 1024 * 1024));
+    }
+
+    return buf;
+}
+
+
+/*
+ * One record of the stream's HTTP observer: a line for the person on the
+ * session channel, and for tunneld's debug log.  Runs from the observer,
+ * which may be inside a channel data callback: it only formats and queues
+ * text (tnl_session_printf posts the write).
+ */
+static void
+tnl_stream_log_record(void *data, const tnl_httplog_record_t *r)
+{
+    static const char  *kinds[] = { "done", "incomplete", "upgraded", "raw" };
+
+    tnl_stream_t       *st = data;
+    tnl_session_t      *s = st->session;
+    const char         *method, *path, *eol;
+    char                status[8], body[32], up[32], down[32];
+    unsigned long long  ms;
+
+    st->records++;
+
+    method = r->method[0] ? r->method : "-";
+    path = r->path[0] ? r->path : "-";
+    ms = (unsigned long long) r->ms;
+
+    if (r->status != 0) {
+        snprintf(status, sizeof(status), "%d", r->status);
+    } else {
+        snprintf(status, sizeof(status), "%s", st->failed ? "502" : "-");
+    }
+
+    tnl_log_debug("tunnel %s: %s %s %s %s%s%s body %llu up %llu down %llu "
+                  "%llums", st->name, kinds[r->kind], method, path, status,
+                  r->upgrade[0] ? " " : "", r->upgrade,
+                  (unsigned long long) r->body, (unsigned long long) r->up,
+                  (unsigned long long) r->down, ms);
+
+    if (!s->shell || s->closing) {
+        return;
+    }
+
+    eol = tnl_session_eol(s);
+
+    switch (r->kind) {
+
+    case TNL_HTTPLOG_DONE:
+        tnl_session_printf(s, "%s %s %s %s %llu ms%s", method, path, status,
+                           tnl_stream_size(body, sizeof(body), r->body), ms,
+                           eol);
+        return;
+
+    case TNL_HTTPLOG_UPGRADED:
+        tnl_session_printf(s, "%s %s %s %s, %s to your app, %s from it, "
+                           "%llu ms%s", method, path, status, r->upgrade,
+                           tnl_stream_size(up, sizeof(up), r->up),
+                           tnl_stream_size(down, sizeof(down), r->down), ms,
+                           eol);
+        return;
+
+    case TNL_HTTPLOG_INCOMPLETE:
+        if (st->failed) {
+            tnl_session_printf(s, "%s %s -> 502: your local app refused the "
+                               "connection (is it running?)%s", method, path,
+                               eol);
+
+        } else if (r->status != 0) {
+            tnl_session_printf(s, "%s %s %s %s %llu ms (cut short)%s",
+                               method, path, status,
+                               tnl_stream_size(body, sizeof(body), r->body),
+                               ms, eol);
+
+        } else {
+            tnl_session_printf(s, "%s %s - no answer, closed after %llu ms%s",
+                               method, path, ms, eol);
+        }
+        return;
+
+    default:
+        tnl_session_printf(s, "%s %s %s (not HTTP) %s to your app, %s from "
+                           "it, %llu ms%s", method, path, status,
+                           tnl_stream_size(up, sizeof(up), r->up),
+                           tnl_stream_size(down, sizeof(down), r->down), ms,
+                           eol);
+        return;
+    }
+}
+
+
+/* at the end of a stream: what its observer still holds */
 static void
 tnl_stream_log(tnl_stream_t *st)
 {
     tnl_session_t  *s = st->session;
-    char            method[16], path[128], size[32];
-    const char     *status;
-    uint64_t        ms;
-    double          b;
 
     if (st->logged) {
         return;
@@ -692,51 +820,20 @@ tnl_stream_log(tnl_stream_t *st)
 
     st->logged = 1;
 
-    method[0] = '\0';
-    path[0] = '\0';
+    (void) tnl_httplog_close(&st->http, tnl_now_ms());
 
-    if (st->reqline_len > 0) {
-        (void) sscanf(st->reqline, "%15s %127s", method, path);
-    }
-
-    ms = tnl_now_ms() - st->started_ms;
-    status = st->failed ? "502" : (st->status_seen >= 12 ? st->status : "-");
-
-    b = (double) st->bytes_down;
-    if (b < 1024) {
-        snprintf(size, sizeof(size), "%llu B",
-                 (unsigned long long) st->bytes_down);
-    } else if (b < 1024 * 1024) {
-        snprintf(size, sizeof(size), "%.1f KB", b / 1024);
-    } else {
-        snprintf(size, sizeof(size), "%.1f MB", b / (1024 * 1024));
-    }
-
-    tnl_log_debug("tunnel %s: %s %s %s in %llu out %llu %llums",
-                  st->name,
-                  method[0] ? method : "-", path[0] ? path : "-", status,
-                  (unsigned long long) st->bytes_down,
+    tnl_log_debug("tunnel %s: stream closed: %u requests, up %llu down %llu "
+                  "%llums", st->name, st->records,
                   (unsigned long long) st->bytes_up,
-                  (unsigned long long) ms);
+                  (unsigned long long) st->bytes_down,
+                  (unsigned long long) (tnl_now_ms() - st->started_ms));
 
-    if (!s->shell || s->closing) {
-        return;
-    }
-
-    if (st->failed) {
-        tnl_session_printf(s, "%s %s -> 502: your local app refused the "
+    if (st->failed && st->records == 0 && s->shell && !s->closing) {
+        /* refused before nginx sent a byte */
+        tnl_session_printf(s, "- - -> 502: your local app refused the "
                            "connection (is it running?)%s",
-                           method[0] ? method : "-", path[0] ? path : "-",
                            tnl_session_eol(s));
-        return;
     }
-
-    if (method[0] == '\0') {
-        return;                    /* opened and closed with no request */
-    }
-
-    tnl_session_printf(s, "%s %s %s %s %llu ms%s", method, path, status,
-                       size, (unsigned long long) ms, tnl_session_eol(s));
 }
 
 
@@ -748,10 +845,11 @@ tnl_pump_sweep(tnl_session_t *s, int final)
     for (st = s->streams; st != NULL; st = next) {
         next = st->next;
 
-        if (!final && (st->state != TNL_STREAM_CLOSED)) {
+        if (!final && (st->state != TNL_STREAM_CLOSED || st->refused)) {
             continue;
         }
 
+        tnl_timer_del(&st->timer);
         tnl_stream_log(st);
         tnl_stream_close_unix(st);
 

@@ -12,6 +12,11 @@
  * for it), and once the socket is writable again we take all of it at
  * once with ssh_channel_read_nonblocking (see tnl_stream_drain_down).
  *
+ * Each stream feeds copies of the bytes both ways to an HTTP observer
+ * (httplog.h), which reports one record per request even when nginx keeps
+ * the connection alive: a line in the session channel (if the client has
+ * one) and at debug level in tunneld's log.
+ *
  * A stream belongs to its session (s->streams); its forward pointer is
  * cleared when the forward closes.  A finished stream is marked dead and
  * freed by the session sweep, and never while its channel is still
@@ -27,6 +32,7 @@
 #include <libssh/server.h>
 #include <libssh/callbacks.h>
 
+#include "httplog.h"
 #include "loop.h"
 #include "session.h"
 
@@ -46,6 +52,7 @@ struct tnl_stream_s {
     struct ssh_channel_callbacks_struct  cb;
     int                   fd;          /* nginx's connection, -1 if closed */
     tnl_io_t              io;
+    tnl_timer_t           timer;       /* refused: bounds the wait */
     int                   origin_port; /* what we told the client */
     char                  name[64];    /* the tunnel's, for the log */
 
@@ -56,6 +63,8 @@ struct tnl_stream_s {
     unsigned              chan_closed:1; /* the client sent CLOSE */
     unsigned              abandoned:1; /* Unix side gone while opening */
     unsigned              failed:1;    /* client refused the open */
+    unsigned              refused:1;   /* ... and we wait for nginx's
+                                          request before closing (timer) */
     unsigned              logged:1;
 
     char                 *up;          /* nginx -> client, own buffer */
@@ -67,11 +76,8 @@ struct tnl_stream_s {
     size_t                down_pending; /* bytes libssh still holds */
     unsigned              down_blocked:1; /* Unix socket would block */
 
-    char                  reqline[160]; /* first line from nginx */
-    size_t                reqline_len;
-    unsigned              reqline_done:1;
-    char                  status[4];   /* from the first response line */
-    size_t                status_seen;
+    tnl_httplog_t         http;        /* one log line per request */
+    unsigned              records;     /* ... reported so far */
 
     uint64_t              started_ms;
     uint64_t              bytes_up;

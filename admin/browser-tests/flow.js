@@ -1,0 +1,199 @@
+// Browser walk through the admin UI with Debian's Chromium (playwright-core):
+// first-run setup -> create an invitation -> join with it in a second
+// browser context -> add an SSH key -> (the Perl side opens the tunnel with
+// ssh -R) -> open the tunnel URL -> sign out.  Every page is screenshotted
+// into $ARTIFACTS.  Driven by t/100-admin-browser.t, which starts the
+// services; this file only talks to them.
+//
+// Protocol with the driver: results are lines "ok - what" / "not ok - what
+// # detail"; "need tunnel" asks the driver to open the tunnel, which answers
+// "tunnel up" on stdin.  Environment: ADMIN_URL (http://localhost:PORT),
+// TUNNEL_URL, PUBKEY (the public key line), ARTIFACTS, CHROMIUM.
+
+'use strict';
+
+const { chromium } = require('playwright-core');
+const readline = require('readline');
+const path = require('path');
+
+const ADMIN = process.env.ADMIN_URL;
+const TUNNEL = process.env.TUNNEL_URL;
+const PUBKEY = process.env.PUBKEY;
+const ART = process.env.ARTIFACTS;
+const lines = readline.createInterface({ input: process.stdin });
+const waiting = [];
+lines.on('line', (l) => { const w = waiting.shift(); if (w) w(l); });
+
+let failed = 0;
+function ok(cond, what, detail) {
+    if (!cond) failed++;
+    console.log(`${cond ? 'ok' : 'not ok'} - ${what}` +
+                (cond || !detail ? '' : ` # ${String(detail).replace(/\n/g, ' ')}`));
+}
+
+function ask(msg) {
+    return new Promise((resolve) => {
+        waiting.push(resolve);
+        console.log(msg);
+    });
+}
+
+let shot = 0;
+async function snap(page, name) {
+    shot++;
+    const file = path.join(ART, `admin-${String(shot).padStart(2, '0')}-${name}.png`);
+    await page.screenshot({ path: file, fullPage: true });
+}
+
+// a page must load nothing external and break no CSP rule
+function watch(page, problems) {
+    // a refused form answers 422 by design: Chromium logs every 4xx as a
+    // console error, so responses are checked on their own below
+    page.on('console', (m) => {
+        if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) {
+            problems.push(`console: ${m.text()}`);
+        }
+    });
+    page.on('response', (r) => {
+        if (r.status() >= 400 && r.status() !== 422) {
+            problems.push(`HTTP ${r.status()}: ${r.url()}`);
+        }
+    });
+    page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+    page.on('request', (r) => {
+        const u = r.url();
+        if (!u.startsWith(ADMIN) && !u.startsWith(TUNNEL)) {
+            problems.push(`external request: ${u}`);
+        }
+    });
+}
+
+async function main() {
+    const browser = await chromium.launch({
+        executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+        args: ['--headless', '--no-sandbox', '--disable-gpu',
+               '--disable-background-networking', '--disable-component-update',
+               '--no-first-run', '--disable-dev-shm-usage'],
+    });
+
+    const problems = [];
+
+    // --- the administrator ---------------------------------------------
+    const adminCtx = await browser.newContext();
+    const a = await adminCtx.newPage();
+    watch(a, problems);
+
+    await a.goto(`${ADMIN}/`);
+    ok(a.url() === `${ADMIN}/setup`, 'a fresh install sends / to /setup', a.url());
+    const css = await a.evaluate(() =>
+        getComputedStyle(document.querySelector('header')).borderBottomStyle);
+    ok(css === 'solid', 'our stylesheet is applied (CSP allows it)', css);
+    await snap(a, 'setup');
+
+    await a.fill('#f-name', 'admin');
+    await a.fill('#f-password', 'short');
+    await a.fill('#f-password2', 'short');
+    await a.click('button[type=submit]');
+    ok((await a.textContent('.msg.bad')).includes('too short'),
+       'a weak password is refused with a reason');
+    ok(await a.inputValue('#f-name') === 'admin', 'the typed name is kept');
+    await snap(a, 'setup-error');
+
+    await a.fill('#f-password', 'a good long admin password');
+    await a.fill('#f-password2', 'a good long admin password');
+    await a.click('button[type=submit]');
+    ok(a.url().startsWith(`${ADMIN}/?done=welcome`), 'setup signs the admin in', a.url());
+    ok((await a.textContent('main')).includes('Signed in as admin'), 'start page');
+    await snap(a, 'home');
+
+    const cookies = await adminCtx.cookies();
+    const sc = cookies.find((c) => c.name === '__Host-tunnel_session');
+    ok(sc && sc.httpOnly && sc.secure && sc.sameSite === 'Lax' && sc.path === '/'
+       && !sc.domain.startsWith('.'),
+       'session cookie: __Host-, HttpOnly, Secure, SameSite=Lax, host-only',
+       JSON.stringify(sc));
+
+    await a.click('nav >> text=Invitations');
+    await snap(a, 'invites');
+    await a.fill('#f-note', 'for dave');
+    await a.click('button:has-text("Create the link")');
+    const link = (await a.textContent('#invite-link')).trim();
+    ok(/\/join\/[A-Za-z0-9_-]{24}$/.test(link), 'invitation link shown', link);
+    await snap(a, 'invite-created');
+
+    // --- the invitee, in a second browser context -----------------------
+    const daveCtx = await browser.newContext();
+    const d = await daveCtx.newPage();
+    watch(d, problems);
+
+    await d.goto(link);
+    ok((await d.textContent('h1')) === 'Join ngx-tunnel', 'invitation page');
+    await snap(d, 'join');
+    await d.fill('#f-name', 'dave');
+    await d.fill('#f-password', 'daves long password');
+    await d.fill('#f-password2', 'daves long password');
+    await d.click('button[type=submit]');
+    ok((await d.textContent('main')).includes('Signed in as dave'),
+       'joined and signed in');
+    await snap(d, 'joined');
+
+    await d.click('nav >> text=SSH keys');
+    await d.fill('#f-key', 'ssh-ed25519 AAAA broken');
+    await d.click('button:has-text("Add the key")');
+    ok((await d.textContent('.msg.bad')).includes('damaged'),
+       'a broken key is refused with a reason');
+    await snap(d, 'key-error');
+    await d.fill('#f-key', PUBKEY);
+    await d.click('button:has-text("Add the key")');
+    ok((await d.textContent('.msg.good')).includes('The key was added'),
+       'key added');
+    const fp = await d.textContent('td.mono');
+    ok(/^SHA256:[A-Za-z0-9+/]{43}$/.test(fp), 'fingerprint shown', fp);
+    console.log(`fingerprint ${fp}`);
+    await snap(d, 'keys');
+
+    await d.click('nav >> text=Names');
+    await d.fill('#f-name', 'daveapp');
+    await d.click('button:has-text("Reserve")');
+    ok((await d.textContent('.msg.good')).includes('yours'), 'name reserved');
+    await snap(d, 'names');
+
+    // --- the tunnel -------------------------------------------------------
+    const answer = await ask('need tunnel');
+    ok(answer === 'tunnel up', 'the driver opened the tunnel', answer);
+    const t = await daveCtx.newPage();
+    const resp = await t.goto(TUNNEL);
+    ok(resp && resp.status() === 200, 'the tunnel URL answers in the browser',
+       resp && resp.status());
+    await snap(t, 'tunnel');
+    await t.close();
+
+    // --- the admin sees it; phone layout ---------------------------------
+    await a.click('nav >> text=Users');
+    ok((await a.textContent('tbody')).includes('dave'), 'admin lists dave');
+    await snap(a, 'users');
+    await a.setViewportSize({ width: 390, height: 844 });
+    const wide = await a.evaluate(() =>
+        document.documentElement.scrollWidth <= window.innerWidth + 1);
+    ok(wide, 'users page fits a phone screen');
+    await snap(a, 'users-phone');
+
+    // --- sign out ----------------------------------------------------------
+    await d.click('button:has-text("Sign out")');
+    ok(d.url() === `${ADMIN}/login`, 'signed out, on /login', d.url());
+    await snap(d, 'signed-out');
+    await d.goto(`${ADMIN}/keys`);
+    ok(d.url() === `${ADMIN}/login`, 'pages need signing in again', d.url());
+
+    ok(problems.length === 0, 'no console errors, no CSP violations, no '
+       + 'external requests', problems.join('; '));
+
+    await browser.close();
+    lines.close();
+    console.log(failed ? `failed ${failed}` : 'done');
+}
+
+main().catch((e) => {
+    console.log(`not ok - browser flow crashed # ${String(e.stack || e).replace(/\n/g, ' ')}`);
+    process.exit(1);
+});

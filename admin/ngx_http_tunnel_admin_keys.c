@@ -1,0 +1,249 @@
+
+/*
+ * /keys: every user adds and removes the SSH public keys that may open
+ * their tunnels.  A pasted line is validated and fingerprinted by
+ * ngx_http_tunnel_admin_sshkey_parse(); the row goes into ssh_keys, whose
+ * NOTIFY trigger makes tunneld reload its key table within 2 s.  A
+ * fingerprint belongs to one user only (ssh_keys_fingerprint_key).  A user
+ * only ever sees and removes their own keys.
+ */
+
+#include "ngx_http_tunnel_admin_module.h"
+
+
+static const char  ngx_http_tunnel_admin_keys_sql[] =
+    "SELECT id, key_type, fingerprint, comment,"
+    "       to_char(created_at, 'YYYY-MM-DD'),"
+    "       coalesce(to_char(last_used_at, 'YYYY-MM-DD HH24:MI'), 'never')"
+    "  FROM ssh_keys WHERE user_id = $1 ORDER BY created_at, id";
+
+/* the second column is evaluated on the snapshot before the insert */
+static const char  ngx_http_tunnel_admin_key_add_sql[] =
+    "WITH ins AS ("
+    "  INSERT INTO ssh_keys (user_id, key_type, key_base64, fingerprint,"
+    "                        comment)"
+    "  VALUES ($1, $2, $3, $4, $5)"
+    "  ON CONFLICT (fingerprint) DO NOTHING RETURNING id)"
+    " SELECT (SELECT id FROM ins),"
+    "        (SELECT user_id = $1 FROM ssh_keys WHERE fingerprint = $4)";
+
+static const char  ngx_http_tunnel_admin_key_delete_sql[] =
+    "DELETE FROM ssh_keys WHERE id = $1 AND user_id = $2 RETURNING id";
+
+
+static ngx_int_t ngx_http_tunnel_admin_key_add(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
+static ngx_int_t ngx_http_tunnel_admin_key_delete(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
+
+
+ngx_int_t
+ngx_http_tunnel_admin_keys_get(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx)
+{
+    int         i, n;
+    ngx_str_t   s, *key;
+
+    if (ctx->step == 0) {
+        ctx->step = 1;
+        return ngx_http_tunnel_admin_query(r, ctx,
+                                           ngx_http_tunnel_admin_keys_sql,
+                                           1, &ctx->user_id_text);
+    }
+
+    ngx_http_tunnel_admin_page_start(r, ctx, "SSH keys");
+    ngx_http_tunnel_admin_flash(r, ctx);
+
+    n = PQntuples(ctx->res);
+
+    if (n == 0) {
+        ngx_http_tunnel_admin_put(r, ctx,
+            "<p class=\"muted\">You have no keys yet: add one below to open "
+            "tunnels.</p>\n");
+
+    } else {
+        ngx_http_tunnel_admin_put(r, ctx,
+            "<table>\n<thead><tr><th>Key</th><th>Fingerprint</th>"
+            "<th class=\"opt\">Added</th><th class=\"opt\">Last used</th>"
+            "<th></th></tr></thead>\n<tbody>\n");
+
+        for (i = 0; i < n; i++) {
+            ngx_http_tunnel_admin_put(r, ctx, "<tr><td>");
+            s = ngx_http_tunnel_admin_cell(ctx, i, 3);
+            if (s.len) {
+                ngx_http_tunnel_admin_esc(r, ctx, &s);
+                ngx_http_tunnel_admin_put(r, ctx, "<br>");
+            }
+
+            ngx_http_tunnel_admin_put(r, ctx, "<span class=\"tag\">");
+            s = ngx_http_tunnel_admin_cell(ctx, i, 1);
+            ngx_http_tunnel_admin_esc(r, ctx, &s);
+            ngx_http_tunnel_admin_put(r, ctx,
+                                      "</span></td><td class=\"mono\">");
+            s = ngx_http_tunnel_admin_cell(ctx, i, 2);
+            ngx_http_tunnel_admin_esc(r, ctx, &s);
+            ngx_http_tunnel_admin_put(r, ctx, "</td><td class=\"opt\">");
+            s = ngx_http_tunnel_admin_cell(ctx, i, 4);
+            ngx_http_tunnel_admin_esc(r, ctx, &s);
+            ngx_http_tunnel_admin_put(r, ctx, "</td><td class=\"opt\">");
+            s = ngx_http_tunnel_admin_cell(ctx, i, 5);
+            ngx_http_tunnel_admin_esc(r, ctx, &s);
+            ngx_http_tunnel_admin_put(r, ctx,
+                "</td><td><form method=\"post\" action=\"/keys\">"
+                "<input type=\"hidden\" name=\"action\" value=\"delete\">"
+                "<input type=\"hidden\" name=\"id\" value=\"");
+            s = ngx_http_tunnel_admin_cell(ctx, i, 0);
+            ngx_http_tunnel_admin_esc(r, ctx, &s);
+            ngx_http_tunnel_admin_put(r, ctx, "\">");
+            ngx_http_tunnel_admin_csrf_field(r, ctx);
+            ngx_http_tunnel_admin_put(r, ctx,
+                "<button class=\"danger\" type=\"submit\">Remove</button>"
+                "</form></td></tr>\n");
+        }
+
+        ngx_http_tunnel_admin_put(r, ctx, "</tbody>\n</table>\n");
+    }
+
+    ngx_http_tunnel_admin_put(r, ctx,
+        "<h2>Add a key</h2>\n<div class=\"card\">\n"
+        "<form method=\"post\" action=\"/keys\">\n"
+        "<input type=\"hidden\" name=\"action\" value=\"add\">\n");
+    ngx_http_tunnel_admin_csrf_field(r, ctx);
+
+    ngx_http_tunnel_admin_put(r, ctx,
+        "<label for=\"f-key\">Public key</label>\n"
+        "<textarea id=\"f-key\" name=\"key\" spellcheck=\"false\" "
+        "placeholder=\"ssh-ed25519 AAAAC3Nza... you@laptop\">");
+
+    key = ctx->msg.len ? ngx_http_tunnel_admin_field(ctx, "key") : NULL;
+    if (key) {
+        ngx_http_tunnel_admin_esc(r, ctx, key);
+    }
+
+    ngx_http_tunnel_admin_put(r, ctx,
+        "</textarea>\n<p class=\"hint\">Paste the line of your public key "
+        "file, for example the output of <code>cat "
+        "~/.ssh/id_ed25519.pub</code>.  No key yet?  Create one with "
+        "<code>ssh-keygen -t ed25519</code>.  Accepted: ssh-ed25519, "
+        "ecdsa-sha2-nistp256/384/521, ssh-rsa (2048 bits or more), "
+        "sk-ssh-ed25519 and sk-ecdsa security keys.</p>\n"
+        "<div class=\"actions\"><button type=\"submit\">Add the key</button>"
+        "</div>\n</form>\n</div>\n");
+
+    ngx_http_tunnel_admin_page_end(r, ctx);
+
+    return NGX_HTTP_TUNNEL_ADMIN_READY;
+}
+
+
+ngx_int_t
+ngx_http_tunnel_admin_keys_post(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx)
+{
+    ngx_str_t  *action;
+
+    action = ngx_http_tunnel_admin_field(ctx, "action");
+
+    if (action && action->len == 3 && ngx_strncmp(action->data, "add", 3) == 0)
+    {
+        return ngx_http_tunnel_admin_key_add(r, ctx);
+    }
+
+    if (action && action->len == 6
+        && ngx_strncmp(action->data, "delete", 6) == 0)
+    {
+        return ngx_http_tunnel_admin_key_delete(r, ctx);
+    }
+
+    return ngx_http_tunnel_admin_form_error(r, ctx,
+                                            NGX_HTTP_TUNNEL_ADMIN_INVALID,
+                                            "Unknown action.");
+}
+
+
+static ngx_int_t
+ngx_http_tunnel_admin_key_add(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx)
+{
+    ngx_str_t                        *line, params[5];
+    const char                       *err;
+    ngx_http_tunnel_admin_sshkey_t    key;
+
+    if (ctx->step == 0) {
+        line = ngx_http_tunnel_admin_field(ctx, "key");
+
+        if (line == NULL) {
+            err = "Paste your public key.";
+
+        } else {
+            err = ngx_http_tunnel_admin_sshkey_parse(r->pool, line, &key);
+        }
+
+        if (err) {
+            return ngx_http_tunnel_admin_form_error(r, ctx,
+                                       NGX_HTTP_TUNNEL_ADMIN_INVALID, err);
+        }
+
+        params[0] = ctx->user_id_text;
+        params[1] = key.type;
+        params[2] = key.base64;
+        params[3] = key.fingerprint;
+        params[4] = key.comment;
+
+        ctx->s1 = key.fingerprint;
+        ctx->step = 1;
+
+        return ngx_http_tunnel_admin_query(r, ctx,
+                                           ngx_http_tunnel_admin_key_add_sql,
+                                           5, params);
+    }
+
+    if (ngx_http_tunnel_admin_cell(ctx, 0, 0).len == 0) {
+        return ngx_http_tunnel_admin_form_error(r, ctx,
+                   NGX_HTTP_TUNNEL_ADMIN_INVALID,
+                   ngx_http_tunnel_admin_cell_is(ctx, 0, 1, "t")
+                   ? "You have already added this key."
+                   : "This key belongs to another account.  Each key can "
+                     "belong to one account only: create a new key for "
+                     "this one (ssh-keygen -t ed25519).");
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                  "tunnel: admin: \"%V\" added key %V",
+                  &ctx->user_name, &ctx->s1);
+
+    return ngx_http_tunnel_admin_redirect(r, ctx, "/keys?done=key-added");
+}
+
+
+static ngx_int_t
+ngx_http_tunnel_admin_key_delete(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx)
+{
+    ngx_str_t  *id, params[2];
+
+    if (ctx->step == 0) {
+        id = ngx_http_tunnel_admin_field(ctx, "id");
+
+        if (!ngx_http_tunnel_admin_is_id(id)) {
+            return ngx_http_tunnel_admin_form_error(r, ctx,
+                       NGX_HTTP_TUNNEL_ADMIN_INVALID, "No such key.");
+        }
+
+        params[0] = *id;
+        params[1] = ctx->user_id_text;
+        ctx->step = 1;
+
+        return ngx_http_tunnel_admin_query(r, ctx,
+                                       ngx_http_tunnel_admin_key_delete_sql,
+                                       2, params);
+    }
+
+    if (PQntuples(ctx->res) == 0) {
+        return ngx_http_tunnel_admin_form_error(r, ctx,
+                   NGX_HTTP_TUNNEL_ADMIN_INVALID,
+                   "No such key (maybe it was already removed).");
+    }
+
+    return ngx_http_tunnel_admin_redirect(r, ctx, "/keys?done=key-removed");
+}

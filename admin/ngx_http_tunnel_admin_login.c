@@ -1,0 +1,369 @@
+
+/*
+ * /login, /logout and the start page "/".
+ *
+ * Signing in: failed attempts are rows of login_failures (sql/002), counted
+ * per client address and per typed user name over tunnel_admin_login_limit's
+ * window; over the limit the form is refused without checking the
+ * password.  An unknown user costs the same argon2id work as a wrong
+ * password and gets the same sentence.  A disabled account is only named as
+ * such after the right password.
+ */
+
+#include "ngx_http_tunnel_admin_module.h"
+
+
+typedef enum {
+    NGX_HTTP_TUNNEL_ADMIN_LOGIN_LOOKUP = 0,  /* counts and the user row */
+    NGX_HTTP_TUNNEL_ADMIN_LOGIN_VERIFY,      /* start argon2id */
+    NGX_HTTP_TUNNEL_ADMIN_LOGIN_VERIFIED,    /* sign in, or note failure */
+    NGX_HTTP_TUNNEL_ADMIN_LOGIN_FAILED,      /* failure noted: say so */
+    NGX_HTTP_TUNNEL_ADMIN_LOGIN_SIGNED_IN
+} ngx_http_tunnel_admin_login_step_e;
+
+
+static const char  ngx_http_tunnel_admin_login_sql[] =
+    "SELECT (SELECT count(*) FROM login_failures"
+    "         WHERE client_addr = $1"
+    "           AND at > now() - make_interval(secs => $3)),"
+    "       (SELECT count(*) FROM login_failures"
+    "         WHERE user_name = $2"
+    "           AND at > now() - make_interval(secs => $3)),"
+    "       u.id, u.password_hash, u.disabled"
+    "  FROM (SELECT 1) AS one LEFT JOIN users u ON u.name = $2";
+
+static const char  ngx_http_tunnel_admin_login_failed_sql[] =
+    "WITH old AS ("
+    "  DELETE FROM login_failures WHERE at < now() - interval '1 day')"
+    " INSERT INTO login_failures (client_addr, user_name) VALUES ($1, $2)";
+
+static const char  ngx_http_tunnel_admin_logout_sql[] =
+    "DELETE FROM sessions WHERE token_hash = $1::bytea";
+
+static const char  ngx_http_tunnel_admin_home_sql[] =
+    "SELECT (SELECT count(*) FROM ssh_keys WHERE user_id = $1),"
+    "       (SELECT string_agg(name, ', ' ORDER BY name)"
+    "          FROM reserved_names WHERE user_id = $1)";
+
+
+static ngx_int_t ngx_http_tunnel_admin_login_lookup(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
+static ngx_int_t ngx_http_tunnel_admin_login_verify(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
+static ngx_int_t ngx_http_tunnel_admin_login_verified(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
+
+
+ngx_int_t
+ngx_http_tunnel_admin_login_get(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx)
+{
+    if (ctx->logged_in && !ctx->render) {
+        return ngx_http_tunnel_admin_redirect(r, ctx, "/");
+    }
+
+    ngx_http_tunnel_admin_page_start(r, ctx, "Sign in");
+    ngx_http_tunnel_admin_flash(r, ctx);
+
+    ngx_http_tunnel_admin_put(r, ctx,
+        "<div class=\"card\">\n<form method=\"post\" action=\"/login\">\n");
+    ngx_http_tunnel_admin_csrf_field(r, ctx);
+
+    ngx_http_tunnel_admin_input(r, ctx, "User name", "name", "text",
+                                "username", NULL, 1);
+    ngx_http_tunnel_admin_input(r, ctx, "Password", "password", "password",
+                                "current-password", NULL, 0);
+
+    ngx_http_tunnel_admin_put(r, ctx,
+        "<div class=\"actions\"><button type=\"submit\">Sign in</button>"
+        "</div>\n</form>\n</div>\n"
+        "<p class=\"muted\">No account?  This installation is private: ask "
+        "an administrator for an invitation link.</p>\n");
+
+    ngx_http_tunnel_admin_page_end(r, ctx);
+
+    return NGX_HTTP_TUNNEL_ADMIN_READY;
+}
+
+
+ngx_int_t
+ngx_http_tunnel_admin_login_post(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx)
+{
+    ngx_int_t   rc;
+    ngx_str_t   params[2];
+
+    switch (ctx->step) {
+
+    case NGX_HTTP_TUNNEL_ADMIN_LOGIN_LOOKUP:
+        return ngx_http_tunnel_admin_login_lookup(r, ctx);
+
+    case NGX_HTTP_TUNNEL_ADMIN_LOGIN_VERIFY:
+        return ngx_http_tunnel_admin_login_verify(r, ctx);
+
+    case NGX_HTTP_TUNNEL_ADMIN_LOGIN_VERIFIED:
+        if (ctx->pw_rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (ctx->pw_rc == NGX_OK) {
+            return ngx_http_tunnel_admin_login_verified(r, ctx);
+        }
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "tunnel: admin: failed sign-in as \"%V\" from %V",
+                      &ctx->s1, &r->connection->addr_text);
+
+        params[0] = r->connection->addr_text;
+        params[1] = ctx->s1;
+        ctx->step = NGX_HTTP_TUNNEL_ADMIN_LOGIN_FAILED;
+
+        return ngx_http_tunnel_admin_query(r, ctx,
+                                      ngx_http_tunnel_admin_login_failed_sql,
+                                      2, params);
+
+    case NGX_HTTP_TUNNEL_ADMIN_LOGIN_FAILED:
+        return ngx_http_tunnel_admin_form_error(r, ctx, NGX_HTTP_FORBIDDEN,
+                   "Wrong user name or password.");
+
+    default: /* NGX_HTTP_TUNNEL_ADMIN_LOGIN_SIGNED_IN */
+        rc = ngx_http_tunnel_admin_session_created(r, ctx);
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (rc == NGX_DECLINED) {
+            return ngx_http_tunnel_admin_form_error(r, ctx,
+                       NGX_HTTP_FORBIDDEN,
+                       "This account is disabled.  Ask an administrator.");
+        }
+
+        return ngx_http_tunnel_admin_redirect(r, ctx, "/?done=signed-in");
+    }
+}
+
+
+static ngx_int_t
+ngx_http_tunnel_admin_login_lookup(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx)
+{
+    ngx_str_t                          *name, *password, params[3];
+    ngx_http_tunnel_admin_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_tunnel_admin_module);
+
+    name = ngx_http_tunnel_admin_field(ctx, "name");
+    password = ngx_http_tunnel_admin_field(ctx, "password");
+
+    if (name) {
+        ngx_http_tunnel_admin_trim(name);
+    }
+
+    if (name == NULL || name->len == 0 || password == NULL
+        || password->len == 0)
+    {
+        return ngx_http_tunnel_admin_form_error(r, ctx,
+                   NGX_HTTP_TUNNEL_ADMIN_INVALID,
+                   "Type your user name and your password.");
+    }
+
+    if (password->len > NGX_HTTP_TUNNEL_ADMIN_PASSWORD_MAX) {
+        password->len = NGX_HTTP_TUNNEL_ADMIN_PASSWORD_MAX;
+    }
+
+    /* what we count failures under; cut on a character boundary */
+    ctx->s1 = *name;
+    if (ctx->s1.len > 64) {
+        ctx->s1.len = 64;
+        while (ctx->s1.len && (ctx->s1.data[ctx->s1.len] & 0xc0) == 0x80) {
+            ctx->s1.len--;
+        }
+    }
+
+    params[0] = r->connection->addr_text;
+    params[1] = ctx->s1;
+
+    params[2].data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+    if (params[2].data == NULL) {
+        return NGX_ERROR;
+    }
+
+    params[2].len = ngx_sprintf(params[2].data, "%T", amcf->login_window)
+                    - params[2].data;
+
+    ctx->step = NGX_HTTP_TUNNEL_ADMIN_LOGIN_VERIFY;
+
+    return ngx_http_tunnel_admin_query(r, ctx,
+                                       ngx_http_tunnel_admin_login_sql,
+                                       3, params);
+}
+
+
+static ngx_int_t
+ngx_http_tunnel_admin_login_verify(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx)
+{
+    ngx_str_t                          *password, s, hash;
+    ngx_int_t                           by_addr, by_user;
+    ngx_http_tunnel_admin_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_tunnel_admin_module);
+
+    s = ngx_http_tunnel_admin_cell(ctx, 0, 0);
+    by_addr = ngx_atoi(s.data, s.len);
+    s = ngx_http_tunnel_admin_cell(ctx, 0, 1);
+    by_user = ngx_atoi(s.data, s.len);
+
+    if (by_addr == NGX_ERROR || by_user == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if ((ngx_uint_t) by_addr >= amcf->login_limit
+        || (ngx_uint_t) by_user >= amcf->login_limit)
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "tunnel: admin: sign-in as \"%V\" from %V refused: "
+                      "too many failures", &ctx->s1,
+                      &r->connection->addr_text);
+
+        return ngx_http_tunnel_admin_form_error(r, ctx,
+                   NGX_HTTP_TOO_MANY_REQUESTS,
+                   "Too many failed sign-ins.  Wait a few minutes, then "
+                   "try again.");
+    }
+
+    /* keep the user id and the disabled flag: the result goes away */
+    s = ngx_http_tunnel_admin_cell(ctx, 0, 2);
+    ctx->s2.data = ngx_pstrdup(r->pool, &s);
+    ctx->s2.len = s.len;
+
+    ctx->s3.len = 0;
+    if (ngx_http_tunnel_admin_cell_is(ctx, 0, 4, "t")) {
+        ngx_str_set(&ctx->s3, "t");
+    }
+
+    hash = ngx_http_tunnel_admin_cell(ctx, 0, 3);
+    password = ngx_http_tunnel_admin_field(ctx, "password");
+
+    if (s.len && ctx->s2.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->step = NGX_HTTP_TUNNEL_ADMIN_LOGIN_VERIFIED;
+
+    /* the job copies the hash before the result is freed */
+    return ngx_http_tunnel_admin_password_verify(r, ctx, password,
+                                        (s.len && hash.len) ? &hash : NULL);
+}
+
+
+static ngx_int_t
+ngx_http_tunnel_admin_login_verified(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx)
+{
+    if (ctx->s3.len) {
+        return ngx_http_tunnel_admin_form_error(r, ctx, NGX_HTTP_FORBIDDEN,
+                   "This account is disabled.  Ask an administrator.");
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "tunnel: admin: \"%V\" signed in from %V",
+                  &ctx->s1, &r->connection->addr_text);
+
+    ctx->user_name = ctx->s1;
+    ctx->step = NGX_HTTP_TUNNEL_ADMIN_LOGIN_SIGNED_IN;
+
+    return ngx_http_tunnel_admin_session_create(r, ctx, &ctx->s2);
+}
+
+
+ngx_int_t
+ngx_http_tunnel_admin_logout_post(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx)
+{
+    ngx_str_t  param, empty;
+
+    if (ctx->step == 0) {
+        if (ngx_http_tunnel_admin_sha256_param(r->pool, &ctx->session_token,
+                                               &param)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        ctx->step = 1;
+
+        return ngx_http_tunnel_admin_query(r, ctx,
+                                           ngx_http_tunnel_admin_logout_sql,
+                                           1, &param);
+    }
+
+    ngx_str_set(&empty, "");
+    if (ngx_http_tunnel_admin_set_cookie(r,
+                                         NGX_HTTP_TUNNEL_ADMIN_SESSION_COOKIE,
+                                         &empty, 0)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_tunnel_admin_redirect(r, ctx, "/login");
+}
+
+
+ngx_int_t
+ngx_http_tunnel_admin_home(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx)
+{
+    ngx_str_t  keys, names;
+
+    if (ctx->step == 0) {
+        ctx->step = 1;
+        return ngx_http_tunnel_admin_query(r, ctx,
+                                           ngx_http_tunnel_admin_home_sql,
+                                           1, &ctx->user_id_text);
+    }
+
+    keys = ngx_http_tunnel_admin_cell(ctx, 0, 0);
+    names = ngx_http_tunnel_admin_cell(ctx, 0, 1);
+
+    ngx_http_tunnel_admin_page_start(r, ctx, "Your tunnels");
+    ngx_http_tunnel_admin_flash(r, ctx);
+
+    ngx_http_tunnel_admin_put(r, ctx, "<div class=\"card\">\n<p>Signed in as "
+                              "<strong>");
+    ngx_http_tunnel_admin_esc(r, ctx, &ctx->user_name);
+    ngx_http_tunnel_admin_put(r, ctx, "</strong>");
+
+    if (ctx->is_admin) {
+        ngx_http_tunnel_admin_put(r, ctx,
+                                  " <span class=\"tag on\">admin</span>");
+    }
+
+    ngx_http_tunnel_admin_put(r, ctx, ".</p>\n<p>SSH keys: ");
+    ngx_http_tunnel_admin_esc(r, ctx, &keys);
+    ngx_http_tunnel_admin_put(r, ctx,
+        " (<a href=\"/keys\">manage</a>).  Reserved names: ");
+
+    if (names.len) {
+        ngx_http_tunnel_admin_esc(r, ctx, &names);
+
+    } else {
+        ngx_http_tunnel_admin_put(r, ctx, "none");
+    }
+
+    ngx_http_tunnel_admin_put(r, ctx,
+        " (<a href=\"/names\">manage</a>).</p>\n</div>\n"
+        "<h2>Open a tunnel</h2>\n<div class=\"card\">\n"
+        "<p>With one of your keys, forward a name to a local port:</p>\n"
+        "<p class=\"copy mono\">ssh -R <em>myapp</em>:80:localhost:3000 "
+        "-p 2222 <em>this-host</em></p>\n"
+        "<p class=\"hint\">Your app on port 3000 then answers at "
+        "http://<em>myapp</em>.<em>this-host</em>/ for as long as the ssh "
+        "command runs.  The operator may use another SSH port.</p>\n"
+        "</div>\n");
+
+    ngx_http_tunnel_admin_page_end(r, ctx);
+
+    return NGX_HTTP_TUNNEL_ADMIN_READY;
+}

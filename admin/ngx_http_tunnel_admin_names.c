@@ -1,0 +1,341 @@
+
+/*
+ * /names: every user reserves tunnel names that nobody else may claim, up
+ * to tunnel_admin_name_quota, and releases them.  Administrators see every
+ * reservation and may release anyone's.  A name follows the tunnel name
+ * rule (one DNS label, common/tnl_name.c) and must not be on
+ * tunnel_admin_reserved_names (keep it equal to tunneld's
+ * --reserved-names).  The quota and the ownership check are one
+ * row-locked function, tunnel_admin_reserve_name() in sql/002_admin.sql;
+ * tunneld learns about changes through the NOTIFY trigger of
+ * reserved_names.
+ */
+
+#include "ngx_http_tunnel_admin_module.h"
+
+#include <tnl_name.h>
+
+
+static const char  ngx_http_tunnel_admin_names_sql[] =
+    "SELECT r.name, u.name, r.user_id = $1,"
+    "       to_char(r.created_at, 'YYYY-MM-DD')"
+    "  FROM reserved_names r JOIN users u ON u.id = r.user_id"
+    " WHERE r.user_id = $1 OR $2::boolean"
+    " ORDER BY r.user_id = $1 DESC, r.name";
+
+static const char  ngx_http_tunnel_admin_name_reserve_sql[] =
+    "SELECT tunnel_admin_reserve_name($1, $2, $3)";
+
+static const char  ngx_http_tunnel_admin_name_release_sql[] =
+    "DELETE FROM reserved_names"
+    " WHERE name = $1 AND (user_id = $2 OR $3::boolean) RETURNING name";
+
+
+static ngx_int_t ngx_http_tunnel_admin_name_reserve(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
+static ngx_int_t ngx_http_tunnel_admin_name_release(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
+
+
+ngx_int_t
+ngx_http_tunnel_admin_names_get(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx)
+{
+    int                                 i, n;
+    ngx_str_t                           s, params[2];
+    ngx_uint_t                          mine, others;
+    ngx_http_tunnel_admin_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_tunnel_admin_module);
+
+    if (ctx->step == 0) {
+        params[0] = ctx->user_id_text;
+
+        if (ctx->is_admin) {
+            ngx_str_set(&params[1], "t");
+
+        } else {
+            ngx_str_set(&params[1], "f");
+        }
+
+        ctx->step = 1;
+
+        return ngx_http_tunnel_admin_query(r, ctx,
+                                           ngx_http_tunnel_admin_names_sql,
+                                           2, params);
+    }
+
+    n = PQntuples(ctx->res);
+    mine = 0;
+
+    for (i = 0; i < n; i++) {
+        if (ngx_http_tunnel_admin_cell_is(ctx, i, 2, "t")) {
+            mine++;
+        }
+    }
+
+    ngx_http_tunnel_admin_page_start(r, ctx, "Names");
+    ngx_http_tunnel_admin_flash(r, ctx);
+
+    ngx_http_tunnel_admin_printf(r, ctx,
+        "<p>A reserved name is yours even while no tunnel of yours is up: "
+        "nobody else can claim it.  You use %ui of %ui.</p>\n",
+        mine, amcf->name_quota);
+
+    if (mine) {
+        ngx_http_tunnel_admin_put(r, ctx,
+            "<table>\n<thead><tr><th>Name</th><th class=\"opt\">Reserved"
+            "</th><th></th></tr></thead>\n<tbody>\n");
+
+        for (i = 0; i < n; i++) {
+            if (!ngx_http_tunnel_admin_cell_is(ctx, i, 2, "t")) {
+                continue;
+            }
+
+            ngx_http_tunnel_admin_put(r, ctx, "<tr><td class=\"mono\">");
+            s = ngx_http_tunnel_admin_cell(ctx, i, 0);
+            ngx_http_tunnel_admin_esc(r, ctx, &s);
+            ngx_http_tunnel_admin_put(r, ctx, "</td><td class=\"opt\">");
+            s = ngx_http_tunnel_admin_cell(ctx, i, 3);
+            ngx_http_tunnel_admin_esc(r, ctx, &s);
+            ngx_http_tunnel_admin_put(r, ctx,
+                "</td><td><form method=\"post\" action=\"/names\">"
+                "<input type=\"hidden\" name=\"action\" value=\"release\">"
+                "<input type=\"hidden\" name=\"name\" value=\"");
+            s = ngx_http_tunnel_admin_cell(ctx, i, 0);
+            ngx_http_tunnel_admin_esc(r, ctx, &s);
+            ngx_http_tunnel_admin_put(r, ctx, "\">");
+            ngx_http_tunnel_admin_csrf_field(r, ctx);
+            ngx_http_tunnel_admin_put(r, ctx,
+                "<button class=\"danger\" type=\"submit\">Release</button>"
+                "</form></td></tr>\n");
+        }
+
+        ngx_http_tunnel_admin_put(r, ctx, "</tbody>\n</table>\n");
+    }
+
+    ngx_http_tunnel_admin_put(r, ctx,
+        "<h2>Reserve a name</h2>\n<div class=\"card\">\n"
+        "<form method=\"post\" action=\"/names\">\n"
+        "<input type=\"hidden\" name=\"action\" value=\"reserve\">\n");
+    ngx_http_tunnel_admin_csrf_field(r, ctx);
+    ngx_http_tunnel_admin_input(r, ctx, "Name", "name", "text", "off",
+        "Letters a-z, digits and '-', 1 to 63 characters, not starting or "
+        "ending with '-'.", ctx->msg.len != 0);
+    ngx_http_tunnel_admin_put(r, ctx,
+        "<div class=\"actions\"><button type=\"submit\">Reserve</button>"
+        "</div>\n</form>\n</div>\n");
+
+    others = n - mine;
+
+    if (ctx->is_admin) {
+        ngx_http_tunnel_admin_put(r, ctx,
+                                  "<h2>Reservations of other users</h2>\n");
+
+        if (others == 0) {
+            ngx_http_tunnel_admin_put(r, ctx,
+                                      "<p class=\"muted\">None.</p>\n");
+
+        } else {
+            ngx_http_tunnel_admin_put(r, ctx,
+                "<table>\n<thead><tr><th>Name</th><th>User</th>"
+                "<th class=\"opt\">Reserved</th><th></th></tr></thead>\n"
+                "<tbody>\n");
+
+            for (i = 0; i < n; i++) {
+                if (ngx_http_tunnel_admin_cell_is(ctx, i, 2, "t")) {
+                    continue;
+                }
+
+                ngx_http_tunnel_admin_put(r, ctx, "<tr><td class=\"mono\">");
+                s = ngx_http_tunnel_admin_cell(ctx, i, 0);
+                ngx_http_tunnel_admin_esc(r, ctx, &s);
+                ngx_http_tunnel_admin_put(r, ctx, "</td><td>");
+                s = ngx_http_tunnel_admin_cell(ctx, i, 1);
+                ngx_http_tunnel_admin_esc(r, ctx, &s);
+                ngx_http_tunnel_admin_put(r, ctx, "</td><td class=\"opt\">");
+                s = ngx_http_tunnel_admin_cell(ctx, i, 3);
+                ngx_http_tunnel_admin_esc(r, ctx, &s);
+                ngx_http_tunnel_admin_put(r, ctx,
+                    "</td><td><form method=\"post\" action=\"/names\">"
+                    "<input type=\"hidden\" name=\"action\" "
+                    "value=\"release\">"
+                    "<input type=\"hidden\" name=\"name\" value=\"");
+                s = ngx_http_tunnel_admin_cell(ctx, i, 0);
+                ngx_http_tunnel_admin_esc(r, ctx, &s);
+                ngx_http_tunnel_admin_put(r, ctx, "\">");
+                ngx_http_tunnel_admin_csrf_field(r, ctx);
+                ngx_http_tunnel_admin_put(r, ctx,
+                    "<button class=\"danger\" type=\"submit\">Release"
+                    "</button></form></td></tr>\n");
+            }
+
+            ngx_http_tunnel_admin_put(r, ctx, "</tbody>\n</table>\n");
+        }
+    }
+
+    ngx_http_tunnel_admin_page_end(r, ctx);
+
+    return NGX_HTTP_TUNNEL_ADMIN_READY;
+}
+
+
+ngx_int_t
+ngx_http_tunnel_admin_names_post(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx)
+{
+    ngx_str_t  *action;
+
+    action = ngx_http_tunnel_admin_field(ctx, "action");
+
+    if (action && action->len == 7
+        && ngx_strncmp(action->data, "reserve", 7) == 0)
+    {
+        return ngx_http_tunnel_admin_name_reserve(r, ctx);
+    }
+
+    if (action && action->len == 7
+        && ngx_strncmp(action->data, "release", 7) == 0)
+    {
+        return ngx_http_tunnel_admin_name_release(r, ctx);
+    }
+
+    return ngx_http_tunnel_admin_form_error(r, ctx,
+                                            NGX_HTTP_TUNNEL_ADMIN_INVALID,
+                                            "Unknown action.");
+}
+
+
+static ngx_int_t
+ngx_http_tunnel_admin_name_reserve(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx)
+{
+    u_char                             *folded;
+    ngx_str_t                          *name, params[3];
+    const char                         *err;
+    ngx_http_tunnel_admin_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_tunnel_admin_module);
+
+    if (ctx->step == 0) {
+        name = ngx_http_tunnel_admin_field(ctx, "name");
+
+        if (name == NULL) {
+            return ngx_http_tunnel_admin_form_error(r, ctx,
+                       NGX_HTTP_TUNNEL_ADMIN_INVALID, "Type a name.");
+        }
+
+        ngx_http_tunnel_admin_trim(name);
+
+        folded = ngx_pnalloc(r->pool, TNL_NAME_MAX + 1);
+        if (folded == NULL) {
+            return NGX_ERROR;
+        }
+
+        err = NULL;
+        if (tnl_name_validate((const char *) name->data, name->len,
+                              (char *) folded, &err) != 0)
+        {
+            return ngx_http_tunnel_admin_form_error(r, ctx,
+                       NGX_HTTP_TUNNEL_ADMIN_INVALID,
+                       err ? err : "This is not a valid name.");
+        }
+
+        if (tnl_name_is_reserved((const char *) folded,
+                                 (const char *) amcf->reserved_names.data))
+        {
+            return ngx_http_tunnel_admin_form_error(r, ctx,
+                       NGX_HTTP_TUNNEL_ADMIN_INVALID,
+                       "This name is kept for the system: choose another "
+                       "one.");
+        }
+
+        ctx->s1.data = folded;
+        ctx->s1.len = ngx_strlen(folded);
+
+        params[0] = ctx->user_id_text;
+        params[1] = ctx->s1;
+
+        params[2].data = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+        if (params[2].data == NULL) {
+            return NGX_ERROR;
+        }
+
+        params[2].len = ngx_sprintf(params[2].data, "%ui", amcf->name_quota)
+                        - params[2].data;
+
+        ctx->step = 1;
+
+        return ngx_http_tunnel_admin_query(r, ctx,
+                                       ngx_http_tunnel_admin_name_reserve_sql,
+                                       3, params);
+    }
+
+    if (ngx_http_tunnel_admin_cell_is(ctx, 0, 0, "ok")) {
+        ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                      "tunnel: admin: \"%V\" reserved the name \"%V\"",
+                      &ctx->user_name, &ctx->s1);
+
+        return ngx_http_tunnel_admin_redirect(r, ctx,
+                                              "/names?done=name-reserved");
+    }
+
+    if (ngx_http_tunnel_admin_cell_is(ctx, 0, 0, "mine")) {
+        return ngx_http_tunnel_admin_form_error(r, ctx,
+                   NGX_HTTP_TUNNEL_ADMIN_INVALID,
+                   "You have already reserved this name.");
+    }
+
+    if (ngx_http_tunnel_admin_cell_is(ctx, 0, 0, "quota")) {
+        return ngx_http_tunnel_admin_form_error(r, ctx,
+                   NGX_HTTP_TUNNEL_ADMIN_INVALID,
+                   "You have reserved as many names as you may.  Release "
+                   "one first.");
+    }
+
+    return ngx_http_tunnel_admin_form_error(r, ctx,
+               NGX_HTTP_TUNNEL_ADMIN_INVALID,
+               "Someone else has reserved this name: choose another one.");
+}
+
+
+static ngx_int_t
+ngx_http_tunnel_admin_name_release(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx)
+{
+    ngx_str_t  *name, params[3];
+
+    if (ctx->step == 0) {
+        name = ngx_http_tunnel_admin_field(ctx, "name");
+
+        if (name == NULL || name->len == 0 || name->len > TNL_NAME_MAX) {
+            return ngx_http_tunnel_admin_form_error(r, ctx,
+                       NGX_HTTP_TUNNEL_ADMIN_INVALID, "No such name.");
+        }
+
+        params[0] = *name;
+        params[1] = ctx->user_id_text;
+
+        if (ctx->is_admin) {
+            ngx_str_set(&params[2], "t");
+
+        } else {
+            ngx_str_set(&params[2], "f");
+        }
+
+        ctx->step = 1;
+
+        return ngx_http_tunnel_admin_query(r, ctx,
+                                       ngx_http_tunnel_admin_name_release_sql,
+                                       3, params);
+    }
+
+    if (PQntuples(ctx->res) == 0) {
+        return ngx_http_tunnel_admin_form_error(r, ctx,
+                   NGX_HTTP_TUNNEL_ADMIN_INVALID,
+                   "This name is not reserved by you.");
+    }
+
+    return ngx_http_tunnel_admin_redirect(r, ctx,
+                                          "/names?done=name-released");
+}

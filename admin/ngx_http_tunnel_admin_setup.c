@@ -1,0 +1,142 @@
+
+/*
+ * /setup: the first person to open a fresh installation creates its first
+ * administrator.  The dispatcher sends every other URL here while no user
+ * exists, and answers 410 here once one does.  The insert itself is
+ * tunnel_admin_setup() (sql/002_admin.sql), which makes two setups racing
+ * each other create exactly one administrator; the loser gets the same 410
+ * page as a late visitor.
+ */
+
+#include "ngx_http_tunnel_admin_module.h"
+
+
+typedef enum {
+    NGX_HTTP_TUNNEL_ADMIN_SETUP_CHECK = 0,   /* validate, start hashing */
+    NGX_HTTP_TUNNEL_ADMIN_SETUP_HASHED,      /* insert the admin */
+    NGX_HTTP_TUNNEL_ADMIN_SETUP_CREATED,     /* sign them in */
+    NGX_HTTP_TUNNEL_ADMIN_SETUP_SIGNED_IN
+} ngx_http_tunnel_admin_setup_step_e;
+
+
+static const char  ngx_http_tunnel_admin_setup_sql[] =
+    "SELECT tunnel_admin_setup($1, $2)";
+
+
+ngx_int_t
+ngx_http_tunnel_admin_setup_get(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx)
+{
+    ngx_http_tunnel_admin_page_start(r, ctx, "Set up ngx-tunnel");
+    ngx_http_tunnel_admin_flash(r, ctx);
+
+    ngx_http_tunnel_admin_put(r, ctx,
+        "<div class=\"card\">\n"
+        "<p>This installation has no users yet.  Create its first "
+        "administrator: you.  Everyone else joins by invitation.</p>\n"
+        "<form method=\"post\" action=\"/setup\">\n");
+    ngx_http_tunnel_admin_csrf_field(r, ctx);
+
+    ngx_http_tunnel_admin_input(r, ctx, "User name", "name", "text",
+        "username", "Lower-case letters a-z, digits, '-' and '_'; starts "
+        "with a letter; at most 32 characters.", 1);
+    ngx_http_tunnel_admin_input(r, ctx, "Password", "password", "password",
+        "new-password", "At least 12 characters, not your user name.  A "
+        "few unrelated words make a good one.", 0);
+    ngx_http_tunnel_admin_input(r, ctx, "Password again", "password2",
+        "password", "new-password", NULL, 0);
+
+    ngx_http_tunnel_admin_put(r, ctx,
+        "<div class=\"actions\"><button type=\"submit\">Create the "
+        "administrator</button></div>\n</form>\n</div>\n");
+
+    ngx_http_tunnel_admin_page_end(r, ctx);
+
+    return NGX_HTTP_TUNNEL_ADMIN_READY;
+}
+
+
+ngx_int_t
+ngx_http_tunnel_admin_setup_post(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx)
+{
+    ngx_int_t    rc;
+    ngx_str_t   *name, *password, params[2], id;
+    const char  *err;
+
+    switch (ctx->step) {
+
+    case NGX_HTTP_TUNNEL_ADMIN_SETUP_CHECK:
+        name = ngx_http_tunnel_admin_field(ctx, "name");
+        password = ngx_http_tunnel_admin_field(ctx, "password");
+
+        if (name) {
+            ngx_http_tunnel_admin_trim(name);
+        }
+
+        err = ngx_http_tunnel_admin_user_name_bad(name);
+        if (err == NULL) {
+            err = ngx_http_tunnel_admin_password_weak(password,
+                      ngx_http_tunnel_admin_field(ctx, "password2"), name);
+        }
+
+        if (err) {
+            return ngx_http_tunnel_admin_form_error(r, ctx,
+                                       NGX_HTTP_TUNNEL_ADMIN_INVALID, err);
+        }
+
+        ctx->s1 = *name;
+        ctx->step = NGX_HTTP_TUNNEL_ADMIN_SETUP_HASHED;
+
+        return ngx_http_tunnel_admin_password_hash(r, ctx, password);
+
+    case NGX_HTTP_TUNNEL_ADMIN_SETUP_HASHED:
+        if (ctx->pw_rc != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        params[0] = ctx->s1;
+        params[1] = ctx->pw_hash;
+        ctx->step = NGX_HTTP_TUNNEL_ADMIN_SETUP_CREATED;
+
+        return ngx_http_tunnel_admin_query(r, ctx,
+                                           ngx_http_tunnel_admin_setup_sql,
+                                           2, params);
+
+    case NGX_HTTP_TUNNEL_ADMIN_SETUP_CREATED:
+        id = ngx_http_tunnel_admin_cell(ctx, 0, 0);
+
+        if (id.len == 0) {
+            return ngx_http_tunnel_admin_message(r, ctx,
+                       NGX_HTTP_TUNNEL_ADMIN_GONE, "Setup is done",
+                       "Someone else finished the setup a moment ago.  Sign "
+                       "in with the account they created, or ask them for "
+                       "an invitation.", "/login", "Sign in");
+        }
+
+        ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                      "tunnel: admin: first administrator \"%V\" created",
+                      &ctx->s1);
+
+        ctx->s2.data = ngx_pstrdup(r->pool, &id);
+        if (ctx->s2.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ctx->s2.len = id.len;
+        ctx->user_name = ctx->s1;
+        ctx->step = NGX_HTTP_TUNNEL_ADMIN_SETUP_SIGNED_IN;
+
+        return ngx_http_tunnel_admin_session_create(r, ctx, &ctx->s2);
+
+    default: /* NGX_HTTP_TUNNEL_ADMIN_SETUP_SIGNED_IN */
+        rc = ngx_http_tunnel_admin_session_created(r, ctx);
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        return ngx_http_tunnel_admin_redirect(r, ctx,
+                                              rc == NGX_OK ? "/?done=welcome"
+                                                           : "/login");
+    }
+}

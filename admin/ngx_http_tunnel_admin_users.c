@@ -1,0 +1,256 @@
+
+/*
+ * /admin/users: administrators list the users (role, keys, created, last
+ * sign-in, tunnels up) and disable, enable, delete, promote or demote them.
+ * Each action is tunnel_admin_user_action() (sql/002_admin.sql), which
+ * re-checks that the actor is an enabled administrator and never leaves the
+ * installation without one.  Disabling ends the user's web sessions; tunneld
+ * sees users.disabled through the NOTIFY trigger, drops their keys and
+ * closes their live tunnels.
+ *
+ * "Tunnels up" is counted from the audit log (tunnel_events: opens without
+ * a later close of the same session and name), the only record of live
+ * tunnels in PostgreSQL: a tunneld killed without closing leaves its
+ * tunnels counted until that name is opened and closed again.
+ */
+
+#include "ngx_http_tunnel_admin_module.h"
+
+
+static const char  ngx_http_tunnel_admin_users_sql[] =
+    "SELECT u.id, u.name, u.is_admin, u.disabled,"
+    "       to_char(u.created_at, 'YYYY-MM-DD'),"
+    "       coalesce(to_char(u.last_login_at, 'YYYY-MM-DD HH24:MI'),"
+    "                'never'),"
+    "       (SELECT count(*) FROM ssh_keys k WHERE k.user_id = u.id),"
+    "       (SELECT count(*) FROM tunnel_events o"
+    "         WHERE o.user_id = u.id AND o.event IN ('open', 'takeover')"
+    "           AND NOT EXISTS (SELECT 1 FROM tunnel_events c"
+    "                            WHERE c.event = 'close'"
+    "                              AND c.session = o.session"
+    "                              AND c.name = o.name AND c.id > o.id))"
+    "  FROM users u ORDER BY u.name";
+
+static const char  ngx_http_tunnel_admin_user_action_sql[] =
+    "SELECT tunnel_admin_user_action($1, $2, $3)";
+
+
+static void ngx_http_tunnel_admin_user_button(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *id, const char *action,
+    const char *label, ngx_uint_t danger);
+
+
+ngx_int_t
+ngx_http_tunnel_admin_users_get(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx)
+{
+    int        i, n;
+    ngx_str_t  s, id;
+    ngx_uint_t  admin, disabled;
+
+    if (ctx->step == 0) {
+        ctx->step = 1;
+        return ngx_http_tunnel_admin_query(r, ctx,
+                                           ngx_http_tunnel_admin_users_sql,
+                                           0, NULL);
+    }
+
+    ngx_http_tunnel_admin_page_start(r, ctx, "Users");
+    ngx_http_tunnel_admin_flash(r, ctx);
+
+    ngx_http_tunnel_admin_put(r, ctx,
+        "<p>New users join with an <a href=\"/admin/invites\">invitation"
+        "</a>.  Disabling a user signs them out and closes their tunnels "
+        "within seconds.</p>\n"
+        "<table>\n<thead><tr><th>User</th><th>Keys</th>"
+        "<th>Tunnels up</th><th class=\"opt\">Created</th>"
+        "<th class=\"opt\">Last sign-in</th><th>Actions</th></tr></thead>\n"
+        "<tbody>\n");
+
+    n = PQntuples(ctx->res);
+
+    for (i = 0; i < n; i++) {
+        id = ngx_http_tunnel_admin_cell(ctx, i, 0);
+        admin = ngx_http_tunnel_admin_cell_is(ctx, i, 2, "t");
+        disabled = ngx_http_tunnel_admin_cell_is(ctx, i, 3, "t");
+
+        ngx_http_tunnel_admin_put(r, ctx, "<tr><td>");
+        s = ngx_http_tunnel_admin_cell(ctx, i, 1);
+        ngx_http_tunnel_admin_esc(r, ctx, &s);
+
+        if (admin) {
+            ngx_http_tunnel_admin_put(r, ctx,
+                                      " <span class=\"tag on\">admin</span>");
+        }
+
+        if (disabled) {
+            ngx_http_tunnel_admin_put(r, ctx,
+                                   " <span class=\"tag off\">disabled</span>");
+        }
+
+        ngx_http_tunnel_admin_put(r, ctx, "</td><td data-label=\"Keys\">");
+        s = ngx_http_tunnel_admin_cell(ctx, i, 6);
+        ngx_http_tunnel_admin_esc(r, ctx, &s);
+        ngx_http_tunnel_admin_put(r, ctx,
+                                  "</td><td data-label=\"Tunnels up\">");
+        s = ngx_http_tunnel_admin_cell(ctx, i, 7);
+        ngx_http_tunnel_admin_esc(r, ctx, &s);
+        ngx_http_tunnel_admin_put(r, ctx, "</td><td class=\"opt\">");
+        s = ngx_http_tunnel_admin_cell(ctx, i, 4);
+        ngx_http_tunnel_admin_esc(r, ctx, &s);
+        ngx_http_tunnel_admin_put(r, ctx, "</td><td class=\"opt\">");
+        s = ngx_http_tunnel_admin_cell(ctx, i, 5);
+        ngx_http_tunnel_admin_esc(r, ctx, &s);
+        ngx_http_tunnel_admin_put(r, ctx, "</td><td>");
+
+        if (disabled) {
+            ngx_http_tunnel_admin_user_button(r, ctx, &id, "enable",
+                                              "Enable", 0);
+        } else {
+            ngx_http_tunnel_admin_user_button(r, ctx, &id, "disable",
+                                              "Disable", 1);
+        }
+
+        if (admin) {
+            ngx_http_tunnel_admin_user_button(r, ctx, &id, "demote",
+                                              "Demote", 0);
+        } else {
+            ngx_http_tunnel_admin_user_button(r, ctx, &id, "promote",
+                                              "Make admin", 0);
+        }
+
+        ngx_http_tunnel_admin_user_button(r, ctx, &id, "delete", "Delete",
+                                          1);
+
+        ngx_http_tunnel_admin_put(r, ctx, "</td></tr>\n");
+    }
+
+    ngx_http_tunnel_admin_put(r, ctx, "</tbody>\n</table>\n");
+    ngx_http_tunnel_admin_page_end(r, ctx);
+
+    return NGX_HTTP_TUNNEL_ADMIN_READY;
+}
+
+
+/* deleting asks for a ticked box: works without JavaScript */
+static void
+ngx_http_tunnel_admin_user_button(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *id, const char *action,
+    const char *label, ngx_uint_t danger)
+{
+    ngx_http_tunnel_admin_put(r, ctx,
+        "<form method=\"post\" action=\"/admin/users\">"
+        "<input type=\"hidden\" name=\"id\" value=\"");
+    ngx_http_tunnel_admin_esc(r, ctx, id);
+    ngx_http_tunnel_admin_printf(r, ctx,
+        "\"><input type=\"hidden\" name=\"action\" value=\"%s\">", action);
+    ngx_http_tunnel_admin_csrf_field(r, ctx);
+
+    if (ngx_strcmp(action, "delete") == 0) {
+        ngx_http_tunnel_admin_put(r, ctx,
+            "<label class=\"inline\"><input type=\"checkbox\" "
+            "name=\"confirm\" value=\"yes\" required> sure</label> ");
+    }
+
+    ngx_http_tunnel_admin_printf(r, ctx,
+        "<button class=\"%s\" type=\"submit\">%s</button></form> ",
+        danger ? "danger" : "link", label);
+}
+
+
+ngx_int_t
+ngx_http_tunnel_admin_users_post(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx)
+{
+    ngx_str_t   *id, *action, *confirm, params[3];
+    ngx_uint_t   i, self;
+
+    static const char  *actions[] = {
+        "disable", "enable", "delete", "promote", "demote", NULL
+    };
+
+    if (ctx->step == 0) {
+        id = ngx_http_tunnel_admin_field(ctx, "id");
+        action = ngx_http_tunnel_admin_field(ctx, "action");
+
+        if (!ngx_http_tunnel_admin_is_id(id) || action == NULL) {
+            return ngx_http_tunnel_admin_form_error(r, ctx,
+                       NGX_HTTP_TUNNEL_ADMIN_INVALID, "No such user.");
+        }
+
+        for (i = 0; actions[i]; i++) {
+            if (action->len == ngx_strlen(actions[i])
+                && ngx_strncmp(action->data, actions[i], action->len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (actions[i] == NULL) {
+            return ngx_http_tunnel_admin_form_error(r, ctx,
+                       NGX_HTTP_TUNNEL_ADMIN_INVALID, "Unknown action.");
+        }
+
+        confirm = ngx_http_tunnel_admin_field(ctx, "confirm");
+
+        if (ngx_strcmp(actions[i], "delete") == 0
+            && (confirm == NULL || confirm->len != 3
+                || ngx_strncmp(confirm->data, "yes", 3) != 0))
+        {
+            return ngx_http_tunnel_admin_form_error(r, ctx,
+                       NGX_HTTP_TUNNEL_ADMIN_INVALID,
+                       "Tick \"sure\" next to Delete to delete a user.  "
+                       "Deleting removes their keys and names too.");
+        }
+
+        params[0] = ctx->user_id_text;
+        params[1] = *id;
+        params[2] = *action;
+
+        ctx->s1 = *action;
+        ctx->s2 = *id;
+        ctx->step = 1;
+
+        return ngx_http_tunnel_admin_query(r, ctx,
+                                       ngx_http_tunnel_admin_user_action_sql,
+                                       3, params);
+    }
+
+    if (ngx_http_tunnel_admin_cell_is(ctx, 0, 0, "last_admin")) {
+        return ngx_http_tunnel_admin_form_error(r, ctx,
+                   NGX_HTTP_TUNNEL_ADMIN_INVALID,
+                   "This is the last enabled administrator: make someone "
+                   "else an administrator first.");
+    }
+
+    if (ngx_http_tunnel_admin_cell_is(ctx, 0, 0, "unknown")) {
+        return ngx_http_tunnel_admin_form_error(r, ctx,
+                   NGX_HTTP_TUNNEL_ADMIN_INVALID,
+                   "No such user (maybe already deleted).");
+    }
+
+    if (!ngx_http_tunnel_admin_cell_is(ctx, 0, 0, "ok")) {
+        return ngx_http_tunnel_admin_message(r, ctx, NGX_HTTP_FORBIDDEN,
+                   "Administrators only",
+                   "Your account can no longer manage users.", "/",
+                   "Go to the start page");
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                  "tunnel: admin: \"%V\" did \"%V\" to user id %V",
+                  &ctx->user_name, &ctx->s1, &ctx->s2);
+
+    self = (ctx->s2.len == ctx->user_id_text.len
+            && ngx_strncmp(ctx->s2.data, ctx->user_id_text.data,
+                           ctx->s2.len) == 0);
+
+    if (self && !(ctx->s1.len == 7
+                  && ngx_strncmp(ctx->s1.data, "promote", 7) == 0))
+    {
+        /* no longer an admin, or no longer signed in */
+        return ngx_http_tunnel_admin_redirect(r, ctx, "/");
+    }
+
+    return ngx_http_tunnel_admin_redirect(r, ctx,
+                                          "/admin/users?done=user-updated");
+}

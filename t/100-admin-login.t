@@ -1,0 +1,184 @@
+#!/usr/bin/perl
+# Admin UI sign-in: login/logout, session cookie attributes, session rows
+# (hashed token, idle and absolute expiry), the generic failure message, the
+# rate limit per client address and per user, CSRF on signed-in forms.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/../admin/t";
+use Digest::SHA qw(sha256_hex);
+use Test::More;
+use Time::HiRes qw(sleep);
+use AdminTest;
+
+plan skip_all => 'admin module not built: ' . AdminTest::module_path()
+    unless -e AdminTest::module_path();
+
+my $t = AdminTest->new(
+    http_extra => "    tunnel_admin_login_limit 3 1h;\n"
+                . "    tunnel_admin_session_idle 3s;\n"
+                . "    tunnel_admin_session_lifetime 1h;\n",
+    server_extra => "        set_real_ip_from 127.0.0.1;\n"
+                  . "        real_ip_header X-Forwarded-For;\n");
+$t->start_all;
+
+my $admin = $t->setup_admin('alice', 'alice password 1');
+my $bob = $t->join_user($admin, 'bob', password => 'bob password 12');
+
+sub login {
+    my ($name, $password, $addr) = @_;
+    my $ua = $t->ua;
+    my %h = $addr ? (headers => { 'X-Forwarded-For' => $addr }) : ();
+    my $r = $ua->get('/login', %h);
+    $r = $ua->post('/login', { name => $name, password => $password,
+                               csrf => AdminTest::csrf($r) }, %h);
+    return ($ua, $r);
+}
+
+# --- login, cookie ---------------------------------------------------------------
+my ($ua, $r) = login('alice', 'alice password 1', '10.9.0.1');
+is($r->{status}, 303, 'login succeeds');
+like($r->{headers}{location}, qr{/\?done=signed-in$}, '... to the start page');
+my ($sc) = grep { /^__Host-tunnel_session=/ } @{ $r->{set_cookie} };
+ok($sc, 'session cookie set');
+like($sc, qr/^__Host-tunnel_session=[A-Za-z0-9_-]{43}; Path=\/; Max-Age=3600; Secure; HttpOnly; SameSite=Lax$/,
+     'cookie: __Host- prefix, 256-bit token, Path=/, Secure, HttpOnly, '
+     . 'SameSite=Lax');
+unlike($sc, qr/Domain/i, 'cookie is host-only');
+
+my $token = $ua->cookie('__Host-tunnel_session');
+is($t->psql("SELECT count(*) FROM sessions WHERE token_hash = "
+            . "'\\x" . sha256_hex($token) . "'::bytea"), 1,
+   'session row keyed by sha256 of the token');
+is($t->psql("SELECT count(*) FROM sessions WHERE encode(token_hash, 'hex') "
+            . "LIKE '%" . unpack('H*', $token) . "%'"), 0,
+   'the token itself is not stored');
+is($t->psql("SELECT extract(epoch FROM expires_at - created_at)::int "
+            . "FROM sessions WHERE token_hash = '\\x" . sha256_hex($token)
+            . "'::bytea"), 3600, 'absolute expiry = session_lifetime');
+ok($t->psql("SELECT last_login_at IS NOT NULL FROM users "
+            . "WHERE name = 'alice'") eq 't', 'last_login_at recorded');
+
+$r = $ua->get('/');
+is($r->{status}, 200, 'signed in: start page');
+like($r->{content}, qr/Signed in as <strong>alice/, 'knows who');
+
+$r = $ua->get('/login');
+is($r->{status}, 303, '/login while signed in goes home');
+
+# --- CSRF on signed-in forms ----------------------------------------------------
+$r = $ua->get('/names');
+my $csrf = AdminTest::csrf($r);
+is(length $csrf, 64, 'session csrf token in forms');
+$r = $ua->post('/names', { action => 'reserve', name => 'csrfname' });
+is($r->{status}, 403, 'form without csrf token: 403');
+$r = $ua->post('/names', { action => 'reserve', name => 'csrfname',
+                           csrf => '0' x 64 });
+is($r->{status}, 403, 'form with a wrong csrf token: 403');
+my $bcsrf = AdminTest::csrf($bob->get('/names'));
+$r = $ua->post('/names', { action => 'reserve', name => 'csrfname',
+                           csrf => $bcsrf });
+is($r->{status}, 403, "another session's csrf token: 403");
+is($t->psql("SELECT count(*) FROM reserved_names"), 0, 'nothing reserved');
+$r = $ua->post('/names', { action => 'reserve', name => 'csrfname',
+                           csrf => $csrf });
+is($r->{status}, 303, 'with the right token it works');
+
+# --- logout -------------------------------------------------------------------
+$r = $ua->get('/logout');
+is($r->{status}, 405, 'GET /logout: 405 (sign-out is a POST)');
+$r = $ua->post('/logout', {});
+is($r->{status}, 403, 'logout without csrf: 403');
+$r = $ua->get('/');
+is($r->{status}, 200, '... and still signed in');
+
+$r = $ua->post('/logout', { csrf => $csrf });
+is($r->{status}, 303, 'logout');
+like($r->{headers}{location}, qr{/login$}, '... to /login');
+ok((grep { /^__Host-tunnel_session=; Path=\/; Max-Age=0;/ }
+    @{ $r->{set_cookie} }), 'cookie cleared');
+is($t->psql("SELECT count(*) FROM sessions WHERE token_hash = '\\x"
+            . sha256_hex($token) . "'::bytea"), 0, 'session row deleted');
+
+$ua->set_cookie('__Host-tunnel_session', $token);
+$r = $ua->get('/');
+is($r->{status}, 303, 'the old cookie no longer works');
+
+# --- expiry ---------------------------------------------------------------------
+($ua) = login('alice', 'alice password 1', '10.9.0.2');
+$token = $ua->cookie('__Host-tunnel_session');
+my $where = "token_hash = '\\x" . sha256_hex($token) . "'::bytea";
+my $idle1 = $t->psql("SELECT idle_expires_at FROM sessions WHERE $where");
+sleep 1.2;
+is($ua->get('/')->{status}, 200, 'used within the idle time');
+my $idle2 = $t->psql("SELECT idle_expires_at FROM sessions WHERE $where");
+isnt($idle2, $idle1, 'use pushes the idle expiry forward');
+sleep 3.5;
+$r = $ua->get('/');
+is($r->{status}, 303, 'idle for longer than session_idle: signed out');
+ok((grep { /^__Host-tunnel_session=; .*Max-Age=0/ } @{ $r->{set_cookie} }),
+   'expired cookie cleared');
+
+($ua) = login('alice', 'alice password 1', '10.9.0.2');
+$token = $ua->cookie('__Host-tunnel_session');
+$where = "token_hash = '\\x" . sha256_hex($token) . "'::bytea";
+is($ua->get('/')->{status}, 200, 'fresh session works');
+$t->psql("UPDATE sessions SET expires_at = now() - interval '1 second' "
+         . "WHERE $where");
+is($ua->get('/')->{status}, 303, 'past the absolute expiry: signed out, '
+   . 'though not idle');
+
+# --- failures: one message, rate limits -------------------------------------
+$t->psql('DELETE FROM login_failures');
+my (undef, $r1) = login('alice', 'wrong password!', '10.1.0.1');
+my (undef, $r2) = login('nosuchuser', 'wrong password!', '10.1.0.2');
+is($r1->{status}, 403, 'wrong password: 403');
+is($r2->{status}, 403, 'unknown user: 403');
+my ($m1) = $r1->{content} =~ /<p class="msg bad">(.*?)<\/p>/;
+my ($m2) = $r2->{content} =~ /<p class="msg bad">(.*?)<\/p>/;
+is($m1, 'Wrong user name or password.', 'generic message');
+is($m2, $m1, 'the same message for an unknown user');
+like($r1->{content}, qr/name="name"[^>]*value="alice"/, 'name kept');
+
+$t->psql('DELETE FROM login_failures');
+for my $i (1 .. 3) {
+    (undef, $r) = login('alice', "wrong $i password", '10.2.0.1');
+    is($r->{status}, 403, "failure $i counted");
+}
+(undef, $r) = login('alice', 'alice password 1', '10.2.0.1');
+is($r->{status}, 429, 'limit reached: even the right password is refused');
+like($r->{content}, qr/Too many failed sign-ins/, 'and says why');
+(undef, $r) = login('alice', 'alice password 1', '10.2.0.9');
+is($r->{status}, 429, 'per user: another address is refused too');
+(undef, $r) = login('bob', 'bob password 12', '10.2.0.1');
+is($r->{status}, 429, 'per address: another user from there is refused');
+(undef, $r) = login('bob', 'bob password 12', '10.2.0.8');
+is($r->{status}, 303, 'another user from another address signs in');
+is($t->psql("SELECT count(*) FROM login_failures"), 3,
+   'refused attempts are not counted again');
+
+$t->psql('DELETE FROM login_failures');
+(undef, $r) = login('alice', 'wrong password!', '10.3.0.1');
+(undef, $r) = login('alice', 'alice password 1', '10.3.0.1');
+is($r->{status}, 303, 'sign-in works again once the window is clear');
+is($t->psql("SELECT count(*) FROM login_failures WHERE user_name = 'alice'"),
+   0, 'a successful sign-in clears the user\'s failures');
+
+# --- disabled user -------------------------------------------------------------
+$t->psql("UPDATE users SET disabled = true WHERE name = 'bob'");
+is($bob->get('/keys')->{status}, 303, "disabled user's session stops working");
+(undef, $r) = login('bob', 'bob password 12', '10.4.0.1');
+is($r->{status}, 403, 'disabled user cannot sign in');
+like($r->{content}, qr/disabled/, 'and is told so (after the right password)');
+(undef, $r) = login('bob', 'not bobs password', '10.4.0.2');
+like($r->{content}, qr/Wrong user name or password/,
+     'a wrong password does not reveal the account is disabled');
+
+my $log = $t->error_log;
+unlike($log, qr/\[(alert|crit|emerg)\]/, 'no alerts in error log');
+unlike($log, qr/\[error\]/, 'no errors in error log');
+
+$t->stop_all;
+done_testing;

@@ -1,0 +1,112 @@
+#!/usr/bin/perl
+# Admin UI /names: name rules, system names, the per-user quota (also under
+# concurrent requests), ownership, release; admins see and release all.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/../admin/t";
+use Test::More;
+use AdminTest;
+
+plan skip_all => 'admin module not built: ' . AdminTest::module_path()
+    unless -e AdminTest::module_path();
+
+my $t = AdminTest->new(http_extra => "    tunnel_admin_name_quota 2;\n"
+                       . "    tunnel_admin_reserved_names www,admin,api;\n");
+$t->start_all;
+
+my $alice = $t->setup_admin;
+my $bob = $t->join_user($alice, 'bob');
+my $carol = $t->join_user($alice, 'carol');
+
+sub act {
+    my ($ua, %f) = @_;
+    my $p = $ua->get('/names');
+    return $ua->post('/names', { %f, csrf => AdminTest::csrf($p) });
+}
+
+my $r = $bob->get('/names');
+is($r->{status}, 200, 'GET /names');
+like($r->{content}, qr/You use 0 of 2/, 'quota shown');
+
+$r = act($bob, action => 'reserve', name => 'MyApp');
+is($r->{status}, 303, 'reserve MyApp');
+like($r->{headers}{location}, qr/done=name-reserved/, '... confirmed');
+is($t->psql("SELECT u.name FROM reserved_names r JOIN users u "
+            . "ON u.id = r.user_id WHERE r.name = 'myapp'"), 'bob',
+   'stored folded to lower case, owned by bob');
+
+$r = act($bob, action => 'reserve', name => 'myapp');
+is($r->{status}, 422, 'twice: refused');
+like($r->{content}, qr/already reserved this name/, '... "already yours"');
+
+for my $bad ('-x', 'a_b', 'x' x 64, 'a.b', '') {
+    $r = act($bob, action => 'reserve', name => $bad);
+    is($r->{status}, 422, "invalid name '$bad' refused");
+}
+$r = act($bob, action => 'reserve', name => 'www');
+is($r->{status}, 422, 'system name refused');
+like($r->{content}, qr/kept for the system/, '... says so');
+
+$r = act($carol, action => 'reserve', name => 'myapp');
+is($r->{status}, 422, "carol cannot reserve bob's name");
+like($r->{content}, qr/Someone else has reserved/, '... says so');
+like($r->{content}, qr/value="myapp"/, 'typed name kept');
+
+$r = act($bob, action => 'reserve', name => 'second');
+is($r->{status}, 303, 'second name');
+$r = act($bob, action => 'reserve', name => 'third');
+is($r->{status}, 422, 'over the quota: refused');
+like($r->{content}, qr/as many names as you may/, '... says so');
+like($bob->get('/names')->{content}, qr/You use 2 of 2/, 'quota used');
+
+# concurrent reservations by one user stay within the quota
+my $page = $carol->get('/names');
+my $csrf = AdminTest::csrf($page);
+my @kids;
+for my $i (1 .. 6) {
+    my $pid = fork // die;
+    if ($pid == 0) {
+        my $res = $carol->post('/names', { action => 'reserve',
+                                           name => "race$i", csrf => $csrf });
+        POSIX::_exit($res->{status} == 303 ? 3 : 4);
+    }
+    push @kids, $pid;
+}
+my $ok = 0;
+for (@kids) { waitpid($_, 0); $ok++ if ($? >> 8) == 3 }
+is($ok, 2, 'six concurrent reservations: two succeed');
+is($t->psql("SELECT count(*) FROM reserved_names r JOIN users u "
+            . "ON u.id = r.user_id WHERE u.name = 'carol'"), 2,
+   'carol holds exactly her quota');
+
+# --- visibility and release ------------------------------------------------------
+$r = $carol->get('/names');
+unlike($r->{content}, qr/>myapp</, "users do not see others' names");
+$r = act($carol, action => 'release', name => 'myapp');
+is($r->{status}, 422, "carol cannot release bob's name");
+is($t->psql("SELECT count(*) FROM reserved_names WHERE name = 'myapp'"), 1,
+   '... still there');
+
+$r = $alice->get('/names');
+like($r->{content}, qr/Reservations of other users/, 'admin sees all');
+like($r->{content}, qr/>myapp<\/td><td>bob</, '... with their owner');
+
+$r = act($bob, action => 'release', name => 'second');
+is($r->{status}, 303, 'bob releases a name');
+like($r->{headers}{location}, qr/done=name-released/, '... confirmed');
+$r = act($alice, action => 'release', name => 'myapp');
+is($r->{status}, 303, "admin releases bob's name");
+is($t->psql("SELECT count(*) FROM reserved_names WHERE user_id = "
+            . "(SELECT id FROM users WHERE name = 'bob')"), 0,
+   'bob has no names left');
+$r = act($carol, action => 'reserve', name => 'myapp');
+is($r->{status}, 422, 'carol is still at her quota');
+
+my $log = $t->error_log;
+unlike($log, qr/\[(alert|crit|emerg|error)\]/, 'no errors in error log');
+
+$t->stop_all;
+done_testing;

@@ -1,0 +1,128 @@
+#!/usr/bin/perl
+# Admin UI /admin/users: role checks on every admin URL and action, the
+# list, promote/demote, disable (ends web sessions) / enable, delete, and
+# never zero enabled administrators.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/../admin/t";
+use Test::More;
+use AdminTest;
+
+plan skip_all => 'admin module not built: ' . AdminTest::module_path()
+    unless -e AdminTest::module_path();
+
+my $t = AdminTest->new;
+$t->start_all;
+
+my $alice = $t->setup_admin('alice', 'alice password 1');
+my $bob = $t->join_user($alice, 'bob', password => 'bob password 12');
+my $carol = $t->join_user($alice, 'carol');
+
+sub uid { $t->psql("SELECT id FROM users WHERE name = '$_[0]'") }
+
+sub act {
+    my ($ua, $name, $action, %extra) = @_;
+    my $p = $ua->get('/admin/users');
+    my $csrf = AdminTest::csrf($p) || AdminTest::csrf($ua->get('/keys'));
+    return $ua->post('/admin/users', { id => uid($name), action => $action,
+                                       csrf => $csrf, %extra });
+}
+
+# --- role checks ---------------------------------------------------------------
+for my $path ('/admin/users', '/admin/invites') {
+    is($bob->get($path)->{status}, 403, "user: GET $path 403");
+    is($t->ua->get($path)->{status}, 303, "anonymous: GET $path to login");
+}
+my $r = act($bob, 'carol', 'disable');
+is($r->{status}, 403, 'user: POST action 403');
+$r = act($bob, 'bob', 'promote');
+is($r->{status}, 403, 'user cannot promote themselves');
+is($t->psql("SELECT count(*) FROM users WHERE is_admin"), 1,
+   'still one admin');
+
+# --- list ------------------------------------------------------------------------
+$t->psql("INSERT INTO ssh_keys (user_id, key_type, key_base64, fingerprint) "
+         . "VALUES (" . uid('bob') . ", 'ssh-ed25519', 'AAAA', "
+         . "'SHA256:" . ('A' x 43) . "')");
+$t->psql("INSERT INTO tunnel_events (event, name, user_id, session) VALUES "
+         . "('open', 'one', " . uid('bob') . ", 'n/1/1'), "
+         . "('open', 'two', " . uid('bob') . ", 'n/1/1'), "
+         . "('close', 'two', " . uid('bob') . ", 'n/1/1')");
+$r = $alice->get('/admin/users');
+is($r->{status}, 200, 'admin lists users');
+like($r->{content}, qr/alice <span class="tag on">admin<\/span>/,
+     'alice is admin');
+like($r->{content}, qr/<td>bob<\/td><td data-label="Keys">1<\/td><td data-label="Tunnels up">1<\/td>/,
+     'bob: one key, one tunnel up');
+like($r->{content}, qr/<td>carol<\/td><td data-label="Keys">0<\/td><td data-label="Tunnels up">0<\/td>/, 'carol: none');
+
+# --- promote / demote, the last admin ------------------------------------------
+$r = act($alice, 'alice', 'demote');
+is($r->{status}, 422, 'the only admin cannot demote herself');
+like($r->{content}, qr/last enabled administrator/, '... says so');
+$r = act($alice, 'alice', 'disable');
+is($r->{status}, 422, '... nor disable herself');
+$r = act($alice, 'alice', 'delete', confirm => 'yes');
+is($r->{status}, 422, '... nor delete herself');
+
+$r = act($alice, 'bob', 'promote');
+is($r->{status}, 303, 'promote bob');
+is($t->psql("SELECT is_admin FROM users WHERE name = 'bob'"), 't',
+   'bob is admin');
+is($bob->get('/admin/users')->{status}, 200, 'bob now sees admin pages');
+$r = act($bob, 'alice', 'demote');
+is($r->{status}, 303, 'bob demotes alice');
+is($alice->get('/admin/users')->{status}, 403,
+   'alice lost admin pages at once');
+$r = act($bob, 'bob', 'demote');
+is($r->{status}, 422, 'now bob is the last admin');
+$r = act($bob, 'alice', 'promote');
+is($r->{status}, 303, 'bob promotes alice back');
+
+# --- disable / enable -------------------------------------------------------------
+is($carol->get('/keys')->{status}, 200, 'carol is signed in');
+$r = act($alice, 'carol', 'disable');
+is($r->{status}, 303, 'disable carol');
+like($r->{headers}{location}, qr/done=user-updated/, '... confirmed');
+is($t->psql("SELECT disabled FROM users WHERE name = 'carol'"), 't',
+   'carol disabled');
+is($t->psql("SELECT count(*) FROM sessions WHERE user_id = " . uid('carol')),
+   0, "carol's web sessions are gone");
+is($carol->get('/keys')->{status}, 303, 'carol is signed out');
+like($alice->get('/admin/users')->{content},
+     qr/carol <span class="tag off">disabled/, 'listed as disabled');
+$r = act($alice, 'carol', 'enable');
+is($r->{status}, 303, 'enable carol');
+is($t->psql("SELECT disabled FROM users WHERE name = 'carol'"), 'f',
+   'carol enabled');
+
+# --- delete ---------------------------------------------------------------------
+$r = act($alice, 'carol', 'delete');
+is($r->{status}, 422, 'delete without confirmation refused');
+$r = act($alice, 'carol', 'delete', confirm => 'yes');
+is($r->{status}, 303, 'delete carol');
+is($t->psql("SELECT count(*) FROM users WHERE name = 'carol'"), 0,
+   'carol gone');
+
+$r = $alice->post('/admin/users', { id => 999999, action => 'disable',
+                   csrf => AdminTest::csrf($alice->get('/admin/users')) });
+is($r->{status}, 422, 'unknown user');
+$r = $alice->post('/admin/users', { id => uid('bob'), action => 'explode',
+                   csrf => AdminTest::csrf($alice->get('/admin/users')) });
+is($r->{status}, 422, 'unknown action');
+
+# the function itself refuses a non-admin actor
+is($t->psql("SELECT tunnel_admin_user_action(" . uid('bob') . ", "
+            . uid('alice') . ", 'demote')"), 'ok', 'sql: admin acts');
+is($t->psql("SELECT tunnel_admin_user_action(" . uid('alice') . ", "
+            . uid('bob') . ", 'demote')"), 'forbidden',
+   'sql: a non-admin actor is refused');
+
+my $log = $t->error_log;
+unlike($log, qr/\[(alert|crit|emerg|error)\]/, 'no errors in error log');
+
+$t->stop_all;
+done_testing;
