@@ -609,12 +609,14 @@ tnl_forward_close(tnl_forward_t *f, const char *reason)
 
     if (was_active) {
         tnl_log_info("tunnel %s down (%s): user \"%s\" session %s "
-                     "client %s up %lds in %llu out %llu streams %llu",
+                     "client %s up %lds in %llu out %llu streams %llu "
+                     "requests %llu",
                      f->name, reason, s->user, s->id, s->client,
                      (long) (time(NULL) - f->started),
                      (unsigned long long) f->bytes_in,
                      (unsigned long long) f->bytes_out,
-                     (unsigned long long) f->streams);
+                     (unsigned long long) f->streams,
+                     (unsigned long long) f->requests);
 
         memset(&ev, 0, sizeof(ev));
         ev.event = "close";

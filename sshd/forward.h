@@ -56,6 +56,7 @@ struct tnl_forward_s {
     uint64_t              bytes_in;    /* client -> nginx (responses) */
     uint64_t              bytes_out;   /* nginx -> client (requests) */
     uint64_t              streams;     /* connections served */
+    uint64_t              requests;    /* HTTP exchanges seen (httplog) */
     unsigned              open_streams;
     time_t                started;
 

@@ -741,6 +741,10 @@ tnl_stream_log_record(void *data, const tnl_httplog_record_t *r)
 
     st->records++;
 
+    if (st->forward != NULL) {
+        st->forward->requests++;
+    }
+
     method = r->method[0] ? r->method : "-";
     path = r->path[0] ? r->path : "-";
     ms = (unsigned long long) r->ms;
