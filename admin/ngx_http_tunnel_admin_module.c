@@ -15,6 +15,7 @@
  */
 
 #include "ngx_http_tunnel_admin_module.h"
+#include <tnl_name.h>
 
 
 static ngx_int_t ngx_http_tunnel_admin_handler(ngx_http_request_t *r);
@@ -41,15 +42,6 @@ static char *ngx_http_tunnel_admin_merge_loc_conf(ngx_conf_t *cf,
 static ngx_int_t ngx_http_tunnel_admin_init_process(ngx_cycle_t *cycle);
 static void ngx_http_tunnel_admin_exit_process(ngx_cycle_t *cycle);
 
-
-/*
- * The same default list as tunneld's --reserved-names (sshd/main.c,
- * TNL_DEFAULT_RESERVED): a name nobody can open cannot be reserved either.
- */
-#define NGX_HTTP_TUNNEL_ADMIN_RESERVED                                       \
-    "www,admin,api,mail,smtp,imap,pop,ftp,ssh,ns,ns1,ns2,dns,mx,root,"     \
-    "static,assets,cdn,status,app,dashboard,login,auth,account,help,"      \
-    "support,docs,blog,tunnel,tunnels,localhost"
 
 
 static ngx_command_t  ngx_http_tunnel_admin_commands[] = {
@@ -708,7 +700,8 @@ ngx_http_tunnel_admin_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     if (amcf->reserved_names.data == NULL) {
-        ngx_str_set(&amcf->reserved_names, NGX_HTTP_TUNNEL_ADMIN_RESERVED);
+        /* the same default as tunneld: a name nobody can open is not reservable */
+        ngx_str_set(&amcf->reserved_names, TNL_NAME_DEFAULT_RESERVED);
     }
 
     /* libpq wants C strings */

@@ -12,6 +12,17 @@
 
 #define TNL_NAME_MAX  63
 
+/*
+ * Names nobody may open or reserve unless the operator configures another
+ * list (tunneld --reserved-names, tunnel_admin_reserved_names): the host
+ * names operators put beside a tunnel domain.  Deliberately short: every
+ * entry is a name a user cannot have.
+ */
+#define TNL_NAME_DEFAULT_RESERVED                                           \
+    "www,admin,api,mail,smtp,imap,pop,ftp,ssh,ns,ns1,ns2,dns,mx,root,"     \
+    "static,assets,cdn,status,dashboard,login,auth,account,tunnel,"        \
+    "tunnels,localhost"
+
 
 /*
  * Validates a tunnel name as one DNS label (a-z 0-9 and '-', 1..63 chars, no

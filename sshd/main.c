@@ -28,12 +28,8 @@
 #include "routes.h"
 #include "server.h"
 #include "session.h"
+#include "tnl_name.h"
 
-
-#define TNL_DEFAULT_RESERVED                                                \
-    "www,admin,api,mail,smtp,imap,pop,ftp,ssh,ns,ns1,ns2,dns,mx,root,"     \
-    "static,assets,cdn,status,app,dashboard,login,auth,account,help,"      \
-    "support,docs,blog,tunnel,tunnels,localhost"
 
 #define TNL_SHUTDOWN_MS  2000
 
@@ -119,7 +115,7 @@ tnl_options(int argc, char **argv)
     tnl_conf.domain = "localhost";
     tnl_conf.database_url = getenv("DATABASE_URL");
     tnl_conf.redis_url = getenv("REDIS_URL");
-    tnl_conf.reserved_names = TNL_DEFAULT_RESERVED;
+    tnl_conf.reserved_names = TNL_NAME_DEFAULT_RESERVED;
     tnl_conf.max_forwards = 8;
     tnl_conf.login_grace = 30;
     tnl_conf.max_startups = 100;
