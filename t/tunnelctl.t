@@ -4,9 +4,14 @@
 # migrate (idempotent, two at once, a failing migration rolls back), users,
 # keys (fingerprints equal to ssh-keygen -lf, private keys and malformed
 # keys refused, duplicates name their owner), reserved names, the NOTIFY
-# triggers tunneld listens to, and the errors for a missing DATABASE_URL
-# and a server that is down.  Every error is one line on stderr, exit 1;
-# command line mistakes exit 2.
+# triggers tunneld listens to, invitations (token form, the link with and
+# without a base URL, only sha256 of the token stored, --hours bounds,
+# statuses in 'invite list', revoke), user disable/enable/remove through
+# tunnel_admin_user_action (never zero enabled admins, disabling ends web
+# sessions and, with tunneld and Redis started for it, closes the user's
+# live tunnel), and the errors for a missing DATABASE_URL and a server
+# that is down.  Every error is one line on stderr, exit 1; command line
+# mistakes exit 2.
 
 use strict;
 use warnings;
@@ -15,12 +20,17 @@ use FindBin;
 use File::Temp qw(tempdir);
 use IPC::Run ();
 use Test::More;
+use Digest::SHA qw(sha256_hex);
 use Time::HiRes qw(sleep time);
 
 my $root;
 BEGIN { $root = "$FindBin::Bin/.." }
-use lib "$root/tools/lib";
+use lib "$root/tools/lib", "$root/t/lib";
 use NgxTunnel::Stack;
+use NgxTunnel::Test qw(start_ssh wait_route wait_no_route wait_until
+                       tail_log watchdog);
+
+watchdog(300);
 
 # TUNNELCTL: test another build of it (e.g. with -fsanitize=address)
 my $bin = $ENV{TUNNELCTL} // "$root/build/tunnelctl";
@@ -34,7 +44,10 @@ chmod 0755, $dir;
 my $keys = "$dir/keys";
 mkdir $keys or die "mkdir $keys: $!";
 
-my $s = NgxTunnel::Stack->new(root => $root, dir => "$dir/stack");
+# ports of our own: tunneld runs for the disable test near the end
+my $s = NgxTunnel::Stack->new(root => $root, dir => "$dir/stack",
+                              http_port => NgxTunnel::Stack::free_port(),
+                              ssh_port => NgxTunnel::Stack::free_port());
 $s->start_postgres;
 
 # tunnelctl with the stack's DATABASE_URL, or with %$env as the whole
@@ -106,6 +119,13 @@ is($rc, 0, '--help exits 0');
 like($out, qr/\Ausage: tunnelctl COMMAND/, '--help prints usage');
 like($out, qr/^  key add USER FILE\|-/m, 'usage lists key add');
 is($err, '', '--help: no stderr');
+like($out, qr/^  invite create \[--admin\] \[--hours N\] \[--note TEXT\] /m,
+     'usage lists invite create');
+like($out, qr/^  invite list  +list invitations/m, 'usage lists invite list');
+like($out, qr/^  invite revoke ID  /m, 'usage lists invite revoke');
+like($out, qr/^  TUNNEL_ADMIN_URL  /m, 'usage names TUNNEL_ADMIN_URL');
+like($out, qr/^  user disable NAME  .*\n.*within 2 s$/m,
+     'usage: disable closes tunnels');
 
 ($rc, $out, $err) = ctl();
 is($rc, 2, 'no command: exit 2');
@@ -128,6 +148,36 @@ fails([ctl('user', 'add', 'bob', '--root')], 2,
 fails([ctl('key', 'add', 'bob')], 2,
       q{'key add' takes a USER and a FILE (or - for standard input): see }
       . q{'tunnelctl --help'}, 'key add without file');
+fails([ctl('invite')], 2,
+      q{'invite' needs create, list or revoke: see 'tunnelctl --help'},
+      'invite without subcommand');
+fails([ctl('invite', 'send')], 2,
+      q{unknown command 'invite send': see 'tunnelctl --help'},
+      'invite: unknown subcommand');
+fails([ctl('invite', 'create', '--hours')], 2,
+      q{--hours needs a value: see 'tunnelctl --help'},
+      'invite create --hours without a value');
+fails([ctl('invite', 'create', '--note')], 2,
+      q{--note needs a value: see 'tunnelctl --help'},
+      'invite create --note without a value');
+fails([ctl('invite', 'create', '--base-url')], 2,
+      q{--base-url needs a value: see 'tunnelctl --help'},
+      'invite create --base-url without a value');
+fails([ctl('invite', 'create', '--root')], 2,
+      q{unknown option "--root" for 'invite create': see 'tunnelctl --help'},
+      'invite create: unknown option');
+fails([ctl('invite', 'create', 'carol')], 2,
+      q{'invite create' takes only options, not "carol": see }
+      . q{'tunnelctl --help'}, 'invite create: an argument');
+fails([ctl('invite', 'list', 'all')], 2,
+      q{'invite list' takes no argument, not "all": see 'tunnelctl --help'},
+      'invite list: an argument');
+fails([ctl('invite', 'revoke')], 2,
+      q{'invite revoke' takes one ID: see 'tunnelctl --help'},
+      'invite revoke without ID');
+fails([ctl('invite', 'revoke', '1', '2')], 2,
+      q{'invite revoke' takes one ID: see 'tunnelctl --help'},
+      'invite revoke with two IDs');
 fails([ctl('migrate', 'now')], 2,
       q{'migrate' takes no argument, not "now": see 'tunnelctl --help'},
       'migrate with an argument');
@@ -139,13 +189,24 @@ fails([ctl('user', 'list')], 1,
       q{cannot list users: the database has no ngx-tunnel schema }
       . q{(relation "users" does not exist): run 'tunnelctl migrate' first},
       'user list before migrate');
+fails([ctl('invite', 'list')], 1,
+      q{cannot list invitations: the database has no ngx-tunnel schema }
+      . q{(relation "invitations" does not exist): run 'tunnelctl }
+      . q{migrate' first}, 'invite list before migrate');
 
 
 # --- migrate ----------------------------------------------------------------
 
+# every file of sql/ in order: what a first migrate applies (other issues
+# add migrations; these checks follow them)
+my @MIGRATIONS = map { m{([^/]+)\z} } sort glob "$root/sql/[0-9]*_*.sql";
+my $APPLIED = join '', map { "applied $_\n" } @MIGRATIONS;
+my $ROWS = join '', map { /^0*(\d+)_/; "$1|$_\n" } @MIGRATIONS;
+cmp_ok(scalar @MIGRATIONS, '>=', 2, 'sql/ has 001 and 002 at least');
+
 ($rc, $out, $err) = ctl('migrate');
 is($rc, 0, 'migrate exit 0') or diag $err;
-is($out, "applied 001_schema.sql\n", 'migrate applies 001');
+is($out, $APPLIED, 'migrate applies every migration, in order');
 is($err, '', 'migrate: no stderr');
 
 ($rc, $out, $err) = ctl('migrate');
@@ -153,12 +214,17 @@ is($rc, 0, 'second migrate exit 0');
 is($out, "database is up to date\n", 'second migrate: up to date');
 is($err, '', 'second migrate: no stderr (no NOTICE noise)');
 
-is(sql('SELECT version, name FROM schema_migrations'), "1|001_schema.sql\n",
-   'schema_migrations has one row');
+is(sql('SELECT version, name FROM schema_migrations ORDER BY version'),
+   $ROWS, 'schema_migrations has one row per file');
+# the tables of 001 and 002 (a later migration may add more)
 is(sql(q{SELECT string_agg(tablename, ',' ORDER BY tablename)
-         FROM pg_tables WHERE schemaname = 'public'}),
-   "activation_codes,invitations,reserved_names,schema_migrations,"
-   . "sessions,ssh_keys,tunnel_events,users\n", 'all tables exist');
+         FROM pg_tables WHERE schemaname = 'public' AND tablename IN
+         ('activation_codes', 'invitations', 'login_failures',
+          'reserved_names', 'schema_migrations', 'sessions', 'ssh_keys',
+          'tunnel_events', 'users')}),
+   "activation_codes,invitations,login_failures,reserved_names,"
+   . "schema_migrations,sessions,ssh_keys,tunnel_events,users\n",
+   'all tables exist');
 
 
 # two migrates at once, while a third party holds the lock: both wait, one
@@ -199,13 +265,13 @@ sql('CREATE DATABASE race', 'postgres');
     my @rc = map { $_->finish; $_->full_result >> 8 } @h;
     is_deeply(\@rc, [0, 0], 'concurrent migrates both exit 0');
     is_deeply([sort @out],
-              ["applied 001_schema.sql\n", "database is up to date\n"],
+              [$APPLIED, "database is up to date\n"],
               'one applied, the other found it done');
     is_deeply(\@err,
               [("tunnelctl: another 'tunnelctl migrate' is running: "
                 . "waiting for it\n") x 2], 'both said they wait');
-    is(sql('SELECT version FROM schema_migrations', 'race'), "1\n",
-       'race: one schema_migrations row');
+    is(sql('SELECT count(*) FROM schema_migrations', 'race'),
+       scalar(@MIGRATIONS) . "\n", 'race: one schema_migrations row each');
 }
 
 # and without a third party: plain race on a fresh database
@@ -222,9 +288,18 @@ sql('CREATE DATABASE race2', 'postgres');
     my @rc = map { $_->finish; $_->full_result >> 8 } @h;
     is_deeply(\@rc, [0, 0], 'race2: both exit 0');
     is_deeply([sort @out],
-              ["applied 001_schema.sql\n", "database is up to date\n"],
+              [$APPLIED, "database is up to date\n"],
               'race2: applied exactly once');
 }
+
+# a database whose schema predates 002 (its functions missing)
+sql('DROP FUNCTION tunnel_admin_invite_create', 'race2');
+fails([ctl_env(env_of('race2'), undef, 'invite', 'create')], 1,
+      qr{^tunnelctl:\ cannot\ create\ the\ invitation:\ the\ database
+         \ schema\ is\ older\ than\ this\ tunnelctl\ \(function
+         \ tunnel_admin_invite_create\([^\n]*\):\ run\ 'tunnelctl
+         \ migrate'\ first\n\z}x,
+      'schema without the 002 functions: run migrate');
 
 # a migration that fails leaves nothing of itself behind
 sql('CREATE DATABASE clash', 'postgres');
@@ -508,6 +583,280 @@ is_deeply([$rc, $out, $err],
 is(sql('SELECT (SELECT count(*) FROM ssh_keys),
                (SELECT count(*) FROM reserved_names)'), "0|0\n",
    'keys and names of a removed user are gone');
+
+
+# --- invitations ---------------------------------------------------------
+
+my $TOKEN = qr/[A-Za-z0-9_-]{24}/;
+my $HINT = "tunnelctl: hint: this is the path of the link on the web admin; "
+         . "to print the whole link pass --base-url URL or export "
+         . "TUNNEL_ADMIN_URL, e.g. https://admin.example.com\n";
+
+# tunnelctl with TUNNEL_ADMIN_URL set to $url in its environment
+sub ctl_url {
+    my ($url, @args) = @_;
+    return ctl_env({ %{ env_of('ngx_tunnel') }, TUNNEL_ADMIN_URL => $url },
+                   undef, @args);
+}
+
+# the row of the invitation made with $token, as psql prints it
+sub invitation {
+    my ($token, $cols) = @_;
+    my $hash = sha256_hex($token);
+    return sql("SELECT $cols FROM invitations
+                WHERE token_hash = '\\x$hash'::bytea");
+}
+
+($rc, $out, $err) = ctl('invite', 'list');
+is_deeply([$rc, $out, $err],
+          [0, '', "tunnelctl: no invitations yet: create one with "
+                  . "'tunnelctl invite create'\n"], 'invite list, empty');
+
+# no base URL anywhere: the path, and how to get the whole link
+($rc, $out, $err) = ctl('invite', 'create');
+is($rc, 0, 'invite create: exit 0');
+like($out, qr{\A/join/$TOKEN\n\z}, 'invite create: /join/ and 24 base64url '
+                                   . 'characters');
+is($err, $HINT, 'invite create without a base: one-line hint on stderr');
+my ($tok1) = $out =~ m{/join/(\S+)};
+$tok1 //= '';
+is(length $tok1, 24, 'token: 24 characters (18 bytes, no padding)');
+unlike($tok1, qr/[=+\/]/, 'token: no padding, no + or /');
+is(invitation($tok1, "encode(token_hash, 'hex')"), sha256_hex($tok1) . "\n",
+   'stored token_hash = sha256 of the token text');
+is(invitation($tok1, q{is_admin, note, created_by IS NULL, used_at IS NULL,
+                       revoked_at IS NULL,
+                       extract(epoch FROM expires_at - created_at)::bigint}),
+   "f||t|t|t|259200\n", 'defaults: user role, no note, by tunnelctl, 72 h');
+is(sql(qq{SELECT count(*) FROM invitations i
+          WHERE strpos(i::text, '$tok1') > 0}), "0\n",
+   'the token itself is stored nowhere');
+
+# the base from --base-url, trailing slash dropped; all options
+($rc, $out, $err) = ctl('invite', 'create', '--admin', '--hours', '1',
+                        '--note', 'for carol', '--base-url',
+                        'http://localhost:8080/');
+is($rc, 0, 'invite create --admin --hours --note --base-url: exit 0');
+like($out, qr{\Ahttp://localhost:8080/join/$TOKEN\n\z},
+     'link with --base-url');
+is($err, '', 'with a base: nothing on stderr');
+my ($tok2) = $out =~ m{/join/(\S+)};
+$tok2 //= '';
+is(invitation($tok2, q{is_admin, note,
+                       extract(epoch FROM expires_at - created_at)::bigint}),
+   "t|for carol|3600\n", 'admin role, note and 1 hour stored');
+
+# TUNNEL_ADMIN_URL, and --base-url winning over it
+($rc, $out, $err) = ctl_url('https://admin.example.com', 'invite', 'create');
+like($out, qr{\Ahttps://admin\.example\.com/join/$TOKEN\n\z},
+     'link with TUNNEL_ADMIN_URL');
+is_deeply([$rc, $err], [0, ''], 'TUNNEL_ADMIN_URL: exit 0, no stderr');
+my ($tok3) = $out =~ m{/join/(\S+)};
+($rc, $out, $err) = ctl_url('https://admin.example.com', 'invite', 'create',
+                            '--base-url', 'http://127.0.0.1:8080');
+like($out, qr{\Ahttp://127\.0\.0\.1:8080/join/$TOKEN\n\z},
+     '--base-url wins over TUNNEL_ADMIN_URL');
+my ($tok4) = $out =~ m{/join/(\S+)};
+($rc, $out, $err) = ctl_url('', 'invite', 'create', '--hours', '8760');
+like($out, qr{\A/join/$TOKEN\n\z}, 'empty TUNNEL_ADMIN_URL: the path');
+is($err, $HINT, 'empty TUNNEL_ADMIN_URL: the hint');
+my ($tok5) = $out =~ m{/join/(\S+)};
+is(invitation($tok5 // '',
+              'extract(epoch FROM expires_at - created_at)::bigint'),
+   8760 * 3600 . "\n", '--hours 8760 (the maximum) accepted');
+
+my %tokens = map { ($_ // '') => 1 } $tok1, $tok2, $tok3, $tok4, $tok5;
+is(scalar keys %tokens, 5, 'five different tokens');
+is(sql('SELECT count(*), count(DISTINCT token_hash) FROM invitations'),
+   "5|5\n", 'five invitations stored');
+
+for my $h ('0', '8761', '-1', '1.5', 'abc', '', ' 5', '100000', '072x') {
+    fails([ctl('invite', 'create', '--hours', $h)], 1,
+          qq{--hours "$h" is not valid: give a whole number of hours from }
+          . q{1 to 8760 (one year)}, "--hours '$h' refused");
+}
+fails([ctl('invite', 'create', '--base-url', 'admin.example.com')], 1,
+      q{--base-url "admin.example.com" is not the web admin's address: }
+      . q{give http(s)://HOST[:PORT], e.g. https://admin.example.com},
+      '--base-url without a scheme');
+fails([ctl('invite', 'create', '--base-url', 'https://')], 1,
+      q{--base-url "https://" is not the web admin's address: }
+      . q{give http(s)://HOST[:PORT], e.g. https://admin.example.com},
+      '--base-url without a host');
+fails([ctl_url('ftp://x', 'invite', 'create')], 1,
+      q{TUNNEL_ADMIN_URL "ftp://x" is not the web admin's address: }
+      . q{give http(s)://HOST[:PORT], e.g. https://admin.example.com},
+      'TUNNEL_ADMIN_URL not http(s)');
+fails([ctl('invite', 'create', '--note', 'x' x 201)], 1,
+      'the note is too long (201 characters): at most 200',
+      'note of 201 characters');
+fails([ctl('invite', 'create', '--note', "two\nlines")], 1,
+      'the note must be one line of text, without control characters',
+      'note with a newline');
+is(sql('SELECT count(*) FROM invitations'), "5\n",
+   'refused invitations stored nothing');
+
+# one invitation in each state
+my ($ids) = sql('SELECT string_agg(id::text, \',\' ORDER BY id)
+                 FROM invitations');
+my ($id1, $id2, $id3, $id4, $id5) = split /,/, $ids =~ s/\n//r;
+sql("UPDATE invitations SET expires_at = now() - interval '1 second'
+     WHERE id = $id3");
+is(sql("SELECT r_status FROM tunnel_admin_join(
+            sha256(convert_to('$tok2', 'UTF8')), 'carol', NULL)"),
+   "ok\n", 'the web join function accepts the token tunnelctl made');
+
+($rc, $out, $err) = ctl('invite', 'revoke', $id4);
+is_deeply([$rc, $out, $err], [0, "revoked invitation $id4\n", ''],
+          'invite revoke');
+is(sql("SELECT revoked_at IS NOT NULL FROM invitations WHERE id = $id4"),
+   "t\n", 'revoked_at set');
+is(sql("SELECT r_status FROM tunnel_admin_join(
+            sha256(convert_to('$tok4', 'UTF8')), 'mallory', NULL)"),
+   "revoked\n", 'a revoked token cannot be used');
+fails([ctl('invite', 'revoke', $id4)], 1,
+      "invitation $id4 is already revoked", 'revoke twice');
+fails([ctl('invite', 'revoke', $id2)], 1,
+      qq{invitation $id2 was already used by "carol": to lock that }
+      . q{account, run 'tunnelctl user disable carol'}, 'revoke a used one');
+fails([ctl('invite', 'revoke', '999999')], 1,
+      q{no invitation 999999: see 'tunnelctl invite list'},
+      'revoke an unknown id');
+for my $bad ('x', '0', '-1', '1e3', '12345678901234567890') {
+    fails([ctl('invite', 'revoke', $bad)], 1,
+          qq{"$bad" is not an invitation id: give the number 'tunnelctl }
+          . q{invite list' shows in the ID column}, "revoke id '$bad'");
+}
+
+($rc, $out, $err) = ctl('invite', 'list');
+is($rc, 0, 'invite list: exit 0');
+is($err, '', 'invite list: no stderr');
+@lines = split /\n/, $out;
+is(scalar @lines, 6, 'invite list: header and five invitations');
+like($lines[0], qr/^ID +STATUS +ROLE +CREATED +EXPIRES +CREATED BY +NOTE$/,
+     'invite list header');
+like($lines[1], qr/^$id1 +open +user +$TS  $TS  - +$/, 'open');
+like($lines[2], qr/^$id2 +used by carol  admin  $TS  $TS  - +for carol$/,
+     'used by whom, admin, note');
+like($lines[3], qr/^$id3 +expired +user +$TS  $TS  - +$/, 'expired');
+like($lines[4], qr/^$id4 +revoked +user +$TS  $TS  - +$/, 'revoked');
+like($lines[5], qr/^$id5 +open +user +$TS  $TS  - +$/, 'open, one year');
+unlike($out, qr/\Q$tok1\E|\Q$tok2\E|\Q$tok5\E/, 'invite list shows no token');
+
+# an expired invitation may still be revoked (as on the web admin)
+($rc, $out, $err) = ctl('invite', 'revoke', $id3);
+is_deeply([$rc, $out, $err], [0, "revoked invitation $id3\n", ''],
+          'revoke an expired invitation');
+
+
+# --- user disable, enable, remove: tunnel_admin_user_action ----------------
+
+# carol (admin by invitation) and alice are the admins
+($rc, $out, $err) = ctl('user', 'disable', 'carol');
+is_deeply([$rc, $out, $err], [0, qq{disabled user "carol"\n}, ''],
+          'an admin can be disabled while another is enabled');
+
+# now alice is the only enabled admin (a disabled one does not count): she
+# can be neither disabled nor removed
+my $LAST = 'they are the only enabled admin and the installation must '
+         . q{keep one: add another with 'tunnelctl user add NAME --admin' }
+         . 'first';
+fails([ctl('user', 'disable', 'alice')], 1,
+      qq{cannot disable "alice": $LAST}, 'the last admin cannot be disabled');
+fails([ctl('user', 'remove', 'alice')], 1,
+      qq{cannot remove "alice": $LAST}, 'the last admin cannot be removed');
+is(sql("SELECT name, disabled FROM users WHERE is_admin ORDER BY name"),
+   "alice|f\ncarol|t\n", 'alice still there and enabled');
+
+($rc, $out, $err) = ctl('user', 'enable', 'carol');
+is_deeply([$rc, $out, $err], [0, qq{enabled user "carol"\n}, ''],
+          'enable');
+is(sql("SELECT disabled FROM users WHERE name = 'carol'"), "f\n",
+   'carol enabled again');
+($rc, $out, $err) = ctl('user', 'enable', 'carol');
+is_deeply([$rc, $out, $err], [0, qq{enabled user "carol"\n}, ''],
+          'enable an enabled user: no change, no error');
+
+# disabling ends the user's web sessions
+sql(q{INSERT INTO sessions (user_id, token_hash, csrf_secret, expires_at,
+                            idle_expires_at)
+      SELECT id, sha256(convert_to(name || n, 'UTF8')), '\x00',
+             now() + interval '1 day', now() + interval '1 hour'
+      FROM users, generate_series(1, 2) n
+      WHERE name IN ('carol', 'alice')});
+($rc, $out, $err) = ctl('user', 'disable', 'carol');
+is_deeply([$rc, $out, $err], [0, qq{disabled user "carol"\n}, ''],
+          'disable carol');
+is(sql(q{SELECT u.name, count(s.id) FROM users u
+         LEFT JOIN sessions s ON s.user_id = u.id
+         WHERE u.name IN ('alice', 'carol') GROUP BY u.name
+         ORDER BY u.name}), "alice|2\ncarol|0\n",
+   "disable ended carol's web sessions, not alice's");
+($rc, $out, $err) = ctl('user', 'list');
+like($out, qr/^carol +admin  yes  /m, 'user list shows carol disabled');
+
+for my $verb ('disable', 'enable', 'remove') {
+    fails([ctl('user', $verb, 'nobody')], 1,
+          q{no user named "nobody": see 'tunnelctl user list'},
+          "user $verb: unknown user");
+}
+
+# a disabled admin may be removed; the invitation keeps that it was used
+($rc, $out, $err) = ctl('user', 'remove', 'carol');
+is_deeply([$rc, $out, $err],
+          [0, qq{removed user "carol" (0 key(s), 0 reserved name(s))\n}, ''],
+          'remove a disabled admin');
+($rc, $out, $err) = ctl('invite', 'list');
+like((split /\n/, $out)[2], qr/^$id2 +used \(user removed\)  admin  /,
+     'invite list: used by a user removed since');
+fails([ctl('invite', 'revoke', $id2)], 1,
+      "invitation $id2 was already used (by a user removed since): "
+      . 'nothing to revoke', 'revoke one used by a removed user');
+fails([ctl('user', 'remove', 'alice')], 1,
+      qq{cannot remove "alice": $LAST}, 'alice is the last admin again');
+
+
+# --- user disable closes live tunnels (tunneld, Redis) ----------------------
+
+# the whole path: tunnelctl -> tunnel_admin_user_action -> NOTIFY
+# tunnel_keys -> tunneld reloads and closes dave's session and route
+$s->start_redis;
+$s->start_tunneld;
+ctl('user', 'add', 'dave');
+my $dave_fp = keygen('dave', '-t', 'ed25519', '-C', 'dave@test');
+($rc, $out, $err) = ctl('key', 'add', 'dave', "$keys/dave.pub");
+is_deeply([$rc, $out, $err], [0, "$dave_fp\n", ''], 'dave has a key');
+sleep 2.5;   # tunneld reloads keys within 2 s of a change
+
+my $ssh = start_ssh($s, key => "$keys/dave", user => 'dave',
+                    remote => 'davesite:80:localhost:9');
+my $route = wait_route($s, 'davesite', 10);
+is($route && $route->{user}, 'dave', "dave's tunnel is up")
+    or diag($ssh->output, tail_log($s, 'tunneld'));
+
+my $t0 = time;
+($rc, $out, $err) = ctl('user', 'disable', 'dave');
+is_deeply([$rc, $out, $err], [0, qq{disabled user "dave"\n}, ''],
+          'disable dave while his tunnel is up');
+ok(wait_no_route($s, 'davesite', 5), "dave's route is gone");
+ok(wait_until(5, sub { !$ssh->alive }), "dave's ssh session was closed");
+my $took = time - $t0;
+cmp_ok($took, '<=', 3, 'tunnel closed within 2 s of the disable (+1 s '
+                       . 'margin)');
+note(sprintf 'disable -> tunnel closed in %.2f s', $took);
+$ssh->finish(5);
+
+($rc, $out, $err) = ctl('user', 'enable', 'dave');
+is_deeply([$rc, $out, $err], [0, qq{enabled user "dave"\n}, ''],
+          'enable dave');
+sleep 2.5;
+$ssh = start_ssh($s, key => "$keys/dave", user => 'dave',
+                 remote => 'davesite:80:localhost:9');
+ok(wait_route($s, 'davesite', 10), 'enabled again: dave can open a tunnel')
+    or diag($ssh->output, tail_log($s, 'tunneld'));
+$ssh->stop;
+$s->stop_tunneld;
+$s->stop_redis;
 
 
 # --- environment and server trouble ---------------------------------------

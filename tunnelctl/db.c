@@ -16,7 +16,8 @@
 #include "tunnelctl.h"
 
 
-#define TNL_CTL_UNDEFINED_TABLE  "42P01"
+#define TNL_CTL_UNDEFINED_TABLE     "42P01"
+#define TNL_CTL_UNDEFINED_FUNCTION  "42883"
 
 
 static char  tnl_ctl_db_state[6];
@@ -204,6 +205,14 @@ tnl_ctl_db_report(const char *what)
     if (strcmp(tnl_ctl_db_state, TNL_CTL_UNDEFINED_TABLE) == 0) {
         tnl_ctl_error("cannot %s: the database has no ngx-tunnel schema "
                       "(%s): run 'tunnelctl migrate' first",
+                      what, tnl_ctl_db_message);
+        return;
+    }
+
+    /* the functions of a later migration (tunnel_admin_* of 002) */
+    if (strcmp(tnl_ctl_db_state, TNL_CTL_UNDEFINED_FUNCTION) == 0) {
+        tnl_ctl_error("cannot %s: the database schema is older than this "
+                      "tunnelctl (%s): run 'tunnelctl migrate' first",
                       what, tnl_ctl_db_message);
         return;
     }

@@ -29,6 +29,7 @@ static const tnl_ctl_command_t  tnl_ctl_commands[] = {
     { "user",    tnl_ctl_user },
     { "key",     tnl_ctl_key },
     { "name",    tnl_ctl_name },
+    { "invite",  tnl_ctl_invite },
     { NULL, NULL }
 };
 
@@ -36,17 +37,20 @@ static const tnl_ctl_command_t  tnl_ctl_commands[] = {
 static const char  tnl_ctl_usage_text[] =
 "usage: tunnelctl COMMAND [ARGUMENTS]\n"
 "\n"
-"The operator's tool of ngx-tunnel: database schema, users, SSH keys and\n"
-"reserved tunnel names.\n"
+"The operator's tool of ngx-tunnel: database schema, users, SSH keys,\n"
+"reserved tunnel names and invitations to the web admin.\n"
 "\n"
 "commands:\n"
 "  migrate                   create or update the database schema\n"
 "  user add NAME [--admin]   add a user (NAME: 1 to 32 characters a-z 0-9\n"
 "                            _ -, starting with a letter)\n"
 "  user list                 list users: name, role, disabled, keys, created\n"
-"  user disable NAME         refuse NAME's keys (open tunnels are closed)\n"
-"  user enable NAME          accept NAME's keys again\n"
+"  user disable NAME         refuse NAME's keys, end their web sessions;\n"
+"                            tunneld closes their tunnels within 2 s\n"
+"  user enable NAME          accept NAME's keys and web logins again\n"
 "  user remove NAME          delete NAME with their keys and reserved names\n"
+"                            (the last enabled admin can be neither\n"
+"                            disabled nor removed)\n"
 "  key add USER FILE|-       register USER's SSH public key, read from FILE\n"
 "                            (e.g. ~/.ssh/id_ed25519.pub) or from standard\n"
 "                            input; prints its SHA256 fingerprint\n"
@@ -56,12 +60,26 @@ static const char  tnl_ctl_usage_text[] =
 "  name reserve NAME USER    reserve the tunnel name NAME for USER only\n"
 "  name release NAME         make NAME free for anyone again\n"
 "  name list [USER]          list reserved names\n"
+"  invite create [--admin] [--hours N] [--note TEXT] [--base-url URL]\n"
+"                            print a single-use sign-up link\n"
+"                            URL/join/TOKEN for the web admin; --admin: the\n"
+"                            new user is an admin; valid N hours (1 to 8760,\n"
+"                            default 72); the note (at most 200 characters)\n"
+"                            is shown in the lists.  The token is printed\n"
+"                            once and only its SHA-256 is stored\n"
+"  invite list               list invitations: id, status (open, used by\n"
+"                            whom, expired, revoked), role, created,\n"
+"                            expires, created by, note\n"
+"  invite revoke ID          make an unused invitation unusable\n"
 "\n"
 "environment:\n"
-"  DATABASE_URL   PostgreSQL URI or conninfo, e.g.\n"
-"                 postgresql:///ngx_tunnel?host=/run/postgresql\n"
-"  REDIS_URL      redis://HOST:PORT or unix:/path (not used by these\n"
-"                 commands yet)\n"
+"  DATABASE_URL      PostgreSQL URI or conninfo, e.g.\n"
+"                    postgresql:///ngx_tunnel?host=/run/postgresql\n"
+"  TUNNEL_ADMIN_URL  the web admin's address for invitation links, e.g.\n"
+"                    https://admin.example.com (--base-url wins); unset:\n"
+"                    'invite create' prints the path /join/TOKEN only\n"
+"  REDIS_URL         redis://HOST:PORT or unix:/path (not used by these\n"
+"                    commands yet)\n"
 "\n"
 "Times are shown in UTC.  Exit status: 0 done, 1 failed (the message says\n"
 "why and what to do), 2 bad command line.\n";

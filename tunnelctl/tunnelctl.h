@@ -1,8 +1,8 @@
 /*
  * tunnelctl: the operator's command line.  Shared declarations of its
  * parts: main.c (dispatch, usage), db.c (connection, error reporting),
- * migrate.c, users.c, keys.c, names.c (commands), pubkey.c (public key
- * line parsing with libssh), table.c (aligned text tables).
+ * migrate.c, users.c, keys.c, names.c, invites.c (commands), pubkey.c
+ * (public key line parsing with libssh), table.c (aligned text tables).
  *
  * A CLI may block: libpq is used in blocking mode throughout.  Every
  * command returns its exit status: TNL_CTL_OK, TNL_CTL_FAIL (a bad input
@@ -103,5 +103,6 @@ int tnl_ctl_migrate(int argc, char **argv);
 int tnl_ctl_user(int argc, char **argv);
 int tnl_ctl_key(int argc, char **argv);
 int tnl_ctl_name(int argc, char **argv);
+int tnl_ctl_invite(int argc, char **argv);
 
 #endif /* TNL_CTL_H */

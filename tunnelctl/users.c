@@ -1,9 +1,13 @@
 /*
  * tunnelctl user: add, list, disable, enable, remove.  The name rule is
  * the users_name_check constraint of sql/001_schema.sql, checked here too
- * so a bad name gets a sentence instead of a constraint name.  Disabling
- * and removing only change rows: the triggers NOTIFY tunnel_keys and
- * tunneld closes what must be closed.  Web passwords are not set here.
+ * so a bad name gets a sentence instead of a constraint name.  Disabling,
+ * enabling and removing go through tunnel_admin_user_action() of
+ * sql/002_admin.sql, as the web admin does (never zero enabled admins,
+ * disabling ends web sessions); they only change rows: the triggers
+ * NOTIFY tunnel_keys and tunneld closes what must be closed.  Web
+ * passwords are not set here: a user added here has SSH keys only; web
+ * accounts come from invitations ('tunnelctl invite create').
  */
 
 #include <stdio.h>
@@ -165,15 +169,22 @@ tnl_ctl_user_list(int argc, char **argv)
 }
 
 
-/* user disable|enable|remove NAME: one statement on one user's row */
+/*
+ * user disable|enable|remove NAME through tunnel_admin_user_action(), the
+ * function the web admin uses too: it serialises every change of roles
+ * and states, so two admins (or an admin and an operator) can never leave
+ * the installation without an enabled administrator.  'disable' also ends
+ * the user's web sessions; tunneld closes their live tunnels on the
+ * NOTIFY that the users trigger sends.
+ */
 static int
 tnl_ctl_user_change(const char *verb, int argc, char **argv)
 {
     int          rc;
-    char         what[32];
+    char         what[32], id[21], counts[64];
     PGconn      *conn;
     PGresult    *res;
-    const char  *sql, *params[1];
+    const char  *action, *status, *params[2];
 
     if (argc != 1) {
         return tnl_ctl_usage_error("'user %s' takes one NAME", verb);
@@ -183,52 +194,93 @@ tnl_ctl_user_change(const char *verb, int argc, char **argv)
         return TNL_CTL_FAIL;
     }
 
-    if (strcmp(verb, "disable") == 0) {
-        sql = "UPDATE users SET disabled = true WHERE name = $1 "
-              "RETURNING 'disabled user \"' || name || '\"'";
-
-    } else if (strcmp(verb, "enable") == 0) {
-        sql = "UPDATE users SET disabled = false WHERE name = $1 "
-              "RETURNING 'enabled user \"' || name || '\"'";
-
-    } else {
-        /* RETURNING's subqueries see the rows as they were before */
-        sql = "DELETE FROM users u WHERE name = $1 "
-              "RETURNING format('removed user \"%s\" (%s key(s), "
-              "%s reserved name(s))', name,"
-              " (SELECT count(*) FROM ssh_keys k WHERE k.user_id = u.id),"
-              " (SELECT count(*) FROM reserved_names r"
-              "  WHERE r.user_id = u.id))";
-    }
+    action = (strcmp(verb, "remove") == 0) ? "delete" : verb;
 
     conn = tnl_ctl_db_connect();
     if (conn == NULL) {
         return TNL_CTL_FAIL;
     }
 
-    params[0] = argv[0];
     rc = TNL_CTL_FAIL;
-
     snprintf(what, sizeof(what), "%s the user", verb);
 
-    res = tnl_ctl_db_exec(conn, sql, 1, params, what);
+    /* what a removal takes with it, read before (for the message only) */
+    params[0] = argv[0];
 
-    if (res != NULL) {
-        if (PQntuples(res) == 0) {
-            tnl_ctl_error("no user named \"%s\": see 'tunnelctl user list'",
-                          argv[0]);
+    res = tnl_ctl_db_exec(conn,
+              "SELECT u.id,"
+              " format('%s key(s), %s reserved name(s)',"
+              "  (SELECT count(*) FROM ssh_keys k WHERE k.user_id = u.id),"
+              "  (SELECT count(*) FROM reserved_names r"
+              "   WHERE r.user_id = u.id))"
+              " FROM users u WHERE u.name = $1",
+              1, params, what);
+    if (res == NULL) {
+        goto done;
+    }
+
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        goto unknown;
+    }
+
+    snprintf(id, sizeof(id), "%s", PQgetvalue(res, 0, 0));
+    snprintf(counts, sizeof(counts), "%s", PQgetvalue(res, 0, 1));
+    PQclear(res);
+
+    params[0] = id;
+    params[1] = action;
+
+    res = tnl_ctl_db_exec(conn,
+                          "SELECT tunnel_admin_user_action(NULL, $1, $2)",
+                          2, params, what);
+    if (res == NULL) {
+        goto done;
+    }
+
+    status = PQgetvalue(res, 0, 0);
+
+    if (strcmp(status, "ok") == 0) {
+        if (strcmp(verb, "remove") == 0) {
+            printf("removed user \"%s\" (%s)\n", argv[0], counts);
 
         } else {
-            printf("%s\n", PQgetvalue(res, 0, 0));
-            rc = TNL_CTL_OK;
+            printf("%sd user \"%s\"\n", verb, argv[0]);
         }
 
+        rc = TNL_CTL_OK;
+
+    } else if (strcmp(status, "last_admin") == 0) {
+        tnl_ctl_error("cannot %s \"%s\": they are the only enabled admin "
+                      "and the installation must keep one: add another "
+                      "with 'tunnelctl user add NAME --admin' first",
+                      verb, argv[0]);
+
+    } else if (strcmp(status, "unknown") == 0) {
+        /* removed between the two statements */
         PQclear(res);
+        goto unknown;
+
+    } else {
+        tnl_ctl_error("cannot %s the user: the database answered \"%s\"",
+                      verb, status);
     }
+
+    PQclear(res);
+
+done:
 
     PQfinish(conn);
 
     return rc;
+
+unknown:
+
+    tnl_ctl_error("no user named \"%s\": see 'tunnelctl user list'",
+                  argv[0]);
+    PQfinish(conn);
+
+    return TNL_CTL_FAIL;
 }
 
 
