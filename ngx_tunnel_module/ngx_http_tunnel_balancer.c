@@ -16,7 +16,8 @@
  * directive is parsed, hence "before keepalive".  The balancer owns nothing:
  * the address it hands out lives in the request ctx (r->pool).  One try per
  * request; nginx adds a retry itself when a cached connection turns out to
- * be dead.
+ * be dead.  A socket that is gone or refuses the connection also drops the
+ * worker's cached route, so the next request asks Redis again.
  */
 
 #include <ngx_config.h>
@@ -107,11 +108,22 @@ ngx_http_tunnel_balancer_get_peer(ngx_peer_connection_t *pc, void *data)
 
     ngx_file_info_t  fi;
 
+    pc->name = &ctx->peer_name;
+    pc->cached = 0;
+    pc->connection = NULL;
+
     /*
      * A route can outlive its socket for up to its TTL (tunneld restarted
      * and unlinked it).  nginx would log connect()'s ENOENT as [crit]; say
      * what happened instead, forget the cached route and answer 502.  The
      * socket's path was NUL-terminated by ngx_http_tunnel_set_route().
+     *
+     * NGX_DECLINED, not NGX_BUSY: ngx_http_upstream_connect() (1.22) logs
+     * "no live upstreams" for NGX_BUSY, a second and misleading line for
+     * this one event, while NGX_DECLINED goes quietly to
+     * ngx_http_upstream_next(..., NGX_HTTP_UPSTREAM_FT_ERROR).  With no try
+     * left and pc->sockaddr unset (so peer.free is not called) that ends
+     * the request with 502, which error_page turns into the offline page.
      */
 
     if (ngx_file_info(ctx->sockaddr.sockaddr_un.sun_path, &fi)
@@ -123,19 +135,15 @@ ngx_http_tunnel_balancer_get_peer(ngx_peer_connection_t *pc, void *data)
                       "exists",
                       &ctx->socket, &ctx->name);
 
-        ngx_http_tunnel_cache_remove(&ctx->name);
+        ngx_http_tunnel_cache_remove_socket(&ctx->name, &ctx->socket);
 
-        pc->name = &ctx->peer_name;
         pc->tries = 0;
 
-        return NGX_BUSY;
+        return NGX_DECLINED;
     }
 
     pc->sockaddr = &ctx->sockaddr.sockaddr;
     pc->socklen = ctx->socklen;
-    pc->name = &ctx->peer_name;
-    pc->cached = 0;
-    pc->connection = NULL;
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, pc->log, 0,
                    "tunnel: peer \"%V\" for \"%V\"", pc->name, &ctx->name);
@@ -148,6 +156,29 @@ static void
 ngx_http_tunnel_balancer_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_uint_t state)
 {
+    ngx_http_tunnel_ctx_t  *ctx = data;
+
+    /*
+     * A failed try without a connection is a failed connect(): on a Unix
+     * socket it fails at once, ECONNREFUSED when tunneld was killed (its
+     * socket file stays, nobody listens) or ENOENT.  ngx_event_connect_peer()
+     * has already logged it and closed the connection; any later failure
+     * (timeout, reset, bad header) still has pc->connection here.  The route
+     * is then most likely dead but may stay in Redis until its TTL, with no
+     * invalidation (a killed tunneld publishes none): drop this worker's
+     * cached copy so the next request asks Redis again instead of serving
+     * 502 from the cache for up to tunnel_cache_ttl.  A full listen queue
+     * (EAGAIN) also lands here; re-asking Redis then costs one lookup.
+     */
+
+    if ((state & NGX_PEER_FAILED) && pc->connection == NULL) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, pc->log, 0,
+                       "tunnel: connect to \"%V\" failed, \"%V\" dropped "
+                       "from the cache", &ctx->socket, &ctx->name);
+
+        ngx_http_tunnel_cache_remove_socket(&ctx->name, &ctx->socket);
+    }
+
     if (pc->tries) {
         pc->tries--;
     }

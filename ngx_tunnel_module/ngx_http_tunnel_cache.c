@@ -5,8 +5,10 @@
  *
  * Entries live tunnel_cache_ttl (all the same), so insertion order is expiry
  * order: one queue serves both expiry and the size cap.  Entries are dropped
- * on "tunnel:invalidate NAME", and everything is dropped when the
- * subscription is (re-)established: invalidations may have been missed.
+ * on "tunnel:invalidate NAME", when connecting to the entry's socket fails
+ * (a killed tunneld publishes nothing: its routes just expire in Redis), and
+ * everything is dropped when the subscription is (re-)established:
+ * invalidations may have been missed.
  * While it is down nothing new is cached, but entries already here serve
  * until they expire, so a Redis blip does not take every busy tunnel down
  * at once.  A stale entry cannot reach the wrong session: every tunnel
@@ -203,6 +205,29 @@ ngx_http_tunnel_cache_remove(ngx_str_t *name)
 
     cn = ngx_http_tunnel_cache_find(name);
     if (cn) {
+        ngx_http_tunnel_cache_delete(cn);
+    }
+}
+
+
+void
+ngx_http_tunnel_cache_remove_socket(ngx_str_t *name, ngx_str_t *socket)
+{
+    ngx_http_tunnel_cache_node_t  *cn;
+
+    /* a lookup that read the same dead route meanwhile must not cache it */
+    ngx_http_tunnel_cache_gen++;
+
+    if (!ngx_http_tunnel_cache_ready) {
+        return;
+    }
+
+    cn = ngx_http_tunnel_cache_find(name);
+
+    if (cn
+        && cn->socket.len == socket->len
+        && ngx_memcmp(cn->socket.data, socket->data, socket->len) == 0)
+    {
         ngx_http_tunnel_cache_delete(cn);
     }
 }

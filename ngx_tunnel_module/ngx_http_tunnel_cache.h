@@ -37,6 +37,12 @@ void ngx_http_tunnel_cache_put(ngx_uint_t gen, ngx_str_t *name,
     ngx_str_t *socket, ngx_str_t *user);
 
 void ngx_http_tunnel_cache_remove(ngx_str_t *name);
+
+/*
+ * Drops name's entry only while it still points to socket: connecting to
+ * that socket failed, but a newer route for the name may already be cached.
+ */
+void ngx_http_tunnel_cache_remove_socket(ngx_str_t *name, ngx_str_t *socket);
 void ngx_http_tunnel_cache_flush(void);
 ngx_uint_t ngx_http_tunnel_cache_generation(void);
 

@@ -1,7 +1,8 @@
 /*
  * tcpip-forward and cancel-tcpip-forward (see forward.h).  Decides the
  * tunnel name, creates the Unix socket, claims the name, answers the
- * client, and tears it all down.  Does not carry bytes (pump.c).
+ * client (in request order, a refusal once its explanation was shown),
+ * and tears it all down.  Does not carry bytes (pump.c).
  *
  * Bind address -> name: "" / "localhost" (what "-R 80:..." and "-R :80"
  * send) and wildcard addresses mean "give me a name": the user's reserved
@@ -35,6 +36,35 @@
 
 #define TNL_FORWARD_RANDOM_TRIES  4
 #define TNL_FORWARD_BACKLOG       511
+
+/* unanswered forward requests per session: more closes the session */
+#define TNL_REPLIES_MAX           64
+
+/*
+ * A refusal with text waits for the session channel.  OpenSSH sends the
+ * "session" channel open right after its tcpip-forward requests, so a
+ * client that has not opened one within TNL_REPLY_NO_CHANNEL_MS of the
+ * request is a -N client: it gets the refusal at once.
+ */
+#define TNL_REPLY_NO_CHANNEL_MS   500
+
+/*
+ * Once the text was written to the channel and libssh's output flushed, the
+ * refusal still waits TNL_REPLY_SHOWN_MS.  OpenSSH 9.2's client_loop()
+ * puts channel data into the channel's buffer and writes it to the
+ * terminal only in its next loop turn, after poll; a REQUEST_FAILURE read
+ * in the same turn as the data is handled first, and with
+ * ExitOnForwardFailure it fatal()s with the text still in that buffer.
+ * Measured on loopback with OpenSSH 9.2 and "-tt -o ExitOnForwardFailure=yes",
+ * 20 tries each: sent right after the flush the text showed 6 times (the
+ * two packets were mostly read together); 2 ms and 10 ms: 20/20 on an idle
+ * machine but 18/20 and 19/20 with both cores busy; 100 ms: 20/20 in both.
+ * The client exits about 0.1 s later than it would; only refusals wait.
+ */
+#define TNL_REPLY_SHOWN_MS        100
+
+/* a refusal is never held longer than this after its request came */
+#define TNL_REPLY_HOLD_MAX_MS     2000
 
 
 static const char  *tnl_adjectives[] = {
@@ -184,26 +214,214 @@ tnl_forward_print_urls(tnl_session_t *s)
 }
 
 
-/* answers the pending tcpip-forward request, then forgets it */
 static void
-tnl_forward_answer(tnl_forward_t *f, int ok)
+tnl_reply_timer_handler(tnl_timer_t *t)
 {
-    if (f->request == NULL) {
+    tnl_reply_t  *rp = t->data;
+
+    tnl_forward_replies_run(rp->session);      /* may free rp */
+}
+
+
+/* queues msg for its reply; NULL (msg still the caller's) when full */
+static tnl_reply_t *
+tnl_reply_new(tnl_session_t *s, ssh_message msg)
+{
+    tnl_reply_t  *rp, **pp;
+
+    if (s->nreplies >= TNL_REPLIES_MAX) {
+        tnl_log_warn("session %s: more than %d forward requests waiting "
+                     "for an answer", s->id, TNL_REPLIES_MAX);
+        tnl_session_close(s, "Too many forward requests at once.",
+                          "too many forward requests");
+        return NULL;
+    }
+
+    rp = calloc(1, sizeof(tnl_reply_t));
+    if (rp == NULL) {
+        return NULL;
+    }
+
+    rp->session = s;
+    rp->request = msg;
+    rp->state = TNL_REPLY_WAITING;
+    rp->asked_ms = tnl_now_ms();
+    tnl_timer_init(&rp->timer, s->loop, tnl_reply_timer_handler, rp);
+
+    for (pp = &s->replies; *pp != NULL; pp = &(*pp)->next) {
+        /* void */
+    }
+
+    *pp = rp;
+    s->nreplies++;
+
+    return rp;
+}
+
+
+static void
+tnl_reply_free(tnl_reply_t *rp)
+{
+    tnl_session_t  *s = rp->session;
+    tnl_reply_t   **pp;
+
+    for (pp = &s->replies; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == rp) {
+            *pp = rp->next;
+            s->nreplies--;
+            break;
+        }
+    }
+
+    tnl_timer_del(&rp->timer);
+
+    if (rp->request != NULL) {
+        ssh_message_free(rp->request);
+    }
+
+    free(rp);
+}
+
+
+/* sets the outcome; sends it (and what waited behind it) if it may go */
+static void
+tnl_reply_decide(tnl_reply_t *rp, tnl_reply_state_e state, int port)
+{
+    rp->state = state;
+    rp->port = (uint16_t) port;
+
+    tnl_forward_replies_run(rp->session);
+}
+
+
+/*
+ * How long a refusal is still held: 0 to send it now, else milliseconds
+ * until the next look (the session pass also looks again whenever the
+ * session makes progress: shell request, text flushed).
+ */
+static uint64_t
+tnl_reply_hold(tnl_session_t *s, tnl_reply_t *rp, uint64_t now)
+{
+    uint64_t  age;
+
+    age = now - rp->asked_ms;
+
+    if (age >= TNL_REPLY_HOLD_MAX_MS) {
+        return 0;
+    }
+
+    if (s->chan == NULL) {
+        /* -N sends no channel open: do not keep it waiting */
+        return age < TNL_REPLY_NO_CHANNEL_MS
+               ? TNL_REPLY_NO_CHANNEL_MS - age : 0;
+    }
+
+    if (s->chan_closed || !ssh_channel_is_open(s->chan)) {
+        return 0;                  /* nowhere to show the text any more */
+    }
+
+    /*
+     * the channel is open; the pty and shell requests are on their way, or
+     * the text waits for the channel's window or for the socket
+     */
+
+    if (!s->shell || s->text_len > 0
+        || (ssh_get_poll_flags(s->ssh) & SSH_WRITE_PENDING))
+    {
+        rp->shown_ms = 0;
+        return TNL_REPLY_HOLD_MAX_MS - age;
+    }
+
+    if (rp->shown_ms == 0) {
+        rp->shown_ms = now;
+    }
+
+    if (now - rp->shown_ms < TNL_REPLY_SHOWN_MS) {
+        return TNL_REPLY_SHOWN_MS - (now - rp->shown_ms);
+    }
+
+    return 0;
+}
+
+
+void
+tnl_forward_replies_run(tnl_session_t *s)
+{
+    tnl_reply_t  *rp;
+    uint64_t      hold;
+    unsigned      sent;
+
+    sent = 0;
+
+    while (!s->closing && !s->finished && (rp = s->replies) != NULL) {
+
+        switch (rp->state) {
+
+        case TNL_REPLY_WAITING:
+            goto done;
+
+        case TNL_REPLY_SUCCESS:
+            /* a port is sent back only when the client asked for port 0 */
+            (void) ssh_message_global_request_reply_success(rp->request,
+                                                            rp->port);
+            break;
+
+        case TNL_REPLY_REFUSED:
+            hold = tnl_reply_hold(s, rp, tnl_now_ms());
+            if (hold > 0) {
+                tnl_timer_add(&rp->timer, hold);
+                goto done;
+            }
+
+            /* fall through */
+
+        case TNL_REPLY_FAILURE:
+            (void) ssh_message_reply_default(rp->request);
+            break;
+        }
+
+        tnl_reply_free(rp);
+        sent++;
+    }
+
+done:
+
+    if (sent) {
+        /* the replies may wait in libssh's buffer for the socket */
+        tnl_session_post_process(s);
+    }
+}
+
+
+/* drops every reply unsent (the session is closing or gone) */
+static void
+tnl_forward_replies_drop(tnl_session_t *s)
+{
+    tnl_forward_t  *f;
+
+    for (f = s->forwards; f != NULL; f = f->next) {
+        f->reply = NULL;
+    }
+
+    while (s->replies != NULL) {
+        tnl_reply_free(s->replies);
+    }
+}
+
+
+/* decides the forward's reply, which it then forgets */
+static void
+tnl_forward_answer(tnl_forward_t *f, tnl_reply_state_e state)
+{
+    tnl_reply_t  *rp;
+
+    rp = f->reply;
+    if (rp == NULL) {
         return;
     }
 
-    if (ok) {
-        /* a port is sent back only when the client asked for port 0 */
-        ssh_message_global_request_reply_success(f->request,
-                                                 (uint16_t) f->bind_port);
-    } else {
-        ssh_message_reply_default(f->request);
-    }
-
-    ssh_message_free(f->request);
-    f->request = NULL;
-
-    tnl_session_post_process(f->session);
+    f->reply = NULL;
+    tnl_reply_decide(rp, state, f->bind_port);
 }
 
 
@@ -265,15 +483,17 @@ tnl_forward_listen(tnl_forward_t *f)
 }
 
 
+/* refuses a request that got no forward; text (if any) is shown first */
 static void
-tnl_forward_refuse(tnl_session_t *s, ssh_message msg, const char *text)
+tnl_forward_refuse(tnl_session_t *s, tnl_reply_t *rp, const char *text)
 {
-    if (text != NULL) {
-        tnl_session_printf(s, "%s%s", text, tnl_session_eol(s));
+    if (text == NULL) {
+        tnl_reply_decide(rp, TNL_REPLY_FAILURE, 0);
+        return;
     }
 
-    ssh_message_reply_default(msg);
-    ssh_message_free(msg);
+    tnl_session_printf(s, "%s%s", text, tnl_session_eol(s));
+    tnl_reply_decide(rp, TNL_REPLY_REFUSED, 0);
 }
 
 
@@ -340,7 +560,7 @@ tnl_forward_claim(tnl_forward_t *f)
     f->route = tnl_route_new(f->name, f->socket_path, s->user, s->user_id,
                              s->id, s->client, tnl_forward_lost, f);
     if (f->route == NULL) {
-        tnl_forward_answer(f, 0);
+        tnl_forward_answer(f, TNL_REPLY_FAILURE);
         tnl_forward_close(f, "out of memory");
         return;
     }
@@ -352,26 +572,53 @@ tnl_forward_claim(tnl_forward_t *f)
 }
 
 
+/* queues msg's reply, or disposes of msg; NULL when it cannot be queued */
+static tnl_reply_t *
+tnl_forward_reply_new(tnl_session_t *s, ssh_message msg)
+{
+    tnl_reply_t  *rp;
+
+    rp = tnl_reply_new(s, msg);
+    if (rp != NULL) {
+        return rp;
+    }
+
+    if (!s->closing) {
+        (void) ssh_message_reply_default(msg);     /* out of memory */
+    }
+
+    ssh_message_free(msg);
+
+    return NULL;
+}
+
+
 void
 tnl_forward_request(tnl_session_t *s, ssh_message msg)
 {
     tnl_forward_t  *f;
+    tnl_reply_t    *rp;
     const char     *addr;
     char            name[TNL_NAME_MAX + 1];
     char            why[256];
     unsigned        auto_name;
     int             port;
 
+    if (s->closing) {
+        ssh_message_free(msg);           /* goes away with the session */
+        return;
+    }
+
+    rp = tnl_forward_reply_new(s, msg);
+    if (rp == NULL) {
+        return;
+    }
+
     addr = ssh_message_global_request_address(msg);
     port = ssh_message_global_request_port(msg);
 
     if (addr == NULL || port < 0 || port > 65535) {
-        tnl_forward_refuse(s, msg, NULL);
-        return;
-    }
-
-    if (s->closing) {
-        tnl_forward_refuse(s, msg, NULL);
+        tnl_forward_refuse(s, rp, NULL);
         return;
     }
 
@@ -380,33 +627,33 @@ tnl_forward_request(tnl_session_t *s, ssh_message msg)
                      s->id, addr, tnl_conf.max_forwards);
         snprintf(why, sizeof(why), "You have reached the limit of %d tunnels "
                  "per connection.", tnl_conf.max_forwards);
-        tnl_forward_refuse(s, msg, why);
+        tnl_forward_refuse(s, rp, why);
         return;
     }
 
     if (tnl_forward_pick_name(s, addr, name, &auto_name, why, sizeof(why))) {
         tnl_log_info("session %s: refused forward \"%s\": %s",
                      s->id, addr, why);
-        tnl_forward_refuse(s, msg, why);
+        tnl_forward_refuse(s, rp, why);
         return;
     }
 
     f = calloc(1, sizeof(tnl_forward_t));
     if (f == NULL) {
-        tnl_forward_refuse(s, msg, NULL);
+        tnl_forward_refuse(s, rp, NULL);
         return;
     }
 
     f->bind_address = strdup(addr);
     if (f->bind_address == NULL) {
         free(f);
-        tnl_forward_refuse(s, msg, NULL);
+        tnl_forward_refuse(s, rp, NULL);
         return;
     }
 
     f->session = s;
     f->state = TNL_FORWARD_CLAIMING;
-    f->request = msg;
+    f->reply = rp;
     f->fd = -1;
     f->asked_port = port;
     f->bind_port = port ? port : tnl_forward_free_port(s, addr);
@@ -421,7 +668,7 @@ tnl_forward_request(tnl_session_t *s, ssh_message msg)
     if (tnl_forward_listen(f) == -1) {
         tnl_session_printf(s, "The server could not create your tunnel; "
                            "please retry later.%s", tnl_session_eol(s));
-        tnl_forward_answer(f, 0);
+        tnl_forward_answer(f, TNL_REPLY_REFUSED);
         tnl_forward_close(f, "cannot create its socket");
         return;
     }
@@ -444,7 +691,7 @@ tnl_forward_up(tnl_forward_t *f, const char *takeover)
         tnl_log_error("epoll (tunnel %s): %s", f->name, strerror(errno));
     }
 
-    tnl_forward_answer(f, 1);
+    tnl_forward_answer(f, TNL_REPLY_SUCCESS);
 
     tnl_forward_public_url(f->name, url, sizeof(url));
 
@@ -509,7 +756,7 @@ tnl_forward_claimed(tnl_route_t *route, tnl_claim_status_e status,
                  "pick another with -R othername:80:localhost:PORT",
                  f->name);
         tnl_session_printf(s, "%s%s", why, tnl_session_eol(s));
-        tnl_forward_answer(f, 0);
+        tnl_forward_answer(f, TNL_REPLY_REFUSED);
         tnl_forward_close(f, "name taken");
         return;
 
@@ -517,7 +764,7 @@ tnl_forward_claimed(tnl_route_t *route, tnl_claim_status_e status,
         tnl_log_warn("tunnel %s: claim failed: Redis unavailable", f->name);
         tnl_session_printf(s, "The tunnel registry is unavailable, retry in "
                            "a moment.%s", tnl_session_eol(s));
-        tnl_forward_answer(f, 0);
+        tnl_forward_answer(f, TNL_REPLY_REFUSED);
         tnl_forward_close(f, "registry unavailable");
         return;
     }
@@ -542,8 +789,21 @@ void
 tnl_forward_cancel(tnl_session_t *s, ssh_message msg)
 {
     tnl_forward_t  *f;
+    tnl_reply_t    *rp;
     const char     *addr;
     int             port;
+
+    if (s->closing) {
+        ssh_message_free(msg);
+        return;
+    }
+
+    /* OpenSSH wants no reply to a cancel; it still takes its turn */
+
+    rp = tnl_forward_reply_new(s, msg);
+    if (rp == NULL) {
+        return;
+    }
 
     addr = ssh_message_global_request_address(msg);
     port = ssh_message_global_request_port(msg);
@@ -554,14 +814,12 @@ tnl_forward_cancel(tnl_session_t *s, ssh_message msg)
             && (f->asked_port == port || f->bind_port == port))
         {
             tnl_forward_close(f, "cancelled by the client");
-            ssh_message_global_request_reply_success(msg, 0);
-            ssh_message_free(msg);
+            tnl_reply_decide(rp, TNL_REPLY_SUCCESS, 0);
             return;
         }
     }
 
-    ssh_message_reply_default(msg);
-    ssh_message_free(msg);
+    tnl_reply_decide(rp, TNL_REPLY_FAILURE, 0);
 }
 
 
@@ -580,10 +838,12 @@ tnl_forward_close(tnl_forward_t *f, const char *reason)
     was_active = (f->state == TNL_FORWARD_ACTIVE);
     f->state = TNL_FORWARD_CLOSED;
 
-    /* an unanswered request is refused (or dropped with the session) */
-    if (f->request != NULL && !s->closing) {
-        tnl_forward_answer(f, 0);
+    /* an undecided request is refused (or dropped with the session) */
+    if (!s->closing) {
+        tnl_forward_answer(f, TNL_REPLY_FAILURE);
     }
+
+    f->reply = NULL;
 
     if (f->route != NULL) {
         tnl_route_release(f->route);
@@ -641,6 +901,10 @@ tnl_forward_sweep(tnl_session_t *s)
 {
     tnl_forward_t  **pp, *f;
 
+    if (s->closing || s->finished) {
+        tnl_forward_replies_drop(s);
+    }
+
     pp = &s->forwards;
 
     while (*pp != NULL) {
@@ -654,11 +918,6 @@ tnl_forward_sweep(tnl_session_t *s)
         if (f->state != TNL_FORWARD_CLOSED) {
             /* session freed under an open forward: close it first */
             tnl_forward_close(f, "session closed");
-        }
-
-        if (f->request != NULL) {
-            ssh_message_free(f->request);
-            f->request = NULL;
         }
 
         *pp = f->next;

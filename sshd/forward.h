@@ -5,11 +5,22 @@
  * answers the request only once the claim has answered.  Keeps the
  * per-tunnel counters and writes the audit rows.
  *
+ * Replies: SSH answers global requests strictly in order (OpenSSH matches
+ * each reply to its oldest unanswered request), but a claim answers later
+ * and a refusal is held back, so every tcpip-forward and
+ * cancel-tcpip-forward gets a tnl_reply_t queued on its session in arrival
+ * order; a decided reply goes out once all before it went out.  A refusal
+ * that has text for the person waits until that text reached the client
+ * (see tnl_forward_replies_run): with ExitOnForwardFailure OpenSSH exits
+ * on the reply, and would otherwise never show why.
+ *
  * A forward belongs to its session (s->forwards).  Its route belongs to
- * routes.c until tnl_route_release.  The pending ssh_message belongs to
- * the forward until it is answered.  Closing a forward marks it; the
- * session's sweep frees it (its listening io may still be in the current
- * epoll batch).
+ * routes.c until tnl_route_release.  A reply, and the ssh_message in it,
+ * belongs to the session's queue (s->replies) until it is sent, or until
+ * the session closes (then dropped unanswered by the sweep); the forward
+ * only points to its reply until it decides it.  Closing a forward marks
+ * it; the session's sweep frees it (its listening io may still be in the
+ * current epoll batch).
  */
 
 #ifndef TNL_FORWARD_H
@@ -34,10 +45,31 @@ typedef enum {
 } tnl_forward_state_e;
 
 
+typedef enum {
+    TNL_REPLY_WAITING = 0,     /* undecided: the claim is in flight */
+    TNL_REPLY_SUCCESS,         /* sent as soon as it is first in line */
+    TNL_REPLY_FAILURE,         /* likewise: nothing to show first */
+    TNL_REPLY_REFUSED,         /* held until its explanation was shown */
+} tnl_reply_state_e;
+
+
+struct tnl_reply_s {
+    tnl_session_t        *session;
+    ssh_message           request;     /* tcpip-forward or cancel */
+    tnl_reply_state_e     state;
+    uint16_t              port;        /* for a success to "-R 0:" */
+    uint64_t              asked_ms;    /* when the request came */
+    uint64_t              shown_ms;    /* refused: when its text was seen
+                                          written and flushed, or 0 */
+    tnl_timer_t           timer;       /* refused: next look at the hold */
+    tnl_reply_t          *next;
+};
+
+
 struct tnl_forward_s {
     tnl_session_t        *session;
     tnl_forward_state_e   state;
-    ssh_message           request;     /* tcpip-forward awaiting an answer */
+    tnl_reply_t          *reply;       /* its undecided reply, or NULL */
     tnl_route_t          *route;       /* NULL once released */
 
     char                  name[TNL_NAME_MAX + 1];
@@ -78,5 +110,12 @@ void tnl_forward_sweep(tnl_session_t *s);
 
 /* prints the public URL of every active forward on the session channel */
 void tnl_forward_print_urls(tnl_session_t *s);
+
+/*
+ * Sends the decided replies at the head of the queue, in order; call after
+ * each session pass (the session channel's text was flushed).  Does nothing
+ * once the session is closing: the sweep drops what is left.
+ */
+void tnl_forward_replies_run(tnl_session_t *s);
 
 #endif /* TNL_FORWARD_H */

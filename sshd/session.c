@@ -277,14 +277,14 @@ tnl_session_printf(tnl_session_t *s, const char *fmt, ...)
     int      n;
 
     /*
-     * Text may come before the shell request (a refused forward is answered
-     * before OpenSSH opens its session channel): it waits for the shell.
-     * With -N it never gets shown and is bounded like the rest.
+     * Text may come before the shell request (a forward is refused before
+     * OpenSSH opens its session channel, or between the open and the
+     * shell request): it waits for the shell, and a held refusal waits for
+     * it (forward.c).  With -N, or on an exec channel, it is never shown and
+     * is bounded like the rest.
      */
 
-    if (s->auth != TNL_AUTH_OK || s->chan_closed || s->finished
-        || (s->chan != NULL && !s->shell))
-    {
+    if (s->auth != TNL_AUTH_OK || s->chan_closed || s->finished) {
         return;
     }
 
@@ -400,6 +400,9 @@ tnl_session_process(tnl_session_t *s)
     tnl_session_flush_text(s);
 
     tnl_session_check_flushed(s);
+
+    /* after the text: a held refusal goes once its explanation is out */
+    tnl_forward_replies_run(s);
 
     if (s->quit) {
         tnl_session_close(s, "Closing your tunnels, bye.",

@@ -35,6 +35,7 @@
 typedef struct tnl_session_s  tnl_session_t;
 typedef struct tnl_forward_s  tnl_forward_t;
 typedef struct tnl_stream_s   tnl_stream_t;
+typedef struct tnl_reply_s    tnl_reply_t;
 
 
 typedef enum {
@@ -83,6 +84,9 @@ struct tnl_session_s {
 
     tnl_forward_t      *forwards;
     int                 nforwards;
+    tnl_reply_t        *replies;      /* forward requests to answer, in
+                                         the order they came (forward.c) */
+    unsigned            nreplies;
     tnl_stream_t       *streams;      /* of every forward of the session */
     unsigned            nstreams;
     uint32_t            next_origin_port;
