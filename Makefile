@@ -69,8 +69,12 @@ $(B)/ngx_http_tunnel_module.so: $(MODULE_SRC) $(ADMIN_SRC)
 	        --with-cc-opt="$(WARN) -Wno-unused-parameter" >configure.log 2>&1 \
 	    || { tail -30 configure.log; exit 1; }
 	$(MAKE) -C $(B)/nginx-src -f objs/Makefile modules
-	cp $(B)/nginx-src/objs/ngx_http_tunnel_module.so $@
-	$(if $(ADMIN_CONFIG),cp $(B)/nginx-src/objs/ngx_http_tunnel_admin_module.so $(B)/)
+	@# copy then rename: a running nginx has the old file mapped, and
+	@# rewriting it in place would crash that nginx
+	cp $(B)/nginx-src/objs/ngx_http_tunnel_module.so $@.tmp && mv $@.tmp $@
+	$(if $(ADMIN_CONFIG),cp $(B)/nginx-src/objs/ngx_http_tunnel_admin_module.so \
+	    $(B)/ngx_http_tunnel_admin_module.so.tmp && \
+	    mv $(B)/ngx_http_tunnel_admin_module.so.tmp $(B)/ngx_http_tunnel_admin_module.so)
 
 $(if $(ADMIN_CONFIG),$(B)/ngx_http_tunnel_admin_module.so): $(B)/ngx_http_tunnel_module.so
 
