@@ -17,6 +17,7 @@
 
 
 static tnl_log_level_e  tnl_log_level = TNL_LOG_INFO;
+static char             tnl_log_tag[48];
 
 static const char  *tnl_log_names[] = { "error", "warn", "info", "debug" };
 
@@ -25,6 +26,18 @@ void
 tnl_log_set_level(tnl_log_level_e level)
 {
     tnl_log_level = level;
+}
+
+
+void
+tnl_log_set_tag(const char *tag)
+{
+    if (tag == NULL || tag[0] == '\0') {
+        tnl_log_tag[0] = '\0';
+        return;
+    }
+
+    snprintf(tnl_log_tag, sizeof(tnl_log_tag), "%s ", tag);
 }
 
 
@@ -47,7 +60,8 @@ tnl_log(tnl_log_level_e level, const char *fmt, ...)
         return;
     }
 
-    n = snprintf(line, sizeof(line), "tunneld: %s: ", tnl_log_names[level]);
+    n = snprintf(line, sizeof(line), "tunneld: %s: %s", tnl_log_names[level],
+                 tnl_log_tag);
     if (n < 0) {
         return;
     }

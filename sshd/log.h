@@ -21,6 +21,12 @@ typedef enum {
 void tnl_log_set_level(tnl_log_level_e level);
 int tnl_log_enabled(tnl_log_level_e level);
 
+/*
+ * A tag put after the level on every line, e.g. "[w2:1234]" for worker 2
+ * with pid 1234 ("tunneld: info: [w2:1234] message"); NULL: none.
+ */
+void tnl_log_set_tag(const char *tag);
+
 void tnl_log(tnl_log_level_e level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

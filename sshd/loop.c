@@ -33,6 +33,7 @@ struct tnl_loop_s {
     tnl_timer_t  **heap;
     int            nheap;
     int            heap_cap;
+    int            nios;         /* ios in epoll: about the fds in use */
 };
 
 
@@ -126,6 +127,10 @@ tnl_io_set(tnl_io_t *io, uint32_t events)
         return -1;
     }
 
+    if (!io->active) {
+        io->loop->nios++;
+    }
+
     io->active = 1;
     io->events = events;
 
@@ -141,8 +146,16 @@ tnl_io_del(tnl_io_t *io)
     }
 
     (void) epoll_ctl(io->loop->epfd, EPOLL_CTL_DEL, io->fd, NULL);
+    io->loop->nios--;
     io->active = 0;
     io->events = 0;
+}
+
+
+int
+tnl_loop_ios(tnl_loop_t *loop)
+{
+    return loop->nios;
 }
 
 

@@ -59,6 +59,12 @@ void tnl_io_init(tnl_io_t *io, tnl_loop_t *loop, int fd,
 int tnl_io_set(tnl_io_t *io, uint32_t events);
 void tnl_io_del(tnl_io_t *io);
 
+/*
+ * How many ios are in epoll (silent ones included): nearly every fd a
+ * worker holds is, so this is its descriptor count without a syscall.
+ */
+int tnl_loop_ios(tnl_loop_t *loop);
+
 /* timers: add (re)arms after ms; del is idempotent; both O(log n) */
 void tnl_timer_init(tnl_timer_t *t, tnl_loop_t *loop,
     tnl_timer_handler_pt handler, void *data);

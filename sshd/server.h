@@ -1,11 +1,20 @@
 /*
  * tunneld's configuration and its SSH listening sockets.  The listeners
  * are our own non-blocking sockets (libssh's ssh_bind_accept is blocking
- * and ssh_bind_set_blocking does nothing in 0.10.6): we accept4() with
- * SOCK_NONBLOCK, tune the TCP socket, refuse past --max-startups
- * unauthenticated connections, and hand the fd to session.c.  The
- * ssh_bind here only carries the host key and options: it never listens.
- * Owns the listeners and the ssh_bind; sessions own their accepted fds.
+ * and ssh_bind_set_blocking does nothing in 0.10.6): main.c creates them
+ * before any worker starts (tnl_server_listen), every worker watches the
+ * same ones and accept4()s with SOCK_NONBLOCK, tunes the TCP socket,
+ * refuses past --max-startups unauthenticated connections, and hands the
+ * fd to session.c.  The ssh_bind here only carries the host key and
+ * options: it never listens.
+ *
+ * Descriptor limit: EMFILE/ENFILE on accept stops accepting for a moment
+ * (a level-triggered listener would otherwise spin); a worker within its
+ * reserve of the limit lets other workers take new connections first.
+ *
+ * main.c owns the listening fds until a worker starts; then the worker's
+ * server.c owns them (and its ios) and the ssh_bind; sessions own their
+ * accepted fds.
  */
 
 #ifndef TNL_SERVER_H
@@ -39,6 +48,7 @@ typedef struct {
     int          login_grace;     /* seconds */
     int          max_startups;    /* unauthenticated connections */
     int          keepalive;       /* seconds between SSH_MSG_IGNOREs */
+    int          workers;         /* processes accepting (1: no fork) */
 } tnl_conf_t;
 
 
@@ -46,8 +56,23 @@ typedef struct {
 extern tnl_conf_t  tnl_conf;
 
 
-/* takes ownership of hostkey (even on failure); 0, or -1 (logged) */
-int tnl_server_start(tnl_loop_t *loop, ssh_key hostkey);
+/*
+ * Creates the listening socket of every --listen (non-blocking, close on
+ * exec) into fds[tnl_conf.nlisten], in --listen order; 0, or -1 (logged,
+ * the ones made are closed).
+ */
+int tnl_server_listen(int *fds);
+
+/*
+ * Takes ownership of hostkey and fds (even on failure); watches the fds
+ * but accepts only after tnl_server_accept_start().  shared: other
+ * processes accept from the same fds.  0, or -1 (logged).
+ */
+int tnl_server_start(tnl_loop_t *loop, ssh_key hostkey, const int *fds,
+    int nfds, int shared);
+
+/* starts accepting (idempotent): the key table is loaded, or late */
+void tnl_server_accept_start(void);
 
 /* stops accepting (shutdown); live sessions are not touched */
 void tnl_server_stop_listening(void);

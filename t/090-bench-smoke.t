@@ -24,7 +24,7 @@ if ($pid == 0) {
     open(STDIN, '<', '/dev/null');
     open(STDOUT, '>', $log) or POSIX::_exit(126);
     open(STDERR, '>&', \*STDOUT) or POSIX::_exit(126);
-    exec("$root/tools/bench", '--smoke', '--out', $out);
+    { exec("$root/tools/bench", '--smoke', '--out', $out) };
     POSIX::_exit(127);
 }
 
