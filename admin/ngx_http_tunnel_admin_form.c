@@ -193,6 +193,21 @@ ngx_http_tunnel_admin_field(ngx_http_tunnel_admin_ctx_t *ctx,
 }
 
 
+/* 1 if the form field name is there and equal to value */
+ngx_int_t
+ngx_http_tunnel_admin_field_is(ngx_http_tunnel_admin_ctx_t *ctx,
+    const char *name, const char *value)
+{
+    size_t      len;
+    ngx_str_t  *f;
+
+    f = ngx_http_tunnel_admin_field(ctx, name);
+    len = ngx_strlen(value);
+
+    return f != NULL && f->len == len && ngx_strncmp(f->data, value, len) == 0;
+}
+
+
 ngx_int_t
 ngx_http_tunnel_admin_cookie(ngx_http_request_t *r, const char *name,
     ngx_str_t *value)

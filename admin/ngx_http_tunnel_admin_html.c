@@ -352,6 +352,44 @@ ngx_http_tunnel_admin_csrf_field(ngx_http_request_t *r,
 
 
 /*
+ * The start of a POST form of the current page: its action field and, if
+ * field is not NULL, one hidden field more (the row a button acts on),
+ * then the CSRF field.  The caller puts the inputs and closes the form.
+ */
+void
+ngx_http_tunnel_admin_form_start(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx, const char *url, const char *action,
+    const char *field, ngx_str_t *value)
+{
+    ngx_http_tunnel_admin_printf(r, ctx,
+        "<form method=\"post\" action=\"%s\">"
+        "<input type=\"hidden\" name=\"action\" value=\"%s\">",
+        url, action);
+
+    if (field) {
+        ngx_http_tunnel_admin_printf(r, ctx,
+            "<input type=\"hidden\" name=\"%s\" value=\"", field);
+        ngx_http_tunnel_admin_esc(r, ctx, value);
+        ngx_http_tunnel_admin_put(r, ctx, "\">");
+    }
+
+    ngx_http_tunnel_admin_csrf_field(r, ctx);
+}
+
+
+/* a cell of the last query's result, escaped */
+void
+ngx_http_tunnel_admin_esc_cell(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx, int row, int col)
+{
+    ngx_str_t  s;
+
+    s = ngx_http_tunnel_admin_cell(ctx, row, col);
+    ngx_http_tunnel_admin_esc(r, ctx, &s);
+}
+
+
+/*
  * The message box: ctx->msg (an error of the form just sent) or, after a
  * redirect, a fixed sentence chosen by ?done=CODE (never the argument's own
  * text).

@@ -57,6 +57,8 @@ static const char  ngx_http_tunnel_admin_join_sql[] =
 
 static ngx_int_t ngx_http_tunnel_admin_invites_list(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
+static void ngx_http_tunnel_admin_invite_by(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx, int row, int col);
 static ngx_int_t ngx_http_tunnel_admin_invite_create(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
 static ngx_int_t ngx_http_tunnel_admin_invite_link(ngx_http_request_t *r,
@@ -87,7 +89,8 @@ ngx_http_tunnel_admin_invites_list(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx)
 {
     int                                 i, n;
-    ngx_str_t                           s, status, *hours;
+    ngx_str_t                           id, *hours;
+    ngx_uint_t                          open;
     ngx_http_tunnel_admin_main_conf_t  *amcf;
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_tunnel_admin_module);
@@ -106,15 +109,14 @@ ngx_http_tunnel_admin_invites_list(ngx_http_request_t *r,
     }
 
     ngx_http_tunnel_admin_put(r, ctx,
-        "<div class=\"card\">\n<h2>New invitation</h2>\n"
-        "<form method=\"post\" action=\"/admin/invites\">\n"
-        "<input type=\"hidden\" name=\"action\" value=\"create\">\n");
-    ngx_http_tunnel_admin_csrf_field(r, ctx);
+        "<div class=\"card\">\n<h2>New invitation</h2>\n");
+    ngx_http_tunnel_admin_form_start(r, ctx, "/admin/invites", "create",
+                                     NULL, NULL);
 
-    ngx_http_tunnel_admin_put(r, ctx,
+    ngx_http_tunnel_admin_printf(r, ctx,
         "<label for=\"f-hours\">Valid for (hours)</label>\n"
         "<input id=\"f-hours\" name=\"hours\" type=\"number\" min=\"1\" "
-        "max=\"720\" value=\"");
+        "max=\"%d\" value=\"", NGX_HTTP_TUNNEL_ADMIN_INVITE_HOURS_MAX);
 
     hours = ctx->msg.len ? ngx_http_tunnel_admin_field(ctx, "hours") : NULL;
 
@@ -160,56 +162,35 @@ ngx_http_tunnel_admin_invites_list(ngx_http_request_t *r,
         "</thead>\n<tbody>\n");
 
     for (i = 0; i < n; i++) {
-        status = ngx_http_tunnel_admin_cell(ctx, i, 5);
+        open = ngx_http_tunnel_admin_cell_is(ctx, i, 5, "open");
 
         ngx_http_tunnel_admin_put(r, ctx, "<tr><td>");
-        s = ngx_http_tunnel_admin_cell(ctx, i, 1);
-        ngx_http_tunnel_admin_esc(r, ctx, &s);
+        ngx_http_tunnel_admin_esc_cell(r, ctx, i, 1);
 
         if (ngx_http_tunnel_admin_cell_is(ctx, i, 2, "t")) {
             ngx_http_tunnel_admin_put(r, ctx,
                                       " <span class=\"tag on\">admin</span>");
         }
 
-        ngx_http_tunnel_admin_put(r, ctx, "</td><td><span class=\"tag");
-        if (ngx_http_tunnel_admin_cell_is(ctx, i, 5, "open")) {
-            ngx_http_tunnel_admin_put(r, ctx, " on");
-        }
-
-        ngx_http_tunnel_admin_put(r, ctx, "\">");
-        ngx_http_tunnel_admin_esc(r, ctx, &status);
+        ngx_http_tunnel_admin_put(r, ctx,
+                                  open ? "</td><td><span class=\"tag on\">"
+                                       : "</td><td><span class=\"tag\">");
+        ngx_http_tunnel_admin_esc_cell(r, ctx, i, 5);
         ngx_http_tunnel_admin_put(r, ctx, "</span>");
-
-        s = ngx_http_tunnel_admin_cell(ctx, i, 6);
-        if (s.len) {
-            ngx_http_tunnel_admin_put(r, ctx, " by ");
-            ngx_http_tunnel_admin_esc(r, ctx, &s);
-        }
+        ngx_http_tunnel_admin_invite_by(r, ctx, i, 6);
 
         ngx_http_tunnel_admin_put(r, ctx, "</td><td class=\"opt\">");
-        s = ngx_http_tunnel_admin_cell(ctx, i, 3);
-        ngx_http_tunnel_admin_esc(r, ctx, &s);
-
-        s = ngx_http_tunnel_admin_cell(ctx, i, 7);
-        if (s.len) {
-            ngx_http_tunnel_admin_put(r, ctx, " by ");
-            ngx_http_tunnel_admin_esc(r, ctx, &s);
-        }
+        ngx_http_tunnel_admin_esc_cell(r, ctx, i, 3);
+        ngx_http_tunnel_admin_invite_by(r, ctx, i, 7);
 
         ngx_http_tunnel_admin_put(r, ctx, "</td><td data-label=\"Expires\">");
-        s = ngx_http_tunnel_admin_cell(ctx, i, 4);
-        ngx_http_tunnel_admin_esc(r, ctx, &s);
+        ngx_http_tunnel_admin_esc_cell(r, ctx, i, 4);
         ngx_http_tunnel_admin_put(r, ctx, "</td><td>");
 
-        if (ngx_http_tunnel_admin_cell_is(ctx, i, 5, "open")) {
-            ngx_http_tunnel_admin_put(r, ctx,
-                "<form method=\"post\" action=\"/admin/invites\">"
-                "<input type=\"hidden\" name=\"action\" value=\"revoke\">"
-                "<input type=\"hidden\" name=\"id\" value=\"");
-            s = ngx_http_tunnel_admin_cell(ctx, i, 0);
-            ngx_http_tunnel_admin_esc(r, ctx, &s);
-            ngx_http_tunnel_admin_put(r, ctx, "\">");
-            ngx_http_tunnel_admin_csrf_field(r, ctx);
+        if (open) {
+            id = ngx_http_tunnel_admin_cell(ctx, i, 0);
+            ngx_http_tunnel_admin_form_start(r, ctx, "/admin/invites",
+                                             "revoke", "id", &id);
             ngx_http_tunnel_admin_put(r, ctx,
                 "<button class=\"danger\" type=\"submit\">Revoke</button>"
                 "</form>");
@@ -225,23 +206,33 @@ ngx_http_tunnel_admin_invites_list(ngx_http_request_t *r,
 }
 
 
+/* " by <name>" when the cell holds a user name */
+static void
+ngx_http_tunnel_admin_invite_by(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx, int row, int col)
+{
+    ngx_str_t  name;
+
+    name = ngx_http_tunnel_admin_cell(ctx, row, col);
+
+    if (name.len) {
+        ngx_http_tunnel_admin_put(r, ctx, " by ");
+        ngx_http_tunnel_admin_esc(r, ctx, &name);
+    }
+}
+
+
 ngx_int_t
 ngx_http_tunnel_admin_invites_post(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx)
 {
-    ngx_str_t  *action, *id;
+    ngx_str_t  *id;
 
-    action = ngx_http_tunnel_admin_field(ctx, "action");
-
-    if (action && action->len == 6
-        && ngx_strncmp(action->data, "create", 6) == 0)
-    {
+    if (ngx_http_tunnel_admin_field_is(ctx, "action", "create")) {
         return ngx_http_tunnel_admin_invite_create(r, ctx);
     }
 
-    if (action == NULL || action->len != 6
-        || ngx_strncmp(action->data, "revoke", 6) != 0)
-    {
+    if (!ngx_http_tunnel_admin_field_is(ctx, "action", "revoke")) {
         return ngx_http_tunnel_admin_form_error(r, ctx,
                    NGX_HTTP_TUNNEL_ADMIN_INVALID, "Unknown action.");
     }
@@ -285,18 +276,22 @@ ngx_http_tunnel_admin_invite_create(ngx_http_request_t *r,
 
         hours = (h && h->len) ? ngx_atoi(h->data, h->len) : NGX_ERROR;
 
-        if (hours == NGX_ERROR || hours < 1 || hours > 720) {
+        if (hours == NGX_ERROR || hours < 1
+            || hours > NGX_HTTP_TUNNEL_ADMIN_INVITE_HOURS_MAX)
+        {
             return ngx_http_tunnel_admin_form_error(r, ctx,
                        NGX_HTTP_TUNNEL_ADMIN_INVALID,
                        "The validity must be a whole number of hours, from "
-                       "1 to 720 (30 days).");
+                       "1 to 8760 (one year).");
         }
 
         if (note) {
             ngx_http_tunnel_admin_trim(note);
         }
 
-        if (note && note->len > 200) {
+        if (note && ngx_utf8_length(note->data, note->len)
+                    > NGX_HTTP_TUNNEL_ADMIN_NOTE_MAX)
+        {
             return ngx_http_tunnel_admin_form_error(r, ctx,
                        NGX_HTTP_TUNNEL_ADMIN_INVALID,
                        "The note is too long (at most 200 characters).");
@@ -312,13 +307,9 @@ ngx_http_tunnel_admin_invite_create(ngx_http_request_t *r,
         }
 
         params[0] = token;
-        if (ngx_http_tunnel_admin_field(ctx, "admin")) {
-            ngx_str_set(&params[1], "t");
-
-        } else {
-            ngx_str_set(&params[1], "f");
-        }
-
+        ngx_http_tunnel_admin_bool_param(&params[1],
+                                  ngx_http_tunnel_admin_field(ctx, "admin")
+                                  != NULL);
         params[2] = *h;
 
         if (note) {
@@ -478,9 +469,7 @@ ngx_int_t
 ngx_http_tunnel_admin_join_post(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx)
 {
-    ngx_int_t    rc;
-    ngx_str_t   *name, *password, params[3], status, id;
-    const char  *err;
+    ngx_str_t  params[3], status, id;
 
     switch (ctx->step) {
 
@@ -489,28 +478,8 @@ ngx_http_tunnel_admin_join_post(ngx_http_request_t *r,
             return ngx_http_tunnel_admin_join_refused(r, ctx, NULL);
         }
 
-        name = ngx_http_tunnel_admin_field(ctx, "name");
-        password = ngx_http_tunnel_admin_field(ctx, "password");
-
-        if (name) {
-            ngx_http_tunnel_admin_trim(name);
-        }
-
-        err = ngx_http_tunnel_admin_user_name_bad(name);
-        if (err == NULL) {
-            err = ngx_http_tunnel_admin_password_weak(password,
-                      ngx_http_tunnel_admin_field(ctx, "password2"), name);
-        }
-
-        if (err) {
-            return ngx_http_tunnel_admin_form_error(r, ctx,
-                                       NGX_HTTP_TUNNEL_ADMIN_INVALID, err);
-        }
-
-        ctx->s1 = *name;
         ctx->step = NGX_HTTP_TUNNEL_ADMIN_JOIN_HASHED;
-
-        return ngx_http_tunnel_admin_password_hash(r, ctx, password);
+        return ngx_http_tunnel_admin_account_start(r, ctx);
 
     case NGX_HTTP_TUNNEL_ADMIN_JOIN_HASHED:
         if (ctx->pw_rc != NGX_OK) {
@@ -540,33 +509,17 @@ ngx_http_tunnel_admin_join_post(ngx_http_request_t *r,
                                                status.len ? &status : NULL);
         }
 
-        id = ngx_http_tunnel_admin_cell(ctx, 0, 1);
-
         ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
                       "tunnel: admin: user \"%V\" joined by invitation",
                       &ctx->s1);
 
-        ctx->s3.data = ngx_pstrdup(r->pool, &id);
-        if (ctx->s3.data == NULL) {
-            return NGX_ERROR;
-        }
-
-        ctx->s3.len = id.len;
-        ctx->user_name = ctx->s1;
-        ctx->is_admin = 0;
+        id = ngx_http_tunnel_admin_cell(ctx, 0, 1);
         ctx->step = NGX_HTTP_TUNNEL_ADMIN_JOIN_SIGNED_IN;
 
-        return ngx_http_tunnel_admin_session_create(r, ctx, &ctx->s3);
+        return ngx_http_tunnel_admin_sign_in_new(r, ctx, &id);
 
     default: /* NGX_HTTP_TUNNEL_ADMIN_JOIN_SIGNED_IN */
-        rc = ngx_http_tunnel_admin_session_created(r, ctx);
-        if (rc == NGX_ERROR) {
-            return NGX_ERROR;
-        }
-
-        return ngx_http_tunnel_admin_redirect(r, ctx,
-                                              rc == NGX_OK ? "/?done=welcome"
-                                                           : "/login");
+        return ngx_http_tunnel_admin_welcome(r, ctx);
     }
 }
 
@@ -576,21 +529,10 @@ static ngx_int_t
 ngx_http_tunnel_admin_join_token(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *param)
 {
-    size_t  i;
-    u_char  c;
-
-    if (ctx->arg.len < 16 || ctx->arg.len > 128) {
+    if (ctx->arg.len < 16 || ctx->arg.len > 128
+        || !ngx_http_tunnel_admin_is_base64url(&ctx->arg))
+    {
         return NGX_DECLINED;
-    }
-
-    for (i = 0; i < ctx->arg.len; i++) {
-        c = ctx->arg.data[i];
-
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-              || (c >= '0' && c <= '9') || c == '-' || c == '_'))
-        {
-            return NGX_DECLINED;
-        }
     }
 
     return ngx_http_tunnel_admin_sha256_param(r->pool, &ctx->arg, param);

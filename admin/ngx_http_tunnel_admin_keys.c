@@ -42,7 +42,7 @@ ngx_http_tunnel_admin_keys_get(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx)
 {
     int         i, n;
-    ngx_str_t   s, *key;
+    ngx_str_t   id, *key;
 
     if (ctx->step == 0) {
         ctx->step = 1;
@@ -69,33 +69,26 @@ ngx_http_tunnel_admin_keys_get(ngx_http_request_t *r,
 
         for (i = 0; i < n; i++) {
             ngx_http_tunnel_admin_put(r, ctx, "<tr><td>");
-            s = ngx_http_tunnel_admin_cell(ctx, i, 3);
-            if (s.len) {
-                ngx_http_tunnel_admin_esc(r, ctx, &s);
+
+            if (ngx_http_tunnel_admin_cell(ctx, i, 3).len) {
+                ngx_http_tunnel_admin_esc_cell(r, ctx, i, 3);
                 ngx_http_tunnel_admin_put(r, ctx, "<br>");
             }
 
             ngx_http_tunnel_admin_put(r, ctx, "<span class=\"tag\">");
-            s = ngx_http_tunnel_admin_cell(ctx, i, 1);
-            ngx_http_tunnel_admin_esc(r, ctx, &s);
+            ngx_http_tunnel_admin_esc_cell(r, ctx, i, 1);
             ngx_http_tunnel_admin_put(r, ctx,
                                       "</span></td><td class=\"mono\">");
-            s = ngx_http_tunnel_admin_cell(ctx, i, 2);
-            ngx_http_tunnel_admin_esc(r, ctx, &s);
+            ngx_http_tunnel_admin_esc_cell(r, ctx, i, 2);
             ngx_http_tunnel_admin_put(r, ctx, "</td><td class=\"opt\">");
-            s = ngx_http_tunnel_admin_cell(ctx, i, 4);
-            ngx_http_tunnel_admin_esc(r, ctx, &s);
+            ngx_http_tunnel_admin_esc_cell(r, ctx, i, 4);
             ngx_http_tunnel_admin_put(r, ctx, "</td><td class=\"opt\">");
-            s = ngx_http_tunnel_admin_cell(ctx, i, 5);
-            ngx_http_tunnel_admin_esc(r, ctx, &s);
-            ngx_http_tunnel_admin_put(r, ctx,
-                "</td><td><form method=\"post\" action=\"/keys\">"
-                "<input type=\"hidden\" name=\"action\" value=\"delete\">"
-                "<input type=\"hidden\" name=\"id\" value=\"");
-            s = ngx_http_tunnel_admin_cell(ctx, i, 0);
-            ngx_http_tunnel_admin_esc(r, ctx, &s);
-            ngx_http_tunnel_admin_put(r, ctx, "\">");
-            ngx_http_tunnel_admin_csrf_field(r, ctx);
+            ngx_http_tunnel_admin_esc_cell(r, ctx, i, 5);
+            ngx_http_tunnel_admin_put(r, ctx, "</td><td>");
+
+            id = ngx_http_tunnel_admin_cell(ctx, i, 0);
+            ngx_http_tunnel_admin_form_start(r, ctx, "/keys", "delete", "id",
+                                             &id);
             ngx_http_tunnel_admin_put(r, ctx,
                 "<button class=\"danger\" type=\"submit\">Remove</button>"
                 "</form></td></tr>\n");
@@ -105,10 +98,8 @@ ngx_http_tunnel_admin_keys_get(ngx_http_request_t *r,
     }
 
     ngx_http_tunnel_admin_put(r, ctx,
-        "<h2>Add a key</h2>\n<div class=\"card\">\n"
-        "<form method=\"post\" action=\"/keys\">\n"
-        "<input type=\"hidden\" name=\"action\" value=\"add\">\n");
-    ngx_http_tunnel_admin_csrf_field(r, ctx);
+                              "<h2>Add a key</h2>\n<div class=\"card\">\n");
+    ngx_http_tunnel_admin_form_start(r, ctx, "/keys", "add", NULL, NULL);
 
     ngx_http_tunnel_admin_put(r, ctx,
         "<label for=\"f-key\">Public key</label>\n"
@@ -140,18 +131,11 @@ ngx_int_t
 ngx_http_tunnel_admin_keys_post(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx)
 {
-    ngx_str_t  *action;
-
-    action = ngx_http_tunnel_admin_field(ctx, "action");
-
-    if (action && action->len == 3 && ngx_strncmp(action->data, "add", 3) == 0)
-    {
+    if (ngx_http_tunnel_admin_field_is(ctx, "action", "add")) {
         return ngx_http_tunnel_admin_key_add(r, ctx);
     }
 
-    if (action && action->len == 6
-        && ngx_strncmp(action->data, "delete", 6) == 0)
-    {
+    if (ngx_http_tunnel_admin_field_is(ctx, "action", "delete")) {
         return ngx_http_tunnel_admin_key_delete(r, ctx);
     }
 

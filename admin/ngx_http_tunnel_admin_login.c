@@ -183,13 +183,12 @@ ngx_http_tunnel_admin_login_lookup(ngx_http_request_t *r,
     params[0] = r->connection->addr_text;
     params[1] = ctx->s1;
 
-    params[2].data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
-    if (params[2].data == NULL) {
+    if (ngx_http_tunnel_admin_number_param(r->pool, amcf->login_window,
+                                           &params[2])
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
-
-    params[2].len = ngx_sprintf(params[2].data, "%T", amcf->login_window)
-                    - params[2].data;
 
     ctx->step = NGX_HTTP_TUNNEL_ADMIN_LOGIN_VERIFY;
 
@@ -233,9 +232,9 @@ ngx_http_tunnel_admin_login_verify(ngx_http_request_t *r,
     }
 
     /* keep the user id and the disabled flag: the result goes away */
-    s = ngx_http_tunnel_admin_cell(ctx, 0, 2);
-    ctx->s2.data = ngx_pstrdup(r->pool, &s);
-    ctx->s2.len = s.len;
+    if (ngx_http_tunnel_admin_cell_copy(r, ctx, 0, 2, &ctx->s2) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     ctx->s3.len = 0;
     if (ngx_http_tunnel_admin_cell_is(ctx, 0, 4, "t")) {
@@ -245,15 +244,11 @@ ngx_http_tunnel_admin_login_verify(ngx_http_request_t *r,
     hash = ngx_http_tunnel_admin_cell(ctx, 0, 3);
     password = ngx_http_tunnel_admin_field(ctx, "password");
 
-    if (s.len && ctx->s2.data == NULL) {
-        return NGX_ERROR;
-    }
-
     ctx->step = NGX_HTTP_TUNNEL_ADMIN_LOGIN_VERIFIED;
 
     /* the job copies the hash before the result is freed */
     return ngx_http_tunnel_admin_password_verify(r, ctx, password,
-                                        (s.len && hash.len) ? &hash : NULL);
+                                  (ctx->s2.len && hash.len) ? &hash : NULL);
 }
 
 

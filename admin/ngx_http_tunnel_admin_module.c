@@ -27,8 +27,6 @@ static ngx_int_t ngx_http_tunnel_admin_gate(ngx_http_request_t *r,
 static const ngx_http_tunnel_admin_route_t *ngx_http_tunnel_admin_route(
     ngx_http_request_t *r, ngx_str_t *arg);
 static void ngx_http_tunnel_admin_ctx_cleanup(void *data);
-static ngx_int_t ngx_http_tunnel_admin_unavailable(ngx_http_request_t *r,
-    ngx_http_tunnel_admin_ctx_t *ctx);
 
 static char *ngx_http_tunnel_admin(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -36,6 +34,8 @@ static char *ngx_http_tunnel_admin_login_limit(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static void *ngx_http_tunnel_admin_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_tunnel_admin_init_main_conf(ngx_conf_t *cf, void *conf);
+static char *ngx_http_tunnel_admin_check_conninfo(ngx_conf_t *cf,
+    ngx_http_tunnel_admin_main_conf_t *amcf);
 static void *ngx_http_tunnel_admin_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_tunnel_admin_merge_loc_conf(ngx_conf_t *cf,
     void *parent, void *child);
@@ -491,7 +491,8 @@ ngx_http_tunnel_admin_gate(ngx_http_request_t *r,
 }
 
 
-static ngx_int_t
+/* the page for "no database": pg.c shows it too */
+ngx_int_t
 ngx_http_tunnel_admin_unavailable(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx)
 {
@@ -577,6 +578,27 @@ ngx_http_tunnel_admin_cell_is(ngx_http_tunnel_admin_ctx_t *ctx, int row,
 
     return s.len == ngx_strlen(text)
            && ngx_strncmp(s.data, text, s.len) == 0;
+}
+
+
+/* a cell copied to r->pool: it outlives the result ("" for NULL) */
+ngx_int_t
+ngx_http_tunnel_admin_cell_copy(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx, int row, int col, ngx_str_t *copy)
+{
+    ngx_str_t  s;
+
+    s = ngx_http_tunnel_admin_cell(ctx, row, col);
+
+    copy->len = s.len;
+    copy->data = ngx_pnalloc(r->pool, s.len + 1);
+    if (copy->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    *ngx_cpymem(copy->data, s.data, s.len) = '\0';
+
+    return NGX_OK;
 }
 
 
@@ -695,12 +717,21 @@ ngx_http_tunnel_admin_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (amcf->invite_hours == 0
+        || amcf->invite_hours > NGX_HTTP_TUNNEL_ADMIN_INVITE_HOURS_MAX)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "tunnel_admin_invite_hours must be 1..%d",
+                           NGX_HTTP_TUNNEL_ADMIN_INVITE_HOURS_MAX);
+        return NGX_CONF_ERROR;
+    }
+
     if (amcf->session_idle > amcf->session_lifetime) {
         amcf->session_idle = amcf->session_lifetime;
     }
 
     if (amcf->reserved_names.data == NULL) {
-        /* the same default as tunneld: a name nobody can open is not reservable */
+        /* tunneld's default: a name nobody can open is not reservable */
         ngx_str_set(&amcf->reserved_names, TNL_NAME_DEFAULT_RESERVED);
     }
 
@@ -735,7 +766,91 @@ ngx_http_tunnel_admin_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    return NGX_CONF_OK;
+    return ngx_http_tunnel_admin_check_conninfo(cf, amcf);
+}
+
+
+/*
+ * libpq resolves a host name with getaddrinfo(), a blocking call that
+ * would stall the whole worker at every connect: tunnel_admin_database
+ * must name a Unix socket directory or a numeric address (or give
+ * hostaddr=, which libpq uses instead of resolving).  Parsing the
+ * conninfo here also reports a malformed one at load time.
+ */
+static char *
+ngx_http_tunnel_admin_check_conninfo(ngx_conf_t *cf,
+    ngx_http_tunnel_admin_main_conf_t *amcf)
+{
+    char               *err, *hosts, *host, *next;
+    u_char              addr[sizeof(struct in6_addr)];
+    char               *rv;
+    const char         *hostaddr;
+    PQconninfoOption   *opts, *o;
+
+    if (amcf->conninfo.len == 0) {
+        return NGX_CONF_OK;
+    }
+
+    err = NULL;
+    opts = PQconninfoParse((const char *) amcf->conninfo.data, &err);
+
+    if (opts == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"tunnel_admin_database\": %s",
+                           err ? err : "out of memory");
+        if (err) {
+            PQfreemem(err);
+        }
+
+        return NGX_CONF_ERROR;
+    }
+
+    rv = NGX_CONF_OK;
+    hosts = NULL;
+    hostaddr = NULL;
+
+    for (o = opts; o->keyword; o++) {
+        if (ngx_strcmp(o->keyword, "host") == 0) {
+            hosts = o->val;
+
+        } else if (ngx_strcmp(o->keyword, "hostaddr") == 0) {
+            hostaddr = o->val;
+        }
+    }
+
+    if (hosts == NULL || (hostaddr && hostaddr[0])) {
+        goto done;
+    }
+
+    /* a comma-separated list; "" is the default socket directory */
+    for (host = hosts; host; host = next) {
+        next = strchr(host, ',');
+        if (next) {
+            *next++ = '\0';
+        }
+
+        if (host[0] == '\0' || host[0] == '/' || host[0] == '@'
+            || inet_pton(AF_INET, host, addr) == 1
+            || inet_pton(AF_INET6, host, addr) == 1)
+        {
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"tunnel_admin_database\": host \"%s\" is a "
+                           "name, which libpq would resolve with a blocking "
+                           "call in every worker: give a Unix socket "
+                           "directory (host=/run/postgresql), a numeric "
+                           "address (host=127.0.0.1), or hostaddr=", host);
+        rv = NGX_CONF_ERROR;
+        break;
+    }
+
+done:
+
+    PQconninfoFree(opts);
+
+    return rv;
 }
 
 

@@ -31,6 +31,8 @@
 
 #define NGX_HTTP_TUNNEL_ADMIN_TOKEN_BYTES   32      /* session, csrf */
 #define NGX_HTTP_TUNNEL_ADMIN_INVITE_BYTES  18      /* 144 bits */
+#define NGX_HTTP_TUNNEL_ADMIN_INVITE_HOURS_MAX  8760   /* as tunnelctl */
+#define NGX_HTTP_TUNNEL_ADMIN_NOTE_MAX      200     /* invitation notes */
 #define NGX_HTTP_TUNNEL_ADMIN_SHA256_HEX    64
 #define NGX_HTTP_TUNNEL_ADMIN_MAX_PARAMS    8
 #define NGX_HTTP_TUNNEL_ADMIN_BODY_MAX      (64 * 1024)
@@ -165,6 +167,8 @@ extern ngx_module_t  ngx_http_tunnel_admin_module;
 
 /* module.c: the dispatcher, re-entered after every async completion */
 void ngx_http_tunnel_admin_resume(ngx_http_request_t *r);
+ngx_int_t ngx_http_tunnel_admin_unavailable(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
 
 /* pg.c: the per-worker connection pool */
 ngx_int_t ngx_http_tunnel_admin_pg_init_process(ngx_cycle_t *cycle);
@@ -172,12 +176,17 @@ void ngx_http_tunnel_admin_pg_exit_process(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_tunnel_admin_query(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx, const char *sql, int nparams,
     ngx_str_t *params);
+void ngx_http_tunnel_admin_bool_param(ngx_str_t *param, ngx_uint_t value);
+ngx_int_t ngx_http_tunnel_admin_number_param(ngx_pool_t *pool, int64_t n,
+    ngx_str_t *param);
 
 /* form.c: request input */
 ngx_int_t ngx_http_tunnel_admin_form_parse(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
 ngx_str_t *ngx_http_tunnel_admin_field(ngx_http_tunnel_admin_ctx_t *ctx,
     const char *name);
+ngx_int_t ngx_http_tunnel_admin_field_is(ngx_http_tunnel_admin_ctx_t *ctx,
+    const char *name, const char *value);
 ngx_int_t ngx_http_tunnel_admin_cookie(ngx_http_request_t *r,
     const char *name, ngx_str_t *value);
 ngx_int_t ngx_http_tunnel_admin_arg(ngx_http_request_t *r, const char *name,
@@ -189,6 +198,7 @@ ngx_int_t ngx_http_tunnel_admin_is_id(ngx_str_t *s);
 ngx_int_t ngx_http_tunnel_admin_random(u_char *buf, size_t len);
 ngx_int_t ngx_http_tunnel_admin_token(ngx_pool_t *pool, size_t bytes,
     ngx_str_t *token);
+ngx_int_t ngx_http_tunnel_admin_is_base64url(ngx_str_t *s);
 ngx_int_t ngx_http_tunnel_admin_sha256_param(ngx_pool_t *pool,
     ngx_str_t *in, ngx_str_t *param);
 ngx_int_t ngx_http_tunnel_admin_set_cookie(ngx_http_request_t *r,
@@ -205,6 +215,10 @@ ngx_int_t ngx_http_tunnel_admin_session_create(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *user_id);
 ngx_int_t ngx_http_tunnel_admin_session_created(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
+ngx_int_t ngx_http_tunnel_admin_sign_in_new(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *user_id);
+ngx_int_t ngx_http_tunnel_admin_welcome(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
 
 /* password.c: argon2id in the thread pool, the strength rule */
 #define NGX_HTTP_TUNNEL_ADMIN_PASSWORD_MIN  12
@@ -216,6 +230,8 @@ ngx_int_t ngx_http_tunnel_admin_password_verify(ngx_http_request_t *r,
 const char *ngx_http_tunnel_admin_password_weak(ngx_str_t *password,
     ngx_str_t *again, ngx_str_t *user);
 const char *ngx_http_tunnel_admin_user_name_bad(ngx_str_t *name);
+ngx_int_t ngx_http_tunnel_admin_account_start(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
 
 /* html.c: composing and sending pages */
 void ngx_http_tunnel_admin_put(ngx_http_request_t *r,
@@ -234,6 +250,11 @@ void ngx_http_tunnel_admin_page_end(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
 void ngx_http_tunnel_admin_csrf_field(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
+void ngx_http_tunnel_admin_form_start(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx, const char *url, const char *action,
+    const char *field, ngx_str_t *value);
+void ngx_http_tunnel_admin_esc_cell(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx, int row, int col);
 void ngx_http_tunnel_admin_flash(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
 void ngx_http_tunnel_admin_input(ngx_http_request_t *r,
@@ -259,6 +280,8 @@ ngx_str_t ngx_http_tunnel_admin_cell(ngx_http_tunnel_admin_ctx_t *ctx,
     int row, int col);
 ngx_int_t ngx_http_tunnel_admin_cell_is(ngx_http_tunnel_admin_ctx_t *ctx,
     int row, int col, const char *text);
+ngx_int_t ngx_http_tunnel_admin_cell_copy(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx, int row, int col, ngx_str_t *copy);
 
 /* sshkey.c: authorized_keys line validation */
 typedef struct {

@@ -31,6 +31,8 @@ static const char  ngx_http_tunnel_admin_name_release_sql[] =
     " WHERE name = $1 AND (user_id = $2 OR $3::boolean) RETURNING name";
 
 
+static void ngx_http_tunnel_admin_names_table(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx, ngx_uint_t mine);
 static ngx_int_t ngx_http_tunnel_admin_name_reserve(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
 static ngx_int_t ngx_http_tunnel_admin_name_release(ngx_http_request_t *r,
@@ -42,22 +44,15 @@ ngx_http_tunnel_admin_names_get(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx)
 {
     int                                 i, n;
-    ngx_str_t                           s, params[2];
-    ngx_uint_t                          mine, others;
+    ngx_str_t                           params[2];
+    ngx_uint_t                          mine;
     ngx_http_tunnel_admin_main_conf_t  *amcf;
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_tunnel_admin_module);
 
     if (ctx->step == 0) {
         params[0] = ctx->user_id_text;
-
-        if (ctx->is_admin) {
-            ngx_str_set(&params[1], "t");
-
-        } else {
-            ngx_str_set(&params[1], "f");
-        }
-
+        ngx_http_tunnel_admin_bool_param(&params[1], ctx->is_admin);
         ctx->step = 1;
 
         return ngx_http_tunnel_admin_query(r, ctx,
@@ -83,42 +78,12 @@ ngx_http_tunnel_admin_names_get(ngx_http_request_t *r,
         mine, amcf->name_quota);
 
     if (mine) {
-        ngx_http_tunnel_admin_put(r, ctx,
-            "<table>\n<thead><tr><th>Name</th><th class=\"opt\">Reserved"
-            "</th><th></th></tr></thead>\n<tbody>\n");
-
-        for (i = 0; i < n; i++) {
-            if (!ngx_http_tunnel_admin_cell_is(ctx, i, 2, "t")) {
-                continue;
-            }
-
-            ngx_http_tunnel_admin_put(r, ctx, "<tr><td class=\"mono\">");
-            s = ngx_http_tunnel_admin_cell(ctx, i, 0);
-            ngx_http_tunnel_admin_esc(r, ctx, &s);
-            ngx_http_tunnel_admin_put(r, ctx, "</td><td class=\"opt\">");
-            s = ngx_http_tunnel_admin_cell(ctx, i, 3);
-            ngx_http_tunnel_admin_esc(r, ctx, &s);
-            ngx_http_tunnel_admin_put(r, ctx,
-                "</td><td><form method=\"post\" action=\"/names\">"
-                "<input type=\"hidden\" name=\"action\" value=\"release\">"
-                "<input type=\"hidden\" name=\"name\" value=\"");
-            s = ngx_http_tunnel_admin_cell(ctx, i, 0);
-            ngx_http_tunnel_admin_esc(r, ctx, &s);
-            ngx_http_tunnel_admin_put(r, ctx, "\">");
-            ngx_http_tunnel_admin_csrf_field(r, ctx);
-            ngx_http_tunnel_admin_put(r, ctx,
-                "<button class=\"danger\" type=\"submit\">Release</button>"
-                "</form></td></tr>\n");
-        }
-
-        ngx_http_tunnel_admin_put(r, ctx, "</tbody>\n</table>\n");
+        ngx_http_tunnel_admin_names_table(r, ctx, 1);
     }
 
     ngx_http_tunnel_admin_put(r, ctx,
-        "<h2>Reserve a name</h2>\n<div class=\"card\">\n"
-        "<form method=\"post\" action=\"/names\">\n"
-        "<input type=\"hidden\" name=\"action\" value=\"reserve\">\n");
-    ngx_http_tunnel_admin_csrf_field(r, ctx);
+        "<h2>Reserve a name</h2>\n<div class=\"card\">\n");
+    ngx_http_tunnel_admin_form_start(r, ctx, "/names", "reserve", NULL, NULL);
     ngx_http_tunnel_admin_input(r, ctx, "Name", "name", "text", "off",
         "Letters a-z, digits and '-', 1 to 63 characters, not starting or "
         "ending with '-'.", ctx->msg.len != 0);
@@ -126,51 +91,16 @@ ngx_http_tunnel_admin_names_get(ngx_http_request_t *r,
         "<div class=\"actions\"><button type=\"submit\">Reserve</button>"
         "</div>\n</form>\n</div>\n");
 
-    others = n - mine;
-
     if (ctx->is_admin) {
         ngx_http_tunnel_admin_put(r, ctx,
                                   "<h2>Reservations of other users</h2>\n");
 
-        if (others == 0) {
+        if (mine == (ngx_uint_t) n) {
             ngx_http_tunnel_admin_put(r, ctx,
                                       "<p class=\"muted\">None.</p>\n");
 
         } else {
-            ngx_http_tunnel_admin_put(r, ctx,
-                "<table>\n<thead><tr><th>Name</th><th>User</th>"
-                "<th class=\"opt\">Reserved</th><th></th></tr></thead>\n"
-                "<tbody>\n");
-
-            for (i = 0; i < n; i++) {
-                if (ngx_http_tunnel_admin_cell_is(ctx, i, 2, "t")) {
-                    continue;
-                }
-
-                ngx_http_tunnel_admin_put(r, ctx, "<tr><td class=\"mono\">");
-                s = ngx_http_tunnel_admin_cell(ctx, i, 0);
-                ngx_http_tunnel_admin_esc(r, ctx, &s);
-                ngx_http_tunnel_admin_put(r, ctx, "</td><td>");
-                s = ngx_http_tunnel_admin_cell(ctx, i, 1);
-                ngx_http_tunnel_admin_esc(r, ctx, &s);
-                ngx_http_tunnel_admin_put(r, ctx, "</td><td class=\"opt\">");
-                s = ngx_http_tunnel_admin_cell(ctx, i, 3);
-                ngx_http_tunnel_admin_esc(r, ctx, &s);
-                ngx_http_tunnel_admin_put(r, ctx,
-                    "</td><td><form method=\"post\" action=\"/names\">"
-                    "<input type=\"hidden\" name=\"action\" "
-                    "value=\"release\">"
-                    "<input type=\"hidden\" name=\"name\" value=\"");
-                s = ngx_http_tunnel_admin_cell(ctx, i, 0);
-                ngx_http_tunnel_admin_esc(r, ctx, &s);
-                ngx_http_tunnel_admin_put(r, ctx, "\">");
-                ngx_http_tunnel_admin_csrf_field(r, ctx);
-                ngx_http_tunnel_admin_put(r, ctx,
-                    "<button class=\"danger\" type=\"submit\">Release"
-                    "</button></form></td></tr>\n");
-            }
-
-            ngx_http_tunnel_admin_put(r, ctx, "</tbody>\n</table>\n");
+            ngx_http_tunnel_admin_names_table(r, ctx, 0);
         }
     }
 
@@ -180,23 +110,64 @@ ngx_http_tunnel_admin_names_get(ngx_http_request_t *r,
 }
 
 
+/*
+ * The table of the user's own reservations (mine) or of everybody else's
+ * (with an owner column), each with its release button.
+ */
+static void
+ngx_http_tunnel_admin_names_table(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx, ngx_uint_t mine)
+{
+    int        i, n;
+    ngx_str_t  name;
+
+    ngx_http_tunnel_admin_put(r, ctx, mine
+        ? "<table>\n<thead><tr><th>Name</th><th class=\"opt\">Reserved"
+          "</th><th></th></tr></thead>\n<tbody>\n"
+        : "<table>\n<thead><tr><th>Name</th><th>User</th>"
+          "<th class=\"opt\">Reserved</th><th></th></tr></thead>\n"
+          "<tbody>\n");
+
+    n = PQntuples(ctx->res);
+
+    for (i = 0; i < n; i++) {
+        if (ngx_http_tunnel_admin_cell_is(ctx, i, 2, "t") != (ngx_int_t) mine) {
+            continue;
+        }
+
+        name = ngx_http_tunnel_admin_cell(ctx, i, 0);
+
+        ngx_http_tunnel_admin_put(r, ctx, "<tr><td class=\"mono\">");
+        ngx_http_tunnel_admin_esc(r, ctx, &name);
+
+        if (!mine) {
+            ngx_http_tunnel_admin_put(r, ctx, "</td><td>");
+            ngx_http_tunnel_admin_esc_cell(r, ctx, i, 1);
+        }
+
+        ngx_http_tunnel_admin_put(r, ctx, "</td><td class=\"opt\">");
+        ngx_http_tunnel_admin_esc_cell(r, ctx, i, 3);
+        ngx_http_tunnel_admin_put(r, ctx, "</td><td>");
+        ngx_http_tunnel_admin_form_start(r, ctx, "/names", "release", "name",
+                                         &name);
+        ngx_http_tunnel_admin_put(r, ctx,
+            "<button class=\"danger\" type=\"submit\">Release</button>"
+            "</form></td></tr>\n");
+    }
+
+    ngx_http_tunnel_admin_put(r, ctx, "</tbody>\n</table>\n");
+}
+
+
 ngx_int_t
 ngx_http_tunnel_admin_names_post(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx)
 {
-    ngx_str_t  *action;
-
-    action = ngx_http_tunnel_admin_field(ctx, "action");
-
-    if (action && action->len == 7
-        && ngx_strncmp(action->data, "reserve", 7) == 0)
-    {
+    if (ngx_http_tunnel_admin_field_is(ctx, "action", "reserve")) {
         return ngx_http_tunnel_admin_name_reserve(r, ctx);
     }
 
-    if (action && action->len == 7
-        && ngx_strncmp(action->data, "release", 7) == 0)
-    {
+    if (ngx_http_tunnel_admin_field_is(ctx, "action", "release")) {
         return ngx_http_tunnel_admin_name_release(r, ctx);
     }
 
@@ -256,13 +227,12 @@ ngx_http_tunnel_admin_name_reserve(ngx_http_request_t *r,
         params[0] = ctx->user_id_text;
         params[1] = ctx->s1;
 
-        params[2].data = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
-        if (params[2].data == NULL) {
+        if (ngx_http_tunnel_admin_number_param(r->pool, amcf->name_quota,
+                                               &params[2])
+            != NGX_OK)
+        {
             return NGX_ERROR;
         }
-
-        params[2].len = ngx_sprintf(params[2].data, "%ui", amcf->name_quota)
-                        - params[2].data;
 
         ctx->step = 1;
 
@@ -315,14 +285,7 @@ ngx_http_tunnel_admin_name_release(ngx_http_request_t *r,
 
         params[0] = *name;
         params[1] = ctx->user_id_text;
-
-        if (ctx->is_admin) {
-            ngx_str_set(&params[2], "t");
-
-        } else {
-            ngx_str_set(&params[2], "f");
-        }
-
+        ngx_http_tunnel_admin_bool_param(&params[2], ctx->is_admin);
         ctx->step = 1;
 
         return ngx_http_tunnel_admin_query(r, ctx,

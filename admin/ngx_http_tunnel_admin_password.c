@@ -1,7 +1,8 @@
 
 /*
- * Passwords of the admin pages: argon2id hashing and verification, and the
- * rules a new password and a user name must follow.
+ * Passwords of the admin pages: argon2id hashing and verification, the
+ * rules a new password and a user name must follow, and the first step of
+ * the two forms that create an account (setup, join).
  *
  * argon2id costs tens of milliseconds of CPU and ~19 MiB by design, which
  * would stall every connection of the worker: it runs in nginx's "default"
@@ -318,6 +319,43 @@ ngx_http_tunnel_admin_password_weak(ngx_str_t *password, ngx_str_t *again,
     }
 
     return NULL;
+}
+
+
+/*
+ * The first step of a form that creates an account (/setup, /join): checks
+ * its fields name, password and password2, keeps the name in ctx->s1 and
+ * starts hashing the password.  Returns WAIT (ctx->pw_rc, ctx->pw_hash on
+ * resume), or READY with the form sent back saying what to fix.
+ */
+ngx_int_t
+ngx_http_tunnel_admin_account_start(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx)
+{
+    ngx_str_t   *name, *password;
+    const char  *err;
+
+    name = ngx_http_tunnel_admin_field(ctx, "name");
+    password = ngx_http_tunnel_admin_field(ctx, "password");
+
+    if (name) {
+        ngx_http_tunnel_admin_trim(name);
+    }
+
+    err = ngx_http_tunnel_admin_user_name_bad(name);
+    if (err == NULL) {
+        err = ngx_http_tunnel_admin_password_weak(password,
+                  ngx_http_tunnel_admin_field(ctx, "password2"), name);
+    }
+
+    if (err) {
+        return ngx_http_tunnel_admin_form_error(r, ctx,
+                                       NGX_HTTP_TUNNEL_ADMIN_INVALID, err);
+    }
+
+    ctx->s1 = *name;
+
+    return ngx_http_tunnel_admin_password_hash(r, ctx, password);
 }
 
 

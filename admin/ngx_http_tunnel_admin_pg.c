@@ -99,6 +99,8 @@ static void ngx_http_tunnel_admin_pg_want_write(
     ngx_http_tunnel_admin_pg_t *pc, ngx_uint_t on);
 static void ngx_http_tunnel_admin_pg_close(ngx_http_tunnel_admin_pg_t *pc,
     ngx_uint_t retry);
+static void ngx_http_tunnel_admin_pg_failed(ngx_http_tunnel_admin_pg_t *pc,
+    ngx_uint_t level, const char *what);
 static void ngx_http_tunnel_admin_pg_event(ngx_event_t *ev);
 static void ngx_http_tunnel_admin_pg_timer(ngx_event_t *ev);
 static void ngx_http_tunnel_admin_pg_read(ngx_http_tunnel_admin_pg_t *pc);
@@ -251,13 +253,7 @@ ngx_http_tunnel_admin_query(ngx_http_request_t *r,
 
     if (!ngx_http_tunnel_admin_pg_alive()) {
         ctx->db_rc = NGX_DECLINED;
-        return ngx_http_tunnel_admin_message(r, ctx,
-                   NGX_HTTP_SERVICE_UNAVAILABLE,
-                   "The database is not answering",
-                   "The control panel cannot reach its database right now.  "
-                   "Tunnels keep working.  Try again in a minute; if it "
-                   "lasts, tell the operator of this installation.",
-                   NULL, NULL);
+        return ngx_http_tunnel_admin_unavailable(r, ctx);
     }
 
     ngx_add_timer(&q->timer, ngx_http_tunnel_admin_pool.conf->db_timeout);
@@ -268,6 +264,35 @@ ngx_http_tunnel_admin_query(ngx_http_request_t *r,
     ngx_http_tunnel_admin_pg_dispatch();
 
     return NGX_HTTP_TUNNEL_ADMIN_WAIT;
+}
+
+
+/* a boolean query parameter: "t" or "f" */
+void
+ngx_http_tunnel_admin_bool_param(ngx_str_t *param, ngx_uint_t value)
+{
+    if (value) {
+        ngx_str_set(param, "t");
+
+    } else {
+        ngx_str_set(param, "f");
+    }
+}
+
+
+/* a number as a query parameter, in pool */
+ngx_int_t
+ngx_http_tunnel_admin_number_param(ngx_pool_t *pool, int64_t n,
+    ngx_str_t *param)
+{
+    param->data = ngx_pnalloc(pool, NGX_INT64_LEN);
+    if (param->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    param->len = ngx_sprintf(param->data, "%L", n) - param->data;
+
+    return NGX_OK;
 }
 
 
@@ -315,11 +340,8 @@ ngx_http_tunnel_admin_pg_send(ngx_http_tunnel_admin_pg_t *pc,
     if (!PQsendQueryParams(pc->pg, q->sql, q->nparams, NULL, q->values,
                            NULL, NULL, 0))
     {
-        ngx_log_error(NGX_LOG_ERR, ngx_http_tunnel_admin_pool.log, 0,
-                      "tunnel: admin: cannot send a query to the database: "
-                      "%s", PQerrorMessage(pc->pg));
-
-        ngx_http_tunnel_admin_pg_close(pc, 1);
+        ngx_http_tunnel_admin_pg_failed(pc, NGX_LOG_ERR,
+                                        "cannot send a query to the database");
 
         if (!q->retried && ngx_http_tunnel_admin_pg_alive()) {
             /* a connection that died while idle: once more elsewhere */
@@ -346,13 +368,9 @@ ngx_http_tunnel_admin_pg_send(ngx_http_tunnel_admin_pg_t *pc,
         ngx_http_tunnel_admin_pg_want_write(pc, 1);
 
     } else if (rc == -1) {
-        ngx_log_error(NGX_LOG_ERR, ngx_http_tunnel_admin_pool.log, 0,
-                      "tunnel: admin: cannot send a query to the database: "
-                      "%s", PQerrorMessage(pc->pg));
-        pc->query = NULL;
-        q->pg = NULL;
-        ngx_http_tunnel_admin_pg_close(pc, 1);
-        ngx_http_tunnel_admin_pg_deliver(q, NULL, NGX_DECLINED);
+        /* closing tells q the database is unavailable */
+        ngx_http_tunnel_admin_pg_failed(pc, NGX_LOG_ERR,
+                                        "cannot send a query to the database");
     }
 }
 
@@ -379,10 +397,8 @@ ngx_http_tunnel_admin_pg_connect(ngx_http_tunnel_admin_pg_t *pc)
     pc->pg = PQconnectStart((const char *) amcf->conninfo.data);
 
     if (pc->pg == NULL || PQstatus(pc->pg) == CONNECTION_BAD) {
-        ngx_log_error(NGX_LOG_ERR, ngx_http_tunnel_admin_pool.log, 0,
-                      "tunnel: admin: cannot connect to the database: %s",
-                      pc->pg ? PQerrorMessage(pc->pg) : "out of memory");
-        ngx_http_tunnel_admin_pg_close(pc, 1);
+        ngx_http_tunnel_admin_pg_failed(pc, NGX_LOG_ERR,
+                                        "cannot connect to the database");
         return;
     }
 
@@ -448,10 +464,8 @@ ngx_http_tunnel_admin_pg_connect_poll(ngx_http_tunnel_admin_pg_t *pc)
         return;
 
     default: /* PGRES_POLLING_FAILED */
-        ngx_log_error(NGX_LOG_ERR, ngx_http_tunnel_admin_pool.log, 0,
-                      "tunnel: admin: cannot connect to the database: %s",
-                      PQerrorMessage(pc->pg));
-        ngx_http_tunnel_admin_pg_close(pc, 1);
+        ngx_http_tunnel_admin_pg_failed(pc, NGX_LOG_ERR,
+                                        "cannot connect to the database");
         return;
     }
 }
@@ -610,6 +624,23 @@ ngx_http_tunnel_admin_pg_close(ngx_http_tunnel_admin_pg_t *pc,
 }
 
 
+/*
+ * Logs what failed with libpq's reason, then closes the connection (the
+ * query on it, if any, is told the database is unavailable) and schedules
+ * a reconnect.
+ */
+static void
+ngx_http_tunnel_admin_pg_failed(ngx_http_tunnel_admin_pg_t *pc,
+    ngx_uint_t level, const char *what)
+{
+    ngx_log_error(level, ngx_http_tunnel_admin_pool.log, 0,
+                  "tunnel: admin: %s: %s", what,
+                  pc->pg ? PQerrorMessage(pc->pg) : "out of memory");
+
+    ngx_http_tunnel_admin_pg_close(pc, 1);
+}
+
+
 static void
 ngx_http_tunnel_admin_pg_timer(ngx_event_t *ev)
 {
@@ -671,10 +702,8 @@ ngx_http_tunnel_admin_pg_event(ngx_event_t *ev)
             case 1:
                 break;
             default:
-                ngx_log_error(NGX_LOG_ERR, ngx_http_tunnel_admin_pool.log, 0,
-                              "tunnel: admin: cannot send a query to the "
-                              "database: %s", PQerrorMessage(pc->pg));
-                ngx_http_tunnel_admin_pg_close(pc, 1);
+                ngx_http_tunnel_admin_pg_failed(pc, NGX_LOG_ERR,
+                                       "cannot send a query to the database");
                 return;
             }
         }
@@ -698,10 +727,8 @@ ngx_http_tunnel_admin_pg_idle(ngx_http_tunnel_admin_pg_t *pc)
     ngx_http_tunnel_admin_pg_want_write(pc, 0);
 
     if (!PQconsumeInput(pc->pg) || PQstatus(pc->pg) == CONNECTION_BAD) {
-        ngx_log_error(NGX_LOG_WARN, ngx_http_tunnel_admin_pool.log, 0,
-                      "tunnel: admin: database connection lost: %s",
-                      PQerrorMessage(pc->pg));
-        ngx_http_tunnel_admin_pg_close(pc, 1);
+        ngx_http_tunnel_admin_pg_failed(pc, NGX_LOG_WARN,
+                                        "database connection lost");
         return;
     }
 
@@ -724,10 +751,8 @@ ngx_http_tunnel_admin_pg_read(ngx_http_tunnel_admin_pg_t *pc)
     ngx_http_tunnel_admin_pg_query_t  *q;
 
     if (!PQconsumeInput(pc->pg)) {
-        ngx_log_error(NGX_LOG_ERR, ngx_http_tunnel_admin_pool.log, 0,
-                      "tunnel: admin: database connection lost: %s",
-                      PQerrorMessage(pc->pg));
-        ngx_http_tunnel_admin_pg_close(pc, 1);
+        ngx_http_tunnel_admin_pg_failed(pc, NGX_LOG_ERR,
+                                        "database connection lost");
         return;
     }
 
@@ -756,15 +781,13 @@ ngx_http_tunnel_admin_pg_read(ngx_http_tunnel_admin_pg_t *pc)
     pc->query = NULL;
 
     if (PQstatus(pc->pg) == CONNECTION_BAD) {
-        ngx_log_error(NGX_LOG_ERR, ngx_http_tunnel_admin_pool.log, 0,
-                      "tunnel: admin: database connection lost: %s",
-                      PQerrorMessage(pc->pg));
         if (res) {
             PQclear(res);
         }
 
         pc->query = q;
-        ngx_http_tunnel_admin_pg_close(pc, 1);
+        ngx_http_tunnel_admin_pg_failed(pc, NGX_LOG_ERR,
+                                        "database connection lost");
         return;
     }
 

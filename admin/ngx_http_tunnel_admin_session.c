@@ -57,6 +57,8 @@ static const char  ngx_http_tunnel_admin_session_create_sql[] =
     " RETURNING encode(csrf_secret, 'hex')";
 
 
+static ngx_int_t ngx_http_tunnel_admin_bytea_param(ngx_pool_t *pool,
+    u_char *bytes, size_t len, ngx_str_t *param);
 static ngx_int_t ngx_http_tunnel_admin_is_token(ngx_str_t *s, size_t bytes);
 static ngx_int_t ngx_http_tunnel_admin_equal(ngx_str_t *a, ngx_str_t *b);
 static ngx_int_t ngx_http_tunnel_admin_guest_token(ngx_http_request_t *r,
@@ -115,7 +117,46 @@ ngx_http_tunnel_admin_token(ngx_pool_t *pool, size_t bytes, ngx_str_t *token)
 }
 
 
-/* SHA-256 of "in" as a bytea text parameter: "\x" and 64 hex digits */
+/* 1 if s is base64url text (RFC 4648 section 5), padding excluded */
+ngx_int_t
+ngx_http_tunnel_admin_is_base64url(ngx_str_t *s)
+{
+    size_t  i;
+    u_char  c;
+
+    for (i = 0; i < s->len; i++) {
+        c = s->data[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/* bytes as a bytea text parameter: "\x" and two hex digits a byte */
+static ngx_int_t
+ngx_http_tunnel_admin_bytea_param(ngx_pool_t *pool, u_char *bytes,
+    size_t len, ngx_str_t *param)
+{
+    param->data = ngx_pnalloc(pool, 2 + 2 * len);
+    if (param->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    param->data[0] = '\\';
+    param->data[1] = 'x';
+    param->len = ngx_hex_dump(param->data + 2, bytes, len) - param->data;
+
+    return NGX_OK;
+}
+
+
+/* SHA-256 of "in" as a bytea text parameter */
 ngx_int_t
 ngx_http_tunnel_admin_sha256_param(ngx_pool_t *pool, ngx_str_t *in,
     ngx_str_t *param)
@@ -124,17 +165,7 @@ ngx_http_tunnel_admin_sha256_param(ngx_pool_t *pool, ngx_str_t *in,
 
     SHA256(in->data, in->len, md);
 
-    param->data = ngx_pnalloc(pool, 2 + 2 * SHA256_DIGEST_LENGTH);
-    if (param->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    param->data[0] = '\\';
-    param->data[1] = 'x';
-    ngx_hex_dump(param->data + 2, md, SHA256_DIGEST_LENGTH);
-    param->len = 2 + 2 * SHA256_DIGEST_LENGTH;
-
-    return NGX_OK;
+    return ngx_http_tunnel_admin_bytea_param(pool, md, sizeof(md), param);
 }
 
 
@@ -194,13 +225,12 @@ ngx_http_tunnel_admin_session_query(ngx_http_request_t *r,
         }
     }
 
-    params[1].data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
-    if (params[1].data == NULL) {
+    if (ngx_http_tunnel_admin_number_param(r->pool, amcf->session_idle,
+                                           &params[1])
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
-
-    params[1].len = ngx_sprintf(params[1].data, "%T", amcf->session_idle)
-                    - params[1].data;
 
     return ngx_http_tunnel_admin_query(r, ctx,
                                        ngx_http_tunnel_admin_session_sql,
@@ -226,22 +256,14 @@ ngx_http_tunnel_admin_session_result(ngx_http_request_t *r,
     if (s.len) {
         ctx->logged_in = 1;
         ctx->user_id = ngx_atoof(s.data, s.len);
-
-        ctx->user_id_text.data = ngx_pstrdup(r->pool, &s);
-        ctx->user_id_text.len = s.len;
-
-        s = ngx_http_tunnel_admin_cell(ctx, 0, 2);
-        ctx->user_name.data = ngx_pstrdup(r->pool, &s);
-        ctx->user_name.len = s.len;
-
         ctx->is_admin = ngx_http_tunnel_admin_cell_is(ctx, 0, 3, "t");
 
-        s = ngx_http_tunnel_admin_cell(ctx, 0, 4);
-        ctx->csrf.data = ngx_pstrdup(r->pool, &s);
-        ctx->csrf.len = s.len;
-
-        if (ctx->user_id_text.data == NULL || ctx->user_name.data == NULL
-            || ctx->csrf.data == NULL)
+        if (ngx_http_tunnel_admin_cell_copy(r, ctx, 0, 1, &ctx->user_id_text)
+            != NGX_OK
+            || ngx_http_tunnel_admin_cell_copy(r, ctx, 0, 2, &ctx->user_name)
+               != NGX_OK
+            || ngx_http_tunnel_admin_cell_copy(r, ctx, 0, 4, &ctx->csrf)
+               != NGX_OK)
         {
             return NGX_ERROR;
         }
@@ -364,29 +386,19 @@ ngx_http_tunnel_admin_session_create(ngx_http_request_t *r,
     params[0] = *user_id;
 
     if (ngx_http_tunnel_admin_sha256_param(r->pool, &token, &params[1])
-        != NGX_OK)
+        != NGX_OK
+        || ngx_http_tunnel_admin_bytea_param(r->pool, csrf, sizeof(csrf),
+                                             &params[2])
+           != NGX_OK
+        || ngx_http_tunnel_admin_number_param(r->pool, amcf->session_lifetime,
+                                              &params[3])
+           != NGX_OK
+        || ngx_http_tunnel_admin_number_param(r->pool, amcf->session_idle,
+                                              &params[4])
+           != NGX_OK)
     {
         return NGX_ERROR;
     }
-
-    params[2].data = ngx_pnalloc(r->pool, 2 + 2 * sizeof(csrf));
-    params[3].data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
-    params[4].data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
-    if (params[2].data == NULL || params[3].data == NULL
-        || params[4].data == NULL)
-    {
-        return NGX_ERROR;
-    }
-
-    params[2].data[0] = '\\';
-    params[2].data[1] = 'x';
-    params[2].len = ngx_hex_dump(params[2].data + 2, csrf, sizeof(csrf))
-                    - params[2].data;
-
-    params[3].len = ngx_sprintf(params[3].data, "%T", amcf->session_lifetime)
-                    - params[3].data;
-    params[4].len = ngx_sprintf(params[4].data, "%T", amcf->session_idle)
-                    - params[4].data;
 
     params[5] = r->connection->addr_text;
 
@@ -424,48 +436,65 @@ ngx_int_t
 ngx_http_tunnel_admin_session_created(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx)
 {
-    ngx_str_t  s;
-
     if (ctx->res == NULL || PQntuples(ctx->res) != 1) {
         return NGX_DECLINED;
     }
 
-    s = ngx_http_tunnel_admin_cell(ctx, 0, 0);
-
-    ctx->csrf.data = ngx_pstrdup(r->pool, &s);
-    if (ctx->csrf.data == NULL) {
+    if (ngx_http_tunnel_admin_cell_copy(r, ctx, 0, 0, &ctx->csrf) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    ctx->csrf.len = s.len;
     ctx->logged_in = 1;
 
     return NGX_OK;
 }
 
 
+/* a token of ours: base64url of "bytes" random bytes, unpadded */
+/*
+ * Signs in the account a form has just created (setup, join): ctx->s1 is
+ * its name.  The next step is ngx_http_tunnel_admin_welcome().
+ */
+ngx_int_t
+ngx_http_tunnel_admin_sign_in_new(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *user_id)
+{
+    ctx->user_name = ctx->s1;
+
+    /* the query copies user_id before the result holding it goes away */
+    return ngx_http_tunnel_admin_session_create(r, ctx, user_id);
+}
+
+
+/* the new account is signed in: to the start page, which welcomes it */
+ngx_int_t
+ngx_http_tunnel_admin_welcome(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_tunnel_admin_session_created(r, ctx);
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    /* NGX_DECLINED: disabled or removed meanwhile; /login will say so */
+    return ngx_http_tunnel_admin_redirect(r, ctx, rc == NGX_OK
+                                                  ? "/?done=welcome"
+                                                  : "/login");
+}
+
+
 static ngx_int_t
 ngx_http_tunnel_admin_is_token(ngx_str_t *s, size_t bytes)
 {
-    size_t  i;
-
     if (s->len != ngx_base64_encoded_length(bytes) - (bytes % 3 ? 3 - bytes % 3
                                                                 : 0))
     {
         return 0;
     }
 
-    for (i = 0; i < s->len; i++) {
-        if (!((s->data[i] >= 'a' && s->data[i] <= 'z')
-              || (s->data[i] >= 'A' && s->data[i] <= 'Z')
-              || (s->data[i] >= '0' && s->data[i] <= '9')
-              || s->data[i] == '-' || s->data[i] == '_'))
-        {
-            return 0;
-        }
-    }
-
-    return 1;
+    return ngx_http_tunnel_admin_is_base64url(s);
 }
 
 

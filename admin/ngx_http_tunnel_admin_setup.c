@@ -60,35 +60,13 @@ ngx_int_t
 ngx_http_tunnel_admin_setup_post(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx)
 {
-    ngx_int_t    rc;
-    ngx_str_t   *name, *password, params[2], id;
-    const char  *err;
+    ngx_str_t  params[2], id;
 
     switch (ctx->step) {
 
     case NGX_HTTP_TUNNEL_ADMIN_SETUP_CHECK:
-        name = ngx_http_tunnel_admin_field(ctx, "name");
-        password = ngx_http_tunnel_admin_field(ctx, "password");
-
-        if (name) {
-            ngx_http_tunnel_admin_trim(name);
-        }
-
-        err = ngx_http_tunnel_admin_user_name_bad(name);
-        if (err == NULL) {
-            err = ngx_http_tunnel_admin_password_weak(password,
-                      ngx_http_tunnel_admin_field(ctx, "password2"), name);
-        }
-
-        if (err) {
-            return ngx_http_tunnel_admin_form_error(r, ctx,
-                                       NGX_HTTP_TUNNEL_ADMIN_INVALID, err);
-        }
-
-        ctx->s1 = *name;
         ctx->step = NGX_HTTP_TUNNEL_ADMIN_SETUP_HASHED;
-
-        return ngx_http_tunnel_admin_password_hash(r, ctx, password);
+        return ngx_http_tunnel_admin_account_start(r, ctx);
 
     case NGX_HTTP_TUNNEL_ADMIN_SETUP_HASHED:
         if (ctx->pw_rc != NGX_OK) {
@@ -118,25 +96,11 @@ ngx_http_tunnel_admin_setup_post(ngx_http_request_t *r,
                       "tunnel: admin: first administrator \"%V\" created",
                       &ctx->s1);
 
-        ctx->s2.data = ngx_pstrdup(r->pool, &id);
-        if (ctx->s2.data == NULL) {
-            return NGX_ERROR;
-        }
-
-        ctx->s2.len = id.len;
-        ctx->user_name = ctx->s1;
         ctx->step = NGX_HTTP_TUNNEL_ADMIN_SETUP_SIGNED_IN;
 
-        return ngx_http_tunnel_admin_session_create(r, ctx, &ctx->s2);
+        return ngx_http_tunnel_admin_sign_in_new(r, ctx, &id);
 
     default: /* NGX_HTTP_TUNNEL_ADMIN_SETUP_SIGNED_IN */
-        rc = ngx_http_tunnel_admin_session_created(r, ctx);
-        if (rc == NGX_ERROR) {
-            return NGX_ERROR;
-        }
-
-        return ngx_http_tunnel_admin_redirect(r, ctx,
-                                              rc == NGX_OK ? "/?done=welcome"
-                                                           : "/login");
+        return ngx_http_tunnel_admin_welcome(r, ctx);
     }
 }

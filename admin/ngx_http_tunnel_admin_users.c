@@ -44,8 +44,8 @@ ngx_int_t
 ngx_http_tunnel_admin_users_get(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx)
 {
-    int        i, n;
-    ngx_str_t  s, id;
+    int         i, n;
+    ngx_str_t   id;
     ngx_uint_t  admin, disabled;
 
     if (ctx->step == 0) {
@@ -75,8 +75,7 @@ ngx_http_tunnel_admin_users_get(ngx_http_request_t *r,
         disabled = ngx_http_tunnel_admin_cell_is(ctx, i, 3, "t");
 
         ngx_http_tunnel_admin_put(r, ctx, "<tr><td>");
-        s = ngx_http_tunnel_admin_cell(ctx, i, 1);
-        ngx_http_tunnel_admin_esc(r, ctx, &s);
+        ngx_http_tunnel_admin_esc_cell(r, ctx, i, 1);
 
         if (admin) {
             ngx_http_tunnel_admin_put(r, ctx,
@@ -89,18 +88,14 @@ ngx_http_tunnel_admin_users_get(ngx_http_request_t *r,
         }
 
         ngx_http_tunnel_admin_put(r, ctx, "</td><td data-label=\"Keys\">");
-        s = ngx_http_tunnel_admin_cell(ctx, i, 6);
-        ngx_http_tunnel_admin_esc(r, ctx, &s);
+        ngx_http_tunnel_admin_esc_cell(r, ctx, i, 6);
         ngx_http_tunnel_admin_put(r, ctx,
                                   "</td><td data-label=\"Tunnels up\">");
-        s = ngx_http_tunnel_admin_cell(ctx, i, 7);
-        ngx_http_tunnel_admin_esc(r, ctx, &s);
+        ngx_http_tunnel_admin_esc_cell(r, ctx, i, 7);
         ngx_http_tunnel_admin_put(r, ctx, "</td><td class=\"opt\">");
-        s = ngx_http_tunnel_admin_cell(ctx, i, 4);
-        ngx_http_tunnel_admin_esc(r, ctx, &s);
+        ngx_http_tunnel_admin_esc_cell(r, ctx, i, 4);
         ngx_http_tunnel_admin_put(r, ctx, "</td><td class=\"opt\">");
-        s = ngx_http_tunnel_admin_cell(ctx, i, 5);
-        ngx_http_tunnel_admin_esc(r, ctx, &s);
+        ngx_http_tunnel_admin_esc_cell(r, ctx, i, 5);
         ngx_http_tunnel_admin_put(r, ctx, "</td><td>");
 
         if (disabled) {
@@ -138,13 +133,8 @@ ngx_http_tunnel_admin_user_button(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *id, const char *action,
     const char *label, ngx_uint_t danger)
 {
-    ngx_http_tunnel_admin_put(r, ctx,
-        "<form method=\"post\" action=\"/admin/users\">"
-        "<input type=\"hidden\" name=\"id\" value=\"");
-    ngx_http_tunnel_admin_esc(r, ctx, id);
-    ngx_http_tunnel_admin_printf(r, ctx,
-        "\"><input type=\"hidden\" name=\"action\" value=\"%s\">", action);
-    ngx_http_tunnel_admin_csrf_field(r, ctx);
+    ngx_http_tunnel_admin_form_start(r, ctx, "/admin/users", action, "id",
+                                     id);
 
     if (ngx_strcmp(action, "delete") == 0) {
         ngx_http_tunnel_admin_put(r, ctx,
@@ -162,7 +152,7 @@ ngx_int_t
 ngx_http_tunnel_admin_users_post(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx)
 {
-    ngx_str_t   *id, *action, *confirm, params[3];
+    ngx_str_t   *id, *action, params[3];
     ngx_uint_t   i, self;
 
     static const char  *actions[] = {
@@ -191,11 +181,8 @@ ngx_http_tunnel_admin_users_post(ngx_http_request_t *r,
                        NGX_HTTP_TUNNEL_ADMIN_INVALID, "Unknown action.");
         }
 
-        confirm = ngx_http_tunnel_admin_field(ctx, "confirm");
-
         if (ngx_strcmp(actions[i], "delete") == 0
-            && (confirm == NULL || confirm->len != 3
-                || ngx_strncmp(confirm->data, "yes", 3) != 0))
+            && !ngx_http_tunnel_admin_field_is(ctx, "confirm", "yes"))
         {
             return ngx_http_tunnel_admin_form_error(r, ctx,
                        NGX_HTTP_TUNNEL_ADMIN_INVALID,

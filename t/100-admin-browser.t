@@ -9,7 +9,7 @@ use strict;
 use warnings;
 
 use FindBin qw($Bin);
-use lib "$Bin/lib", "$Bin/../admin/t";
+use lib "$Bin/lib";
 
 use File::Path qw(make_path);
 use IPC::Run qw(start pump finish timeout);
@@ -17,13 +17,13 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 
 use NgxTunnel::Test;
-use AdminTest;
+use NgxTunnel::AdminTest qw(csrf);
 
-my $bt = AdminTest::repo_root() . '/admin/browser-tests';
+my $bt = NgxTunnel::AdminTest::repo_root() . '/admin/browser-tests';
 my $chromium = $ENV{CHROMIUM} // '/usr/bin/chromium';
 
-plan skip_all => 'admin module not built: ' . AdminTest::module_path()
-    unless -e AdminTest::module_path();
+my $missing = NgxTunnel::AdminTest::missing(tunneld => 1);
+plan skip_all => $missing if $missing;
 plan skip_all => "no Chromium at $chromium" unless -x $chromium;
 plan skip_all => 'playwright-core not installed: '
                . '(cd admin/browser-tests && npm install)'
@@ -31,9 +31,10 @@ plan skip_all => 'playwright-core not installed: '
 
 watchdog(300);
 
-my $s = start_stack();
-my $t = AdminTest->new(conninfo => $s->database_url);
-$t->start_nginx;
+# one stack: tunnels on NAME.localhost, the admin on localhost
+my $t = NgxTunnel::AdminTest->new(tunneld => 1);
+$t->start_all;
+my $s = $t;
 
 my $key = new_key($s, 'dave');
 open my $fh, '<', $key->{pub} or die;
@@ -41,7 +42,7 @@ chomp(my $pub = <$fh>);
 close $fh;
 my $backend = start_backend($s, 'daveapp');
 
-my $art = AdminTest::repo_root() . '/t/artifacts';
+my $art = NgxTunnel::AdminTest::repo_root() . '/t/artifacts';
 make_path($art);
 unlink glob("$art/admin-*.png");
 
@@ -91,7 +92,7 @@ my @shots = glob("$art/admin-*.png");
 cmp_ok(scalar @shots, '>=', 12, 'a screenshot of every page in t/artifacts');
 
 unlike($t->error_log, qr/\[(alert|crit|emerg|error)\]/,
-       'no errors in the admin nginx error log');
+       'no errors in the nginx error log');
 
-$t->stop_nginx;
+$t->stop_all;
 done_testing;

@@ -8,16 +8,16 @@ use strict;
 use warnings;
 
 use FindBin;
-use lib "$FindBin::Bin/../admin/t";
+use lib "$FindBin::Bin/lib";
 use Test::More;
 use IO::Socket::INET;
 use Time::HiRes qw(time sleep);
-use AdminTest;
+use NgxTunnel::AdminTest qw(csrf);
 
-plan skip_all => 'admin module not built: ' . AdminTest::module_path()
-    unless -e AdminTest::module_path();
+my $missing = NgxTunnel::AdminTest::missing();
+plan skip_all => $missing if $missing;
 
-my $t = AdminTest->new(
+my $t = NgxTunnel::AdminTest->new(
     http_extra => "    tunnel_admin_database_timeout 2s;\n"
                 . "    tunnel_admin_database_pool 2;\n");
 $t->start_all;
@@ -33,7 +33,7 @@ sub timed_get {
 }
 
 # --- PostgreSQL down -------------------------------------------------------------
-$t->stop_pg;
+$t->stop_postgres;
 
 my ($r, $took) = timed_get($ua, '/');
 is($r->{status}, 503, 'database down: 503');
@@ -68,7 +68,7 @@ for (@kids) { waitpid($_, 0); $bad++ if $? }
 is($bad, 0, 'concurrent requests while down all get 503');
 
 # --- back up -----------------------------------------------------------------------
-$t->start_pg;
+$t->start_postgres;
 
 my $t0 = time;
 my $status = 0;
@@ -84,14 +84,11 @@ for (1 .. 4) {
 }
 
 # --- a statement stuck on a lock ---------------------------------------------
-my $bin = AdminTest::pg_bindir();
 my $locker = fork // die;
 if ($locker == 0) {
-    open STDOUT, '>', '/dev/null';
-    exec "$bin/psql", '-X', '-q', '-h', $t->dir . '/pg', '-p',
-        $t->{pg_port}, '-U', 'postgres', '-d', 'ngx_tunnel', '-c',
-        'BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE; '
-        . 'SELECT pg_sleep(4); COMMIT;' or POSIX::_exit(127);
+    my ($rc) = $t->psql('BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE; '
+                        . 'SELECT pg_sleep(4); COMMIT;');
+    POSIX::_exit($rc == 0 ? 0 : 1);
 }
 sleep 0.7;
 
@@ -135,4 +132,31 @@ like($log, qr/client (prematurely )?closed connection/,
      'the clients that gave up were noticed');
 
 $t->stop_all;
+
+# --- a database named by a host name: refused at load time ---------------------
+# (libpq would resolve it with a blocking getaddrinfo() in every worker)
+for my $ok ('host=/run/postgresql dbname=x', 'host=127.0.0.1 dbname=x',
+            'host=::1 dbname=x', 'postgresql://127.0.0.1:5432/x',
+            'host=db.example.com hostaddr=192.0.2.1 dbname=x', 'dbname=x')
+{
+    my ($rc, $out) = NgxTunnel::AdminTest::nginx_test_config(
+        qq{tunnel_admin_database "$ok";});
+    is($rc, 0, "tunnel_admin_database \"$ok\" accepted") or diag($out);
+}
+for my $bad ('host=db.example.com dbname=x', 'host=/tmp,localhost dbname=x',
+             'postgresql://db.example.com/x')
+{
+    my ($rc, $out) = NgxTunnel::AdminTest::nginx_test_config(
+        qq{tunnel_admin_database "$bad";});
+    isnt($rc, 0, "tunnel_admin_database \"$bad\" refused");
+    like($out, qr/host "(db\.example\.com|localhost)" is a name, which /,
+         '... names the host');
+    like($out, qr/resolve with a blocking call in every worker: give a Unix/,
+         '... says why and what to give instead');
+}
+my ($rc, $out) = NgxTunnel::AdminTest::nginx_test_config(
+    'tunnel_admin_database "host=/tmp port=notaport x";');
+isnt($rc, 0, 'a malformed conninfo is refused at load time');
+like($out, qr/invalid "tunnel_admin_database"/, '... and named');
+
 done_testing;

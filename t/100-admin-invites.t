@@ -8,15 +8,16 @@ use strict;
 use warnings;
 
 use FindBin;
-use lib "$FindBin::Bin/../admin/t";
+use lib "$FindBin::Bin/lib";
 use Digest::SHA qw(sha256_hex);
 use Test::More;
-use AdminTest;
+use NgxTunnel::AdminTest qw(csrf);
 
-plan skip_all => 'admin module not built: ' . AdminTest::module_path()
-    unless -e AdminTest::module_path();
+my $missing = NgxTunnel::AdminTest::missing();
+plan skip_all => $missing if $missing;
 
-my $t = AdminTest->new;
+# links from the request's Host, not from tunnel_admin_base_url
+my $t = NgxTunnel::AdminTest->new(host_links => 1);
 $t->start_all;
 
 my $alice = $t->setup_admin;
@@ -26,33 +27,59 @@ my $page = $alice->get('/admin/invites');
 is($page->{status}, 200, 'admin opens /admin/invites');
 my $r = $alice->post('/admin/invites', { action => 'create', hours => 48,
                                          note => 'for <carol>',
-                                         csrf => AdminTest::csrf($page) });
+                                         csrf => csrf($page) });
 is($r->{status}, 200, 'invitation created');
 my ($link) = $r->{content} =~ m{id="invite-link">([^<]+)<};
-like($link, qr{^http://127\.0\.0\.1:\d+/join/[A-Za-z0-9_-]{24}$},
+like($link, qr{^http://localhost:\d+/join/[A-Za-z0-9_-]{24}$},
      'full link with a 144-bit token shown');
 my ($token) = $link =~ m{/join/(.+)$};
 like($r->{content}, qr/for &lt;carol&gt;/, 'note listed, escaped');
 like($r->{content}, qr/class="tag on">open</, 'status open');
-is($t->psql("SELECT count(*) FROM invitations WHERE token_hash = '\\x"
+is($t->sql("SELECT count(*) FROM invitations WHERE token_hash = '\\x"
             . sha256_hex($token) . "'::bytea"), 1, 'stored as sha256');
-is($t->psql("SELECT round(extract(epoch FROM expires_at - created_at) "
+is($t->sql("SELECT round(extract(epoch FROM expires_at - created_at) "
             . "/ 3600) FROM invitations"), 48, 'expires in 48 hours');
 unlike($alice->get('/admin/invites')->{content}, qr/\Q$token\E/,
        'the token is never shown again');
 
-for my $h ('0', '721', 'abc', '') {
+like($page->{content}, qr/name="hours" type="number" min="1" max="8760"/,
+     'the form allows 1 to 8760 hours, as tunnelctl');
+for my $h ('0', '8761', '100000', '-1', '1.5', 'abc', '') {
     $r = $alice->post('/admin/invites', { action => 'create', hours => $h,
-                                          csrf => AdminTest::csrf($page) });
+                                          csrf => csrf($page) });
     is($r->{status}, 422, "hours '$h' refused");
+    like($r->{content}, qr/from 1 to 8760 \(one year\)/, '... says the range');
 }
+is($t->sql('SELECT count(*) FROM invitations'), 1, 'nothing created by them');
+
+for my $h (721, 8760) {
+    $r = $alice->post('/admin/invites', { action => 'create', hours => $h,
+                                          note => "valid $h hours",
+                                          csrf => csrf($page) });
+    is($r->{status}, 200, "hours '$h' accepted");
+    is($t->sql("SELECT round(extract(epoch FROM expires_at - created_at) "
+                . "/ 3600) FROM invitations WHERE note = 'valid $h hours'"),
+       $h, "... expires in $h hours");
+}
+
+# the note: at most 200 characters, counted as characters (as tunnelctl)
+$r = $alice->post('/admin/invites', { action => 'create', hours => 1,
+                                      note => "\x{e9}" x 200,
+                                      csrf => csrf($page) });
+is($r->{status}, 200, 'a note of 200 two-byte characters accepted');
+$r = $alice->post('/admin/invites', { action => 'create', hours => 1,
+                                      note => 'n' x 201,
+                                      csrf => csrf($page) });
+is($r->{status}, 422, 'a note of 201 characters refused');
+like($r->{content}, qr/note is too long/, '... says so');
+$t->sql("DELETE FROM invitations WHERE note <> 'for <carol>'");
 
 # --- join --------------------------------------------------------------------------
 my $carol = $t->ua;
 $r = $carol->get("/join/$token");
 is($r->{status}, 200, 'invitee opens the link');
 like($r->{content}, qr/Choose your user name/, 'join form');
-my $csrf = AdminTest::csrf($r);
+my $csrf = csrf($r);
 
 $r = $carol->post("/join/$token", { name => 'alice', password => 'carol pass 123',
                                     password2 => 'carol pass 123',
@@ -77,7 +104,7 @@ ok($carol->cookie('__Host-tunnel_session'), 'and signed in');
 $r = $carol->get('/');
 like($r->{content}, qr/Signed in as <strong>carol/, 'as carol');
 unlike($r->{content}, qr{/admin/invites}, 'no admin links for a user');
-is($t->psql("SELECT is_admin FROM users WHERE name = 'carol'"), 'f',
+is($t->sql("SELECT is_admin FROM users WHERE name = 'carol'"), 'f',
    'carol is not an admin');
 
 like($alice->get('/admin/invites')->{content}, qr/>used<\/span> by carol/,
@@ -92,7 +119,7 @@ $r = $dave->post("/join/$token", { name => 'dave', password => 'dave pass 1234',
                                    password2 => 'dave pass 1234',
                                    csrf => $dave->cookie('__Host-tunnel_csrf') });
 is($r->{status}, 410, 'posting a used link: 410');
-is($t->psql("SELECT count(*) FROM users WHERE name = 'dave'"), 0,
+is($t->sql("SELECT count(*) FROM users WHERE name = 'dave'"), 0,
    'no account from a used link');
 
 $r = $dave->get('/join/' . ('x' x 24));
@@ -102,7 +129,7 @@ $r = $dave->get('/join/bad%20token');
 is($r->{status}, 404, 'malformed token: 404');
 
 my $exp = $t->invite($alice);
-$t->psql("UPDATE invitations SET expires_at = now() - interval '1 minute' "
+$t->sql("UPDATE invitations SET expires_at = now() - interval '1 minute' "
          . "WHERE used_at IS NULL");
 $r = $dave->get($exp);
 is($r->{status}, 410, 'expired link: 410');
@@ -116,13 +143,13 @@ my ($rid) = $page->{content} =~
     /to revoke.*?name="id" value="(\d+)"/s;
 ok($rid, 'revoke button for the open invitation');
 $r = $alice->post('/admin/invites', { action => 'revoke', id => $rid,
-                                      csrf => AdminTest::csrf($page) });
+                                      csrf => csrf($page) });
 is($r->{status}, 303, 'revoked');
 $r = $dave->get($rev);
 is($r->{status}, 410, 'revoked link: 410');
 like($r->{content}, qr/revoked/, '... says so');
 $r = $alice->post('/admin/invites', { action => 'revoke', id => $rid,
-                                      csrf => AdminTest::csrf($page) });
+                                      csrf => csrf($page) });
 is($r->{status}, 422, 'revoking twice: refused');
 
 # --- admin invitation, concurrent use -----------------------------------------
@@ -133,7 +160,7 @@ for my $i (1 .. 4) {
     my $g = $u->get($adm);
     push @forms, [ $u, { name => "racer$i", password => "racer password $i",
                          password2 => "racer password $i",
-                         csrf => AdminTest::csrf($g) } ];
+                         csrf => csrf($g) } ];
 }
 my @kids;
 for my $f (@forms) {
@@ -147,19 +174,32 @@ for my $f (@forms) {
 my $ok = 0;
 for (@kids) { waitpid($_, 0); $ok++ if ($? >> 8) == 3 }
 is($ok, 1, 'one link, four concurrent joins: one account');
-is($t->psql("SELECT count(*) FROM users WHERE name LIKE 'racer%'"), 1,
+is($t->sql("SELECT count(*) FROM users WHERE name LIKE 'racer%'"), 1,
    'exactly one racer exists');
-is($t->psql("SELECT is_admin FROM users WHERE name LIKE 'racer%'"), 't',
+is($t->sql("SELECT is_admin FROM users WHERE name LIKE 'racer%'"), 't',
    'the admin flag of the invitation is honoured');
 
 # --- role checks ---------------------------------------------------------------
 is($carol->get('/admin/invites')->{status}, 403, 'user: GET invites 403');
 $r = $carol->post('/admin/invites', { action => 'create', hours => 1,
-                     csrf => AdminTest::csrf($carol->get('/keys')) });
+                     csrf => csrf($carol->get('/keys')) });
 is($r->{status}, 403, 'user: create invitation 403');
 my $anon = $t->ua;
 $r = $anon->get('/admin/invites');
 is($r->{status}, 303, 'anonymous: to /login');
+
+# the default lifetime directive keeps to the same range
+for my $h (1, 8760) {
+    my ($rc, $out) = NgxTunnel::AdminTest::nginx_test_config(
+        qq{tunnel_admin_database "host=/tmp"; tunnel_admin_invite_hours $h;});
+    is($rc, 0, "tunnel_admin_invite_hours $h accepted") or diag($out);
+}
+for my $h (0, 8761) {
+    my ($rc, $out) = NgxTunnel::AdminTest::nginx_test_config(
+        qq{tunnel_admin_database "host=/tmp"; tunnel_admin_invite_hours $h;});
+    isnt($rc, 0, "tunnel_admin_invite_hours $h refused");
+    like($out, qr/tunnel_admin_invite_hours must be 1\.\.8760/, '... says so');
+}
 
 my $log = $t->error_log;
 unlike($log, qr/\[(alert|crit|emerg|error)\]/, 'no errors in error log');

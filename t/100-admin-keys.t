@@ -7,16 +7,16 @@ use strict;
 use warnings;
 
 use FindBin;
-use lib "$FindBin::Bin/../admin/t";
+use lib "$FindBin::Bin/lib";
 use MIME::Base64 qw(encode_base64 decode_base64);
 use Test::More;
-use AdminTest;
+use NgxTunnel::AdminTest qw(csrf);
 
-plan skip_all => 'admin module not built: ' . AdminTest::module_path()
-    unless -e AdminTest::module_path();
+my $missing = NgxTunnel::AdminTest::missing();
+plan skip_all => $missing if $missing;
 plan skip_all => 'ssh-keygen missing' unless `which ssh-keygen` =~ /\S/;
 
-my $t = AdminTest->new;
+my $t = NgxTunnel::AdminTest->new;
 $t->start_all;
 
 my $alice = $t->setup_admin;
@@ -44,7 +44,7 @@ sub add_key {
     my ($ua, $line) = @_;
     my $r = $ua->get('/keys');
     return $ua->post('/keys', { action => 'add', key => $line,
-                                csrf => AdminTest::csrf($r) });
+                                csrf => csrf($r) });
 }
 
 sub sstr { pack('N', length $_[0]) . $_[0] }
@@ -68,7 +68,7 @@ for my $name (sort keys %keys) {
     my $page = $alice->get('/keys')->{content};
     like($page, qr/\Q$fp\E/, "$name fingerprint shown, equal to ssh-keygen's");
     my ($type, $b64) = split ' ', $line;
-    is($t->psql("SELECT key_type || ' ' || key_base64 || ' ' || comment "
+    is($t->sql("SELECT key_type || ' ' || key_base64 || ' ' || comment "
                 . "FROM ssh_keys WHERE fingerprint = '$fp'"),
        "$type $b64 $name\@test", "$name row: type, canonical blob, comment");
 }
@@ -86,7 +86,7 @@ is($r->{status}, 303, 'sk-ssh-ed25519 key added (whitespace trimmed)');
 my $skfp = fingerprint("$kd/sk.pub");
 like($alice->get('/keys')->{content}, qr/\Q$skfp\E/, 'sk fingerprint right');
 
-is($t->psql("SELECT count(*) FROM ssh_keys k JOIN users u ON u.id = k.user_id"
+is($t->sql("SELECT count(*) FROM ssh_keys k JOIN users u ON u.id = k.user_id"
             . " WHERE u.name = 'alice'"), 6, 'six keys stored for alice');
 
 # --- invalid lines -------------------------------------------------------------
@@ -124,7 +124,7 @@ for my $b (@bad) {
 $r = add_key($bob, "hello <script>alert(1)</script> world");
 unlike($r->{content}, qr/<script>/, 'pasted text is escaped when kept');
 like($r->{content}, qr/&lt;script&gt;/, '... and kept in the form');
-is($t->psql("SELECT count(*) FROM ssh_keys k JOIN users u ON u.id = k.user_id"
+is($t->sql("SELECT count(*) FROM ssh_keys k JOIN users u ON u.id = k.user_id"
             . " WHERE u.name = 'bob'"), 0, 'nothing stored for bob');
 
 # --- ownership -----------------------------------------------------------------
@@ -138,27 +138,27 @@ is($r->{status}, 422, "bob cannot add alice's key");
 like($r->{content}, qr/belongs to another account/, '... says so');
 
 my $fp = fingerprint("$kd/other.pub");
-my $id = $t->psql("SELECT id FROM ssh_keys WHERE fingerprint = '$fp'");
+my $id = $t->sql("SELECT id FROM ssh_keys WHERE fingerprint = '$fp'");
 my $page = $bob->get('/keys');
 unlike($page->{content}, qr/\Q$fp\E/, "bob does not see alice's keys");
 $r = $bob->post('/keys', { action => 'delete', id => $id,
-                           csrf => AdminTest::csrf($page) });
+                           csrf => csrf($page) });
 is($r->{status}, 422, "bob cannot remove alice's key");
-is($t->psql("SELECT count(*) FROM ssh_keys WHERE id = $id"), 1,
+is($t->sql("SELECT count(*) FROM ssh_keys WHERE id = $id"), 1,
    '... it is still there');
 
 $page = $alice->get('/keys');
 $r = $alice->post('/keys', { action => 'delete', id => $id,
-                             csrf => AdminTest::csrf($page) });
+                             csrf => csrf($page) });
 is($r->{status}, 303, 'alice removes her key');
 like($r->{headers}{location}, qr/done=key-removed/, '... confirmed');
-is($t->psql("SELECT count(*) FROM ssh_keys WHERE id = $id"), 0,
+is($t->sql("SELECT count(*) FROM ssh_keys WHERE id = $id"), 0,
    '... row gone');
 $r = add_key($bob, $ed);
 is($r->{status}, 303, 'once removed, the key can be added by bob');
 
 $r = $alice->post('/keys', { action => 'delete', id => "1 OR 1=1",
-                             csrf => AdminTest::csrf($page) });
+                             csrf => csrf($page) });
 is($r->{status}, 422, 'odd id refused');
 
 my $log = $t->error_log;

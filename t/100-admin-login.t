@@ -7,21 +7,22 @@ use strict;
 use warnings;
 
 use FindBin;
-use lib "$FindBin::Bin/../admin/t";
+use lib "$FindBin::Bin/lib";
 use Digest::SHA qw(sha256_hex);
 use Test::More;
 use Time::HiRes qw(sleep);
-use AdminTest;
+use NgxTunnel::AdminTest qw(csrf);
 
-plan skip_all => 'admin module not built: ' . AdminTest::module_path()
-    unless -e AdminTest::module_path();
+my $missing = NgxTunnel::AdminTest::missing();
+plan skip_all => $missing if $missing;
 
-my $t = AdminTest->new(
+my $t = NgxTunnel::AdminTest->new(
     http_extra => "    tunnel_admin_login_limit 3 1h;\n"
                 . "    tunnel_admin_session_idle 3s;\n"
-                . "    tunnel_admin_session_lifetime 1h;\n",
-    server_extra => "        set_real_ip_from 127.0.0.1;\n"
-                  . "        real_ip_header X-Forwarded-For;\n");
+                . "    tunnel_admin_session_lifetime 1h;\n"
+                . "    set_real_ip_from 127.0.0.1;\n"
+                . "    set_real_ip_from ::1;\n"
+                . "    real_ip_header X-Forwarded-For;\n");
 $t->start_all;
 
 my $admin = $t->setup_admin('alice', 'alice password 1');
@@ -33,7 +34,7 @@ sub login {
     my %h = $addr ? (headers => { 'X-Forwarded-For' => $addr }) : ();
     my $r = $ua->get('/login', %h);
     $r = $ua->post('/login', { name => $name, password => $password,
-                               csrf => AdminTest::csrf($r) }, %h);
+                               csrf => csrf($r) }, %h);
     return ($ua, $r);
 }
 
@@ -49,16 +50,16 @@ like($sc, qr/^__Host-tunnel_session=[A-Za-z0-9_-]{43}; Path=\/; Max-Age=3600; Se
 unlike($sc, qr/Domain/i, 'cookie is host-only');
 
 my $token = $ua->cookie('__Host-tunnel_session');
-is($t->psql("SELECT count(*) FROM sessions WHERE token_hash = "
+is($t->sql("SELECT count(*) FROM sessions WHERE token_hash = "
             . "'\\x" . sha256_hex($token) . "'::bytea"), 1,
    'session row keyed by sha256 of the token');
-is($t->psql("SELECT count(*) FROM sessions WHERE encode(token_hash, 'hex') "
+is($t->sql("SELECT count(*) FROM sessions WHERE encode(token_hash, 'hex') "
             . "LIKE '%" . unpack('H*', $token) . "%'"), 0,
    'the token itself is not stored');
-is($t->psql("SELECT extract(epoch FROM expires_at - created_at)::int "
+is($t->sql("SELECT extract(epoch FROM expires_at - created_at)::int "
             . "FROM sessions WHERE token_hash = '\\x" . sha256_hex($token)
             . "'::bytea"), 3600, 'absolute expiry = session_lifetime');
-ok($t->psql("SELECT last_login_at IS NOT NULL FROM users "
+ok($t->sql("SELECT last_login_at IS NOT NULL FROM users "
             . "WHERE name = 'alice'") eq 't', 'last_login_at recorded');
 
 $r = $ua->get('/');
@@ -70,18 +71,18 @@ is($r->{status}, 303, '/login while signed in goes home');
 
 # --- CSRF on signed-in forms ----------------------------------------------------
 $r = $ua->get('/names');
-my $csrf = AdminTest::csrf($r);
+my $csrf = csrf($r);
 is(length $csrf, 64, 'session csrf token in forms');
 $r = $ua->post('/names', { action => 'reserve', name => 'csrfname' });
 is($r->{status}, 403, 'form without csrf token: 403');
 $r = $ua->post('/names', { action => 'reserve', name => 'csrfname',
                            csrf => '0' x 64 });
 is($r->{status}, 403, 'form with a wrong csrf token: 403');
-my $bcsrf = AdminTest::csrf($bob->get('/names'));
+my $bcsrf = csrf($bob->get('/names'));
 $r = $ua->post('/names', { action => 'reserve', name => 'csrfname',
                            csrf => $bcsrf });
 is($r->{status}, 403, "another session's csrf token: 403");
-is($t->psql("SELECT count(*) FROM reserved_names"), 0, 'nothing reserved');
+is($t->sql("SELECT count(*) FROM reserved_names"), 0, 'nothing reserved');
 $r = $ua->post('/names', { action => 'reserve', name => 'csrfname',
                            csrf => $csrf });
 is($r->{status}, 303, 'with the right token it works');
@@ -99,7 +100,7 @@ is($r->{status}, 303, 'logout');
 like($r->{headers}{location}, qr{/login$}, '... to /login');
 ok((grep { /^__Host-tunnel_session=; Path=\/; Max-Age=0;/ }
     @{ $r->{set_cookie} }), 'cookie cleared');
-is($t->psql("SELECT count(*) FROM sessions WHERE token_hash = '\\x"
+is($t->sql("SELECT count(*) FROM sessions WHERE token_hash = '\\x"
             . sha256_hex($token) . "'::bytea"), 0, 'session row deleted');
 
 $ua->set_cookie('__Host-tunnel_session', $token);
@@ -110,10 +111,10 @@ is($r->{status}, 303, 'the old cookie no longer works');
 ($ua) = login('alice', 'alice password 1', '10.9.0.2');
 $token = $ua->cookie('__Host-tunnel_session');
 my $where = "token_hash = '\\x" . sha256_hex($token) . "'::bytea";
-my $idle1 = $t->psql("SELECT idle_expires_at FROM sessions WHERE $where");
+my $idle1 = $t->sql("SELECT idle_expires_at FROM sessions WHERE $where");
 sleep 1.2;
 is($ua->get('/')->{status}, 200, 'used within the idle time');
-my $idle2 = $t->psql("SELECT idle_expires_at FROM sessions WHERE $where");
+my $idle2 = $t->sql("SELECT idle_expires_at FROM sessions WHERE $where");
 isnt($idle2, $idle1, 'use pushes the idle expiry forward');
 sleep 3.5;
 $r = $ua->get('/');
@@ -125,13 +126,13 @@ ok((grep { /^__Host-tunnel_session=; .*Max-Age=0/ } @{ $r->{set_cookie} }),
 $token = $ua->cookie('__Host-tunnel_session');
 $where = "token_hash = '\\x" . sha256_hex($token) . "'::bytea";
 is($ua->get('/')->{status}, 200, 'fresh session works');
-$t->psql("UPDATE sessions SET expires_at = now() - interval '1 second' "
+$t->sql("UPDATE sessions SET expires_at = now() - interval '1 second' "
          . "WHERE $where");
 is($ua->get('/')->{status}, 303, 'past the absolute expiry: signed out, '
    . 'though not idle');
 
 # --- failures: one message, rate limits -------------------------------------
-$t->psql('DELETE FROM login_failures');
+$t->sql('DELETE FROM login_failures');
 my (undef, $r1) = login('alice', 'wrong password!', '10.1.0.1');
 my (undef, $r2) = login('nosuchuser', 'wrong password!', '10.1.0.2');
 is($r1->{status}, 403, 'wrong password: 403');
@@ -142,7 +143,7 @@ is($m1, 'Wrong user name or password.', 'generic message');
 is($m2, $m1, 'the same message for an unknown user');
 like($r1->{content}, qr/name="name"[^>]*value="alice"/, 'name kept');
 
-$t->psql('DELETE FROM login_failures');
+$t->sql('DELETE FROM login_failures');
 for my $i (1 .. 3) {
     (undef, $r) = login('alice', "wrong $i password", '10.2.0.1');
     is($r->{status}, 403, "failure $i counted");
@@ -156,18 +157,18 @@ is($r->{status}, 429, 'per user: another address is refused too');
 is($r->{status}, 429, 'per address: another user from there is refused');
 (undef, $r) = login('bob', 'bob password 12', '10.2.0.8');
 is($r->{status}, 303, 'another user from another address signs in');
-is($t->psql("SELECT count(*) FROM login_failures"), 3,
+is($t->sql("SELECT count(*) FROM login_failures"), 3,
    'refused attempts are not counted again');
 
-$t->psql('DELETE FROM login_failures');
+$t->sql('DELETE FROM login_failures');
 (undef, $r) = login('alice', 'wrong password!', '10.3.0.1');
 (undef, $r) = login('alice', 'alice password 1', '10.3.0.1');
 is($r->{status}, 303, 'sign-in works again once the window is clear');
-is($t->psql("SELECT count(*) FROM login_failures WHERE user_name = 'alice'"),
+is($t->sql("SELECT count(*) FROM login_failures WHERE user_name = 'alice'"),
    0, 'a successful sign-in clears the user\'s failures');
 
 # --- disabled user -------------------------------------------------------------
-$t->psql("UPDATE users SET disabled = true WHERE name = 'bob'");
+$t->sql("UPDATE users SET disabled = true WHERE name = 'bob'");
 is($bob->get('/keys')->{status}, 303, "disabled user's session stops working");
 (undef, $r) = login('bob', 'bob password 12', '10.4.0.1');
 is($r->{status}, 403, 'disabled user cannot sign in');

@@ -6,14 +6,14 @@ use strict;
 use warnings;
 
 use FindBin;
-use lib "$FindBin::Bin/../admin/t";
+use lib "$FindBin::Bin/lib";
 use Test::More;
-use AdminTest;
+use NgxTunnel::AdminTest qw(csrf);
 
-plan skip_all => 'admin module not built: ' . AdminTest::module_path()
-    unless -e AdminTest::module_path();
+my $missing = NgxTunnel::AdminTest::missing();
+plan skip_all => $missing if $missing;
 
-my $t = AdminTest->new(http_extra => "    tunnel_admin_name_quota 2;\n"
+my $t = NgxTunnel::AdminTest->new(http_extra => "    tunnel_admin_name_quota 2;\n"
                        . "    tunnel_admin_reserved_names www,admin,api;\n");
 $t->start_all;
 
@@ -24,7 +24,7 @@ my $carol = $t->join_user($alice, 'carol');
 sub act {
     my ($ua, %f) = @_;
     my $p = $ua->get('/names');
-    return $ua->post('/names', { %f, csrf => AdminTest::csrf($p) });
+    return $ua->post('/names', { %f, csrf => csrf($p) });
 }
 
 my $r = $bob->get('/names');
@@ -34,7 +34,7 @@ like($r->{content}, qr/You use 0 of 2/, 'quota shown');
 $r = act($bob, action => 'reserve', name => 'MyApp');
 is($r->{status}, 303, 'reserve MyApp');
 like($r->{headers}{location}, qr/done=name-reserved/, '... confirmed');
-is($t->psql("SELECT u.name FROM reserved_names r JOIN users u "
+is($t->sql("SELECT u.name FROM reserved_names r JOIN users u "
             . "ON u.id = r.user_id WHERE r.name = 'myapp'"), 'bob',
    'stored folded to lower case, owned by bob');
 
@@ -64,7 +64,7 @@ like($bob->get('/names')->{content}, qr/You use 2 of 2/, 'quota used');
 
 # concurrent reservations by one user stay within the quota
 my $page = $carol->get('/names');
-my $csrf = AdminTest::csrf($page);
+my $csrf = csrf($page);
 my @kids;
 for my $i (1 .. 6) {
     my $pid = fork // die;
@@ -78,7 +78,7 @@ for my $i (1 .. 6) {
 my $ok = 0;
 for (@kids) { waitpid($_, 0); $ok++ if ($? >> 8) == 3 }
 is($ok, 2, 'six concurrent reservations: two succeed');
-is($t->psql("SELECT count(*) FROM reserved_names r JOIN users u "
+is($t->sql("SELECT count(*) FROM reserved_names r JOIN users u "
             . "ON u.id = r.user_id WHERE u.name = 'carol'"), 2,
    'carol holds exactly her quota');
 
@@ -87,7 +87,7 @@ $r = $carol->get('/names');
 unlike($r->{content}, qr/>myapp</, "users do not see others' names");
 $r = act($carol, action => 'release', name => 'myapp');
 is($r->{status}, 422, "carol cannot release bob's name");
-is($t->psql("SELECT count(*) FROM reserved_names WHERE name = 'myapp'"), 1,
+is($t->sql("SELECT count(*) FROM reserved_names WHERE name = 'myapp'"), 1,
    '... still there');
 
 $r = $alice->get('/names');
@@ -99,7 +99,7 @@ is($r->{status}, 303, 'bob releases a name');
 like($r->{headers}{location}, qr/done=name-released/, '... confirmed');
 $r = act($alice, action => 'release', name => 'myapp');
 is($r->{status}, 303, "admin releases bob's name");
-is($t->psql("SELECT count(*) FROM reserved_names WHERE user_id = "
+is($t->sql("SELECT count(*) FROM reserved_names WHERE user_id = "
             . "(SELECT id FROM users WHERE name = 'bob')"), 0,
    'bob has no names left');
 $r = act($carol, action => 'reserve', name => 'myapp');

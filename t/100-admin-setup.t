@@ -8,15 +8,15 @@ use strict;
 use warnings;
 
 use FindBin;
-use lib "$FindBin::Bin/../admin/t";
+use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(time sleep);
-use AdminTest;
+use NgxTunnel::AdminTest qw(csrf);
 
-plan skip_all => 'admin module not built: ' . AdminTest::module_path()
-    unless -e AdminTest::module_path();
+my $missing = NgxTunnel::AdminTest::missing();
+plan skip_all => $missing if $missing;
 
-my $t = AdminTest->new;
+my $t = NgxTunnel::AdminTest->new;
 $t->start_all;
 
 my $ua = $t->ua;
@@ -67,7 +67,7 @@ like($csrf_cookie // '', qr/; Path=\/;.*; Secure; HttpOnly; SameSite=Lax$/,
      'CSRF cookie attributes');
 unlike($csrf_cookie // '', qr/Domain=/i, 'CSRF cookie host-only');
 
-my $csrf = AdminTest::csrf($r);
+my $csrf = csrf($r);
 is(length $csrf, 43, 'csrf token in the form');
 
 my %good = (name => 'alice', password => 'correct horse battery',
@@ -106,7 +106,7 @@ my $other = $t->ua;
 $r = $other->post('/setup', \%good);
 is($r->{status}, 403, 'setup without the csrf cookie: 403');
 like($r->{content}, qr/form has expired/, 'friendly csrf page');
-is($t->psql('SELECT count(*) FROM users'), 0, 'no user created yet');
+is($t->sql('SELECT count(*) FROM users'), 0, 'no user created yet');
 
 # --- the race: N browsers post at the same moment ----------------------------
 my $n = 8;
@@ -116,7 +116,7 @@ for my $i (1 .. $n) {
     my $g = $u->get('/setup');
     push @forms, [ $u, { name => "admin$i", password => "password number $i",
                          password2 => "password number $i",
-                         csrf => AdminTest::csrf($g) } ];
+                         csrf => csrf($g) } ];
 }
 
 my $at = time + 1;
@@ -140,8 +140,8 @@ for my $pid (@kids) {
 
 is($codes{3} // 0, 1, 'exactly one concurrent setup succeeded');
 is($codes{4} // 0, $n - 1, 'the others got 410');
-is($t->psql('SELECT count(*) FROM users'), 1, 'exactly one user');
-is($t->psql('SELECT count(*) FROM users WHERE is_admin'), 1,
+is($t->sql('SELECT count(*) FROM users'), 1, 'exactly one user');
+is($t->sql('SELECT count(*) FROM users WHERE is_admin'), 1,
    'and it is an admin');
 
 # --- after setup -----------------------------------------------------------------
@@ -151,7 +151,7 @@ like($r->{content}, qr/Setup is done/, 'says so');
 
 $r = $ua->post('/setup', \%good);
 is($r->{status}, 410, 'POST /setup is gone too');
-is($t->psql('SELECT count(*) FROM users'), 1, 'still one user');
+is($t->sql('SELECT count(*) FROM users'), 1, 'still one user');
 
 $r = $ua->get('/');
 is($r->{status}, 303, '/ without session goes to login');

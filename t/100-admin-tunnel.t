@@ -1,7 +1,7 @@
 #!/usr/bin/perl
-# Admin UI with the tunnel path (whole stack: PostgreSQL, Redis, nginx with
-# the tunnel module, tunneld, plus an nginx serving the admin module): a key
-# added on /keys opens a tunnel within 2 s, disabling the user on
+# Admin UI with the tunnel path (the whole stack: PostgreSQL, Redis, nginx
+# with the tunnel and admin modules, tunneld): a key added on /keys opens a
+# tunnel within 2 s, disabling the user on
 # /admin/users closes their live tunnel within 2 s, a key removed on /keys
 # stops working.
 
@@ -9,33 +9,23 @@ use strict;
 use warnings;
 
 use FindBin qw($Bin);
-use lib "$Bin/lib", "$Bin/../admin/t";
+use lib "$Bin/lib";
 
 use Test::More;
 use Time::HiRes qw(time sleep);
 
 use NgxTunnel::Test;
-use AdminTest;
+use NgxTunnel::AdminTest qw(csrf);
 
-plan skip_all => 'admin module not built: ' . AdminTest::module_path()
-    unless -e AdminTest::module_path();
+my $missing = NgxTunnel::AdminTest::missing(tunneld => 1);
+plan skip_all => $missing if $missing;
 
 watchdog(240);
 
-my $s = start_stack();
-
-# a tunnelctl built before sql/002_admin.sql existed does not apply it
-if (sql_query($s, "SELECT to_regclass('login_failures') IS NULL") eq 't') {
-    open my $fh, '<', AdminTest::repo_root() . '/sql/002_admin.sql' or die;
-    local $/;
-    my $sql = <$fh>;
-    my ($rc, $out, $err) = $s->psql($sql);
-    die "002_admin.sql: $err" if $rc;
-    diag('applied sql/002_admin.sql by hand: rebuild tunnelctl');
-}
-
-my $t = AdminTest->new(conninfo => $s->database_url);
-$t->start_nginx;
+# one stack: tunnels on NAME.localhost, the admin on localhost
+my $t = NgxTunnel::AdminTest->new(tunneld => 1);
+$t->start_all;
+my $s = $t;
 
 my $admin = $t->setup_admin;
 my $dave = $t->join_user($admin, 'dave');
@@ -48,7 +38,7 @@ close $fh;
 
 my $page = $dave->get('/keys');
 my $r = $dave->post('/keys', { action => 'add', key => $pub,
-                               csrf => AdminTest::csrf($page) });
+                               csrf => csrf($page) });
 is($r->{status}, 303, 'dave adds his key on /keys');
 like($dave->get('/keys')->{content}, qr/\Q$key->{fingerprint}\E/,
      'fingerprint shown as ssh-keygen prints it');
@@ -71,7 +61,7 @@ like($page->{content}, qr/<td>dave<\/td><td data-label="Keys">1<\/td><td data-la
 my $id = sql_query($s, "SELECT id FROM users WHERE name = 'dave'");
 my $t0 = time;
 $r = $admin->post('/admin/users', { id => $id, action => 'disable',
-                                    csrf => AdminTest::csrf($page) });
+                                    csrf => csrf($page) });
 is($r->{status}, 303, 'admin disables dave');
 ok(wait_no_route($s, 'daveapp', 4), 'his tunnel is gone');
 cmp_ok(time - $t0, '<=', 2.5, '... within 2 s');
@@ -81,17 +71,17 @@ is($dave->get('/keys')->{status}, 303, 'his web session ended');
 # enable again, then remove the key on the web: ssh is refused
 $page = $admin->get('/admin/users');
 $r = $admin->post('/admin/users', { id => $id, action => 'enable',
-                                    csrf => AdminTest::csrf($page) });
+                                    csrf => csrf($page) });
 is($r->{status}, 303, 'admin enables dave');
 $dave = $t->ua;
 $r = $dave->get('/login');
 $r = $dave->post('/login', { name => 'dave', password => 'password of dave',
-                             csrf => AdminTest::csrf($r) });
+                             csrf => csrf($r) });
 is($r->{status}, 303, 'dave signs in again');
 $page = $dave->get('/keys');
 my ($kid) = $page->{content} =~ /name="id" value="(\d+)"/;
 $r = $dave->post('/keys', { action => 'delete', id => $kid,
-                            csrf => AdminTest::csrf($page) });
+                            csrf => csrf($page) });
 is($r->{status}, 303, 'dave removes his key');
 sleep 2.2;
 my ($rc) = run_ssh($s, key => $key->{key}, user => 'dave',
@@ -101,7 +91,7 @@ isnt($rc, 0, 'the removed key no longer opens tunnels');
 ok(!route_of($s, 'daveapp'), 'no route');
 
 unlike($t->error_log, qr/\[(alert|crit|emerg|error)\]/,
-       'no errors in the admin nginx error log');
+       'no errors in the nginx error log');
 
-$t->stop_nginx;
+$t->stop_all;
 done_testing;

@@ -7,26 +7,26 @@ use strict;
 use warnings;
 
 use FindBin;
-use lib "$FindBin::Bin/../admin/t";
+use lib "$FindBin::Bin/lib";
 use Test::More;
-use AdminTest;
+use NgxTunnel::AdminTest qw(csrf);
 
-plan skip_all => 'admin module not built: ' . AdminTest::module_path()
-    unless -e AdminTest::module_path();
+my $missing = NgxTunnel::AdminTest::missing();
+plan skip_all => $missing if $missing;
 
-my $t = AdminTest->new;
+my $t = NgxTunnel::AdminTest->new;
 $t->start_all;
 
 my $alice = $t->setup_admin('alice', 'alice password 1');
 my $bob = $t->join_user($alice, 'bob', password => 'bob password 12');
 my $carol = $t->join_user($alice, 'carol');
 
-sub uid { $t->psql("SELECT id FROM users WHERE name = '$_[0]'") }
+sub uid { $t->sql("SELECT id FROM users WHERE name = '$_[0]'") }
 
 sub act {
     my ($ua, $name, $action, %extra) = @_;
     my $p = $ua->get('/admin/users');
-    my $csrf = AdminTest::csrf($p) || AdminTest::csrf($ua->get('/keys'));
+    my $csrf = csrf($p) || csrf($ua->get('/keys'));
     return $ua->post('/admin/users', { id => uid($name), action => $action,
                                        csrf => $csrf, %extra });
 }
@@ -40,14 +40,14 @@ my $r = act($bob, 'carol', 'disable');
 is($r->{status}, 403, 'user: POST action 403');
 $r = act($bob, 'bob', 'promote');
 is($r->{status}, 403, 'user cannot promote themselves');
-is($t->psql("SELECT count(*) FROM users WHERE is_admin"), 1,
+is($t->sql("SELECT count(*) FROM users WHERE is_admin"), 1,
    'still one admin');
 
 # --- list ------------------------------------------------------------------------
-$t->psql("INSERT INTO ssh_keys (user_id, key_type, key_base64, fingerprint) "
+$t->sql("INSERT INTO ssh_keys (user_id, key_type, key_base64, fingerprint) "
          . "VALUES (" . uid('bob') . ", 'ssh-ed25519', 'AAAA', "
          . "'SHA256:" . ('A' x 43) . "')");
-$t->psql("INSERT INTO tunnel_events (event, name, user_id, session) VALUES "
+$t->sql("INSERT INTO tunnel_events (event, name, user_id, session) VALUES "
          . "('open', 'one', " . uid('bob') . ", 'n/1/1'), "
          . "('open', 'two', " . uid('bob') . ", 'n/1/1'), "
          . "('close', 'two', " . uid('bob') . ", 'n/1/1')");
@@ -70,7 +70,7 @@ is($r->{status}, 422, '... nor delete herself');
 
 $r = act($alice, 'bob', 'promote');
 is($r->{status}, 303, 'promote bob');
-is($t->psql("SELECT is_admin FROM users WHERE name = 'bob'"), 't',
+is($t->sql("SELECT is_admin FROM users WHERE name = 'bob'"), 't',
    'bob is admin');
 is($bob->get('/admin/users')->{status}, 200, 'bob now sees admin pages');
 $r = act($bob, 'alice', 'demote');
@@ -87,16 +87,16 @@ is($carol->get('/keys')->{status}, 200, 'carol is signed in');
 $r = act($alice, 'carol', 'disable');
 is($r->{status}, 303, 'disable carol');
 like($r->{headers}{location}, qr/done=user-updated/, '... confirmed');
-is($t->psql("SELECT disabled FROM users WHERE name = 'carol'"), 't',
+is($t->sql("SELECT disabled FROM users WHERE name = 'carol'"), 't',
    'carol disabled');
-is($t->psql("SELECT count(*) FROM sessions WHERE user_id = " . uid('carol')),
+is($t->sql("SELECT count(*) FROM sessions WHERE user_id = " . uid('carol')),
    0, "carol's web sessions are gone");
 is($carol->get('/keys')->{status}, 303, 'carol is signed out');
 like($alice->get('/admin/users')->{content},
      qr/carol <span class="tag off">disabled/, 'listed as disabled');
 $r = act($alice, 'carol', 'enable');
 is($r->{status}, 303, 'enable carol');
-is($t->psql("SELECT disabled FROM users WHERE name = 'carol'"), 'f',
+is($t->sql("SELECT disabled FROM users WHERE name = 'carol'"), 'f',
    'carol enabled');
 
 # --- delete ---------------------------------------------------------------------
@@ -104,20 +104,20 @@ $r = act($alice, 'carol', 'delete');
 is($r->{status}, 422, 'delete without confirmation refused');
 $r = act($alice, 'carol', 'delete', confirm => 'yes');
 is($r->{status}, 303, 'delete carol');
-is($t->psql("SELECT count(*) FROM users WHERE name = 'carol'"), 0,
+is($t->sql("SELECT count(*) FROM users WHERE name = 'carol'"), 0,
    'carol gone');
 
 $r = $alice->post('/admin/users', { id => 999999, action => 'disable',
-                   csrf => AdminTest::csrf($alice->get('/admin/users')) });
+                   csrf => csrf($alice->get('/admin/users')) });
 is($r->{status}, 422, 'unknown user');
 $r = $alice->post('/admin/users', { id => uid('bob'), action => 'explode',
-                   csrf => AdminTest::csrf($alice->get('/admin/users')) });
+                   csrf => csrf($alice->get('/admin/users')) });
 is($r->{status}, 422, 'unknown action');
 
 # the function itself refuses a non-admin actor
-is($t->psql("SELECT tunnel_admin_user_action(" . uid('bob') . ", "
+is($t->sql("SELECT tunnel_admin_user_action(" . uid('bob') . ", "
             . uid('alice') . ", 'demote')"), 'ok', 'sql: admin acts');
-is($t->psql("SELECT tunnel_admin_user_action(" . uid('alice') . ", "
+is($t->sql("SELECT tunnel_admin_user_action(" . uid('alice') . ", "
             . uid('bob') . ", 'demote')"), 'forbidden',
    'sql: a non-admin actor is refused');
 

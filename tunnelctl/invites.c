@@ -25,10 +25,6 @@
 #define TNL_CTL_INVITE_HOURS_MAX   8760    /* one year */
 #define TNL_CTL_INVITE_NOTE_MAX    200     /* characters, as the web form */
 
-#define TNL_CTL_TIME(col)                                                   \
-    "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-
-
 /* fills buf with len bytes from the kernel's CSPRNG; 0, or -1 (errno) */
 static int
 tnl_ctl_invite_random(unsigned char *buf, size_t len)
@@ -332,61 +328,34 @@ tnl_ctl_invite_create(int argc, char **argv)
 static int
 tnl_ctl_invite_list(int argc, char **argv)
 {
-    PGconn    *conn;
-    PGresult  *res;
-
     static const char *const  headers[] = {
         "ID", "STATUS", "ROLE", "CREATED", "EXPIRES", "CREATED BY", "NOTE",
         NULL
     };
 
-    if (argc > 0) {
-        return tnl_ctl_usage_error("'invite list' takes no argument, not "
-                                   "\"%s\"", argv[0]);
-    }
-
-    conn = tnl_ctl_db_connect();
-    if (conn == NULL) {
-        return TNL_CTL_FAIL;
-    }
-
     /* the status rule of tunnel_admin_join(): revoked, used, expired */
-    res = tnl_ctl_db_exec(conn,
-              "SELECT i.id,"
-              " CASE WHEN i.revoked_at IS NOT NULL THEN 'revoked'"
-              "      WHEN i.used_at IS NOT NULL THEN"
-              "           coalesce('used by ' || u.name,"
-              "                    'used (user removed)')"
-              "      WHEN i.expires_at <= now() THEN 'expired'"
-              "      ELSE 'open' END,"
-              " CASE WHEN i.is_admin THEN 'admin' ELSE 'user' END,"
-              " " TNL_CTL_TIME("i.created_at") ","
-              " " TNL_CTL_TIME("i.expires_at") ","
-              " coalesce(c.name, '-'),"
-              " i.note"
-              " FROM invitations i"
-              " LEFT JOIN users u ON u.id = i.used_by"
-              " LEFT JOIN users c ON c.id = i.created_by"
-              " ORDER BY i.id",
-              0, NULL, "list invitations");
+    static const tnl_ctl_list_t  list = {
+        "invite list", 0,
+        "SELECT i.id,"
+        " CASE WHEN i.revoked_at IS NOT NULL THEN 'revoked'"
+        "      WHEN i.used_at IS NOT NULL THEN"
+        "           coalesce('used by ' || u.name, 'used (user removed)')"
+        "      WHEN i.expires_at <= now() THEN 'expired'"
+        "      ELSE 'open' END,"
+        " CASE WHEN i.is_admin THEN 'admin' ELSE 'user' END,"
+        " " TNL_CTL_TIME("i.created_at") ","
+        " " TNL_CTL_TIME("i.expires_at") ","
+        " coalesce(c.name, '-'),"
+        " i.note"
+        " FROM invitations i"
+        " LEFT JOIN users u ON u.id = i.used_by"
+        " LEFT JOIN users c ON c.id = i.created_by"
+        " ORDER BY i.id",
+        "list invitations", headers,
+        "no invitations yet: create one with 'tunnelctl invite create'", NULL
+    };
 
-    PQfinish(conn);
-
-    if (res == NULL) {
-        return TNL_CTL_FAIL;
-    }
-
-    if (PQntuples(res) == 0) {
-        tnl_ctl_error("no invitations yet: create one with "
-                      "'tunnelctl invite create'");
-
-    } else {
-        tnl_ctl_table_print(res, headers);
-    }
-
-    PQclear(res);
-
-    return TNL_CTL_OK;
+    return tnl_ctl_list(&list, argc, argv);
 }
 
 
@@ -503,21 +472,12 @@ done:
 int
 tnl_ctl_invite(int argc, char **argv)
 {
-    if (argc == 0) {
-        return tnl_ctl_usage_error("'invite' needs create, list or revoke");
-    }
+    static const tnl_ctl_command_t  commands[] = {
+        { "create", tnl_ctl_invite_create },
+        { "list",   tnl_ctl_invite_list },
+        { "revoke", tnl_ctl_invite_revoke },
+        { NULL, NULL }
+    };
 
-    if (strcmp(argv[0], "create") == 0) {
-        return tnl_ctl_invite_create(argc - 1, argv + 1);
-    }
-
-    if (strcmp(argv[0], "list") == 0) {
-        return tnl_ctl_invite_list(argc - 1, argv + 1);
-    }
-
-    if (strcmp(argv[0], "revoke") == 0) {
-        return tnl_ctl_invite_revoke(argc - 1, argv + 1);
-    }
-
-    return tnl_ctl_usage_error("unknown command 'invite %s'", argv[0]);
+    return tnl_ctl_subcommand("invite", commands, argc, argv);
 }

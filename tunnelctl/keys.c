@@ -185,7 +185,7 @@ tnl_ctl_key_add(int argc, char **argv)
                           5, params, NULL);
 
     if (res == NULL) {
-        if (strcmp(tnl_ctl_db_sqlstate(), "23503") == 0) {
+        if (strcmp(tnl_ctl_db_sqlstate(), TNL_CTL_FOREIGN_KEY_VIOLATION) == 0) {
             tnl_ctl_error("user \"%s\" was removed meanwhile: add it "
                           "again with 'tunnelctl user add %s'",
                           argv[0], argv[0]);
@@ -219,70 +219,25 @@ done:
 static int
 tnl_ctl_key_list(int argc, char **argv)
 {
-    int          rc;
-    char         id[21];
-    PGconn      *conn;
-    PGresult    *res;
-    const char  *params[1];
-
     static const char *const  headers[] = {
         "FINGERPRINT", "TYPE", "USER", "COMMENT", "CREATED", "LAST USED",
         NULL
     };
 
-    if (argc > 1) {
-        return tnl_ctl_usage_error("'key list' takes at most one USER");
-    }
+    static const tnl_ctl_list_t  list = {
+        "key list", 1,
+        "SELECT k.fingerprint, k.key_type, u.name, k.comment,"
+        " " TNL_CTL_TIME("k.created_at") ","
+        " coalesce(" TNL_CTL_TIME("k.last_used_at") ", 'never')"
+        " FROM ssh_keys k JOIN users u ON u.id = k.user_id"
+        " WHERE $1::bigint IS NULL OR k.user_id = $1::bigint"
+        " ORDER BY u.name, k.created_at, k.id",
+        "list keys", headers,
+        "no keys yet: add one with 'tunnelctl key add USER FILE'",
+        "user \"%s\" has no keys: add one with 'tunnelctl key add %s FILE'"
+    };
 
-    conn = tnl_ctl_db_connect();
-    if (conn == NULL) {
-        return TNL_CTL_FAIL;
-    }
-
-    rc = TNL_CTL_FAIL;
-    params[0] = NULL;
-
-    if (argc == 1) {
-        if (tnl_ctl_user_id(conn, argv[0], id) != 0) {
-            goto done;
-        }
-
-        params[0] = id;
-    }
-
-    res = tnl_ctl_db_exec(conn,
-              "SELECT k.fingerprint, k.key_type, u.name, k.comment,"
-              " to_char(k.created_at AT TIME ZONE 'UTC',"
-              "         'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
-              " coalesce(to_char(k.last_used_at AT TIME ZONE 'UTC',"
-              "                  'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), 'never')"
-              " FROM ssh_keys k JOIN users u ON u.id = k.user_id"
-              " WHERE $1::bigint IS NULL OR k.user_id = $1::bigint"
-              " ORDER BY u.name, k.created_at, k.id",
-              1, params, "list keys");
-    if (res == NULL) {
-        goto done;
-    }
-
-    if (PQntuples(res) > 0) {
-        tnl_ctl_table_print(res, headers);
-
-    } else if (argc == 1) {
-        tnl_ctl_error("user \"%s\" has no keys: add one with "
-                      "'tunnelctl key add %s FILE'", argv[0], argv[0]);
-    } else {
-        tnl_ctl_error("no keys yet: add one with "
-                      "'tunnelctl key add USER FILE'");
-    }
-
-    PQclear(res);
-    rc = TNL_CTL_OK;
-
-done:
-
-    PQfinish(conn);
-
-    return rc;
+    return tnl_ctl_list(&list, argc, argv);
 }
 
 
@@ -383,21 +338,12 @@ done:
 int
 tnl_ctl_key(int argc, char **argv)
 {
-    if (argc == 0) {
-        return tnl_ctl_usage_error("'key' needs add, list or remove");
-    }
+    static const tnl_ctl_command_t  commands[] = {
+        { "add",    tnl_ctl_key_add },
+        { "list",   tnl_ctl_key_list },
+        { "remove", tnl_ctl_key_remove },
+        { NULL, NULL }
+    };
 
-    if (strcmp(argv[0], "add") == 0) {
-        return tnl_ctl_key_add(argc - 1, argv + 1);
-    }
-
-    if (strcmp(argv[0], "list") == 0) {
-        return tnl_ctl_key_list(argc - 1, argv + 1);
-    }
-
-    if (strcmp(argv[0], "remove") == 0) {
-        return tnl_ctl_key_remove(argc - 1, argv + 1);
-    }
-
-    return tnl_ctl_usage_error("unknown command 'key %s'", argv[0]);
+    return tnl_ctl_subcommand("key", commands, argc, argv);
 }

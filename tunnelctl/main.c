@@ -1,7 +1,8 @@
 /*
- * tunnelctl main: command dispatch, usage text and the two error printers
- * every command uses.  It parses nothing beyond the command word: each
- * command parses its own arguments.  Exit status: 0 done, 1 failed, 2 bad
+ * tunnelctl main: command dispatch (of commands and of their
+ * sub-commands), usage text and the two error printers every command
+ * uses.  It parses nothing beyond the command words: each command parses
+ * its own arguments.  Exit status: 0 done, 1 failed, 2 bad
  * command line (see tunnelctl.h).
  *
  * Environment: DATABASE_URL is read by db.c when a command needs the
@@ -16,12 +17,6 @@
 #include <string.h>
 
 #include "tunnelctl.h"
-
-
-typedef struct {
-    const char  *name;
-    int        (*run)(int argc, char **argv);
-} tnl_ctl_command_t;
 
 
 static const tnl_ctl_command_t  tnl_ctl_commands[] = {
@@ -85,18 +80,24 @@ static const char  tnl_ctl_usage_text[] =
 "why and what to do), 2 bad command line.\n";
 
 
+/* one line on stderr: "tunnelctl: ", the message, then end */
+static void
+tnl_ctl_message(const char *end, const char *fmt, va_list ap)
+{
+    fputs("tunnelctl: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs(end, stderr);
+}
+
+
 void
 tnl_ctl_error(const char *fmt, ...)
 {
     va_list  ap;
 
-    fputs("tunnelctl: ", stderr);
-
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    tnl_ctl_message("\n", fmt, ap);
     va_end(ap);
-
-    fputc('\n', stderr);
 }
 
 
@@ -105,15 +106,44 @@ tnl_ctl_usage_error(const char *fmt, ...)
 {
     va_list  ap;
 
-    fputs("tunnelctl: ", stderr);
-
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    tnl_ctl_message(": see 'tunnelctl --help'\n", fmt, ap);
     va_end(ap);
 
-    fputs(": see 'tunnelctl --help'\n", stderr);
-
     return TNL_CTL_USAGE;
+}
+
+
+int
+tnl_ctl_subcommand(const char *group, const tnl_ctl_command_t *commands,
+    int argc, char **argv)
+{
+    char                      names[256];
+    size_t                    len;
+    const tnl_ctl_command_t  *cmd;
+
+    if (argc > 0) {
+        for (cmd = commands; cmd->name != NULL; cmd++) {
+            if (strcmp(cmd->name, argv[0]) == 0) {
+                return cmd->run(argc - 1, argv + 1);
+            }
+        }
+
+        return tnl_ctl_usage_error("unknown command '%s %s'", group, argv[0]);
+    }
+
+    /* "add, list or remove" */
+    len = 0;
+    names[0] = '\0';
+
+    for (cmd = commands; cmd->name != NULL && len < sizeof(names); cmd++) {
+        len += snprintf(names + len, sizeof(names) - len, "%s%s",
+                        cmd == commands ? ""
+                        : (cmd + 1)->name == NULL ? " or " : ", ",
+                        cmd->name);
+    }
+
+    return tnl_ctl_usage_error("'%s' needs %s", group, names);
 }
 
 

@@ -161,84 +161,34 @@ tnl_ctl_name_release(int argc, char **argv)
 static int
 tnl_ctl_name_list(int argc, char **argv)
 {
-    int          rc;
-    char         id[21];
-    PGconn      *conn;
-    PGresult    *res;
-    const char  *params[1];
-
     static const char *const  headers[] = {
         "NAME", "USER", "CREATED", NULL
     };
 
-    if (argc > 1) {
-        return tnl_ctl_usage_error("'name list' takes at most one USER");
-    }
+    static const tnl_ctl_list_t  list = {
+        "name list", 1,
+        "SELECT r.name, u.name, " TNL_CTL_TIME("r.created_at")
+        " FROM reserved_names r JOIN users u ON u.id = r.user_id"
+        " WHERE $1::bigint IS NULL OR r.user_id = $1::bigint"
+        " ORDER BY r.name",
+        "list reserved names", headers,
+        "no reserved names: reserve one with "
+        "'tunnelctl name reserve NAME USER'", NULL
+    };
 
-    conn = tnl_ctl_db_connect();
-    if (conn == NULL) {
-        return TNL_CTL_FAIL;
-    }
-
-    rc = TNL_CTL_FAIL;
-    params[0] = NULL;
-
-    if (argc == 1) {
-        if (tnl_ctl_user_id(conn, argv[0], id) != 0) {
-            goto done;
-        }
-
-        params[0] = id;
-    }
-
-    res = tnl_ctl_db_exec(conn,
-              "SELECT r.name, u.name,"
-              " to_char(r.created_at AT TIME ZONE 'UTC',"
-              "         'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-              " FROM reserved_names r JOIN users u ON u.id = r.user_id"
-              " WHERE $1::bigint IS NULL OR r.user_id = $1::bigint"
-              " ORDER BY r.name",
-              1, params, "list reserved names");
-    if (res == NULL) {
-        goto done;
-    }
-
-    if (PQntuples(res) > 0) {
-        tnl_ctl_table_print(res, headers);
-    } else {
-        tnl_ctl_error("no reserved names: reserve one with "
-                      "'tunnelctl name reserve NAME USER'");
-    }
-
-    PQclear(res);
-    rc = TNL_CTL_OK;
-
-done:
-
-    PQfinish(conn);
-
-    return rc;
+    return tnl_ctl_list(&list, argc, argv);
 }
 
 
 int
 tnl_ctl_name(int argc, char **argv)
 {
-    if (argc == 0) {
-        return tnl_ctl_usage_error("'name' needs reserve, release or list");
-    }
+    static const tnl_ctl_command_t  commands[] = {
+        { "reserve", tnl_ctl_name_reserve },
+        { "release", tnl_ctl_name_release },
+        { "list",    tnl_ctl_name_list },
+        { NULL, NULL }
+    };
 
-    if (strcmp(argv[0], "reserve") == 0) {
-        return tnl_ctl_name_reserve(argc - 1, argv + 1);
-    }
-
-    if (strcmp(argv[0], "release") == 0) {
-        return tnl_ctl_name_release(argc - 1, argv + 1);
-    }
-
-    if (strcmp(argv[0], "list") == 0) {
-        return tnl_ctl_name_list(argc - 1, argv + 1);
-    }
-
-    return tnl_ctl_usage_error("unknown command 'name %s'", argv[0]);
+    return tnl_ctl_subcommand("name", commands, argc, argv);
 }

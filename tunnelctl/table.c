@@ -2,7 +2,11 @@
  * Column-aligned text tables on stdout: a header line, then one line per
  * row, columns two spaces apart, the last one unpadded.  Widths count
  * bytes (values are ASCII but for key comments, which only look uneven).
- * Does not own the result.
+ * tnl_ctl_table_print() does not own the result.
+ *
+ * Also the list commands built on them (tnl_ctl_list): arguments, the
+ * connection, the optional USER filter, the query, the table or the
+ * sentence saying the list is empty.  What to list is the caller's.
  */
 
 #include <stdio.h>
@@ -50,4 +54,67 @@ tnl_ctl_table_print(PGresult *res, const char *const *headers)
             }
         }
     }
+}
+
+
+int
+tnl_ctl_list(const tnl_ctl_list_t *list, int argc, char **argv)
+{
+    int          rc;
+    char         id[21];
+    PGconn      *conn;
+    PGresult    *res;
+    const char  *user, *params[1];
+
+    if (list->by_user && argc > 1) {
+        return tnl_ctl_usage_error("'%s' takes at most one USER",
+                                   list->command);
+    }
+
+    if (!list->by_user && argc > 0) {
+        return tnl_ctl_usage_error("'%s' takes no argument, not \"%s\"",
+                                   list->command, argv[0]);
+    }
+
+    conn = tnl_ctl_db_connect();
+    if (conn == NULL) {
+        return TNL_CTL_FAIL;
+    }
+
+    rc = TNL_CTL_FAIL;
+    user = (argc == 1) ? argv[0] : NULL;
+    params[0] = NULL;
+
+    if (user != NULL) {
+        if (tnl_ctl_user_id(conn, user, id) != 0) {
+            goto done;
+        }
+
+        params[0] = id;
+    }
+
+    res = tnl_ctl_db_exec(conn, list->sql, list->by_user ? 1 : 0, params,
+                          list->what);
+    if (res == NULL) {
+        goto done;
+    }
+
+    if (PQntuples(res) > 0) {
+        tnl_ctl_table_print(res, list->headers);
+
+    } else if (user != NULL && list->empty_user != NULL) {
+        tnl_ctl_error(list->empty_user, user, user);
+
+    } else {
+        tnl_ctl_error("%s", list->empty);
+    }
+
+    PQclear(res);
+    rc = TNL_CTL_OK;
+
+done:
+
+    PQfinish(conn);
+
+    return rc;
 }

@@ -2,7 +2,8 @@
  * tunnelctl: the operator's command line.  Shared declarations of its
  * parts: main.c (dispatch, usage), db.c (connection, error reporting),
  * migrate.c, users.c, keys.c, names.c, invites.c (commands), pubkey.c
- * (public key line parsing with libssh), table.c (aligned text tables).
+ * (public key line parsing with libssh), table.c (aligned text tables and
+ * the list commands built on them).
  *
  * A CLI may block: libpq is used in blocking mode throughout.  Every
  * command returns its exit status: TNL_CTL_OK, TNL_CTL_FAIL (a bad input
@@ -26,11 +27,35 @@
 #define TNL_CTL_USER_MAX  32
 
 
+/* SQLSTATEs a command acts on (PostgreSQL appendix A) */
+#define TNL_CTL_UNIQUE_VIOLATION       "23505"
+#define TNL_CTL_FOREIGN_KEY_VIOLATION  "23503"
+
+
+/* a timestamptz column as text, in UTC: 2030-01-02T03:04:05Z */
+#define TNL_CTL_TIME(col)                                                   \
+    "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+
+
 /* main.c */
+
+/* a command word and what runs it with the arguments after that word */
+typedef struct {
+    const char  *name;
+    int        (*run)(int argc, char **argv);
+} tnl_ctl_command_t;
+
 void tnl_ctl_error(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
 int tnl_ctl_usage_error(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
+
+/*
+ * Runs the sub-command argv[0] of group ("key", "user", ...) from commands
+ * (ended by a NULL name); a missing or unknown one is a usage error.
+ */
+int tnl_ctl_subcommand(const char *group, const tnl_ctl_command_t *commands,
+    int argc, char **argv);
 
 
 /* db.c */
@@ -96,6 +121,25 @@ void tnl_ctl_pubkey_free(tnl_ctl_pubkey_t *key);
 
 /* table.c: prints a PGresult as a column-aligned table with headers */
 void tnl_ctl_table_print(PGresult *res, const char *const *headers);
+
+/*
+ * A list command ('user list', 'key list [USER]', ...): one query whose
+ * rows are printed as a table, or one sentence on stderr when there are
+ * none (exit status 0 either way).
+ */
+typedef struct {
+    const char          *command;     /* "key list", for usage errors */
+    unsigned             by_user;     /* takes an optional USER: $1 is its
+                                         users.id, NULL without USER */
+    const char          *sql;
+    const char          *what;        /* "list keys": "cannot list keys" */
+    const char *const   *headers;     /* one per column, NULL-terminated */
+    const char          *empty;       /* no rows */
+    const char          *empty_user;  /* no rows for USER; each %s is the
+                                         USER; NULL: empty */
+} tnl_ctl_list_t;
+
+int tnl_ctl_list(const tnl_ctl_list_t *list, int argc, char **argv);
 
 
 /* commands */

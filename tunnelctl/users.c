@@ -100,7 +100,7 @@ tnl_ctl_user_add(int argc, char **argv)
                           "VALUES ($1, $2)", 2, params, NULL);
 
     if (res == NULL) {
-        if (strcmp(tnl_ctl_db_sqlstate(), "23505") == 0) {
+        if (strcmp(tnl_ctl_db_sqlstate(), TNL_CTL_UNIQUE_VIOLATION) == 0) {
             tnl_ctl_error("user \"%s\" already exists: see "
                           "'tunnelctl user list'", name);
         } else {
@@ -123,49 +123,23 @@ tnl_ctl_user_add(int argc, char **argv)
 static int
 tnl_ctl_user_list(int argc, char **argv)
 {
-    PGconn    *conn;
-    PGresult  *res;
-
     static const char *const  headers[] = {
         "NAME", "ROLE", "DISABLED", "KEYS", "CREATED", NULL
     };
 
-    if (argc > 0) {
-        return tnl_ctl_usage_error("'user list' takes no argument, not "
-                                   "\"%s\"", argv[0]);
-    }
+    static const tnl_ctl_list_t  list = {
+        "user list", 0,
+        "SELECT u.name,"
+        " CASE WHEN u.is_admin THEN 'admin' ELSE 'user' END,"
+        " CASE WHEN u.disabled THEN 'yes' ELSE 'no' END,"
+        " (SELECT count(*) FROM ssh_keys k WHERE k.user_id = u.id),"
+        " " TNL_CTL_TIME("u.created_at")
+        " FROM users u ORDER BY u.name",
+        "list users", headers,
+        "no users yet: add one with 'tunnelctl user add NAME'", NULL
+    };
 
-    conn = tnl_ctl_db_connect();
-    if (conn == NULL) {
-        return TNL_CTL_FAIL;
-    }
-
-    res = tnl_ctl_db_exec(conn,
-              "SELECT u.name,"
-              " CASE WHEN u.is_admin THEN 'admin' ELSE 'user' END,"
-              " CASE WHEN u.disabled THEN 'yes' ELSE 'no' END,"
-              " (SELECT count(*) FROM ssh_keys k WHERE k.user_id = u.id),"
-              " to_char(u.created_at AT TIME ZONE 'UTC',"
-              "         'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-              " FROM users u ORDER BY u.name",
-              0, NULL, "list users");
-
-    PQfinish(conn);
-
-    if (res == NULL) {
-        return TNL_CTL_FAIL;
-    }
-
-    if (PQntuples(res) == 0) {
-        tnl_ctl_error("no users yet: add one with 'tunnelctl user add NAME'");
-
-    } else {
-        tnl_ctl_table_print(res, headers);
-    }
-
-    PQclear(res);
-
-    return TNL_CTL_OK;
+    return tnl_ctl_list(&list, argc, argv);
 }
 
 
@@ -284,27 +258,38 @@ unknown:
 }
 
 
+static int
+tnl_ctl_user_disable(int argc, char **argv)
+{
+    return tnl_ctl_user_change("disable", argc, argv);
+}
+
+
+static int
+tnl_ctl_user_enable(int argc, char **argv)
+{
+    return tnl_ctl_user_change("enable", argc, argv);
+}
+
+
+static int
+tnl_ctl_user_remove(int argc, char **argv)
+{
+    return tnl_ctl_user_change("remove", argc, argv);
+}
+
+
 int
 tnl_ctl_user(int argc, char **argv)
 {
-    if (argc == 0) {
-        return tnl_ctl_usage_error("'user' needs add, list, disable, enable "
-                                   "or remove");
-    }
+    static const tnl_ctl_command_t  commands[] = {
+        { "add",     tnl_ctl_user_add },
+        { "list",    tnl_ctl_user_list },
+        { "disable", tnl_ctl_user_disable },
+        { "enable",  tnl_ctl_user_enable },
+        { "remove",  tnl_ctl_user_remove },
+        { NULL, NULL }
+    };
 
-    if (strcmp(argv[0], "add") == 0) {
-        return tnl_ctl_user_add(argc - 1, argv + 1);
-    }
-
-    if (strcmp(argv[0], "list") == 0) {
-        return tnl_ctl_user_list(argc - 1, argv + 1);
-    }
-
-    if (strcmp(argv[0], "disable") == 0 || strcmp(argv[0], "enable") == 0
-        || strcmp(argv[0], "remove") == 0)
-    {
-        return tnl_ctl_user_change(argv[0], argc - 1, argv + 1);
-    }
-
-    return tnl_ctl_usage_error("unknown command 'user %s'", argv[0]);
+    return tnl_ctl_subcommand("user", commands, argc, argv);
 }
