@@ -32,10 +32,12 @@
 #include "routes.h"
 #include "server.h"
 #include "session.h"
+#include "worker.h"
 
 
 #define TNL_FORWARD_RANDOM_TRIES  4
 #define TNL_FORWARD_BACKLOG       511
+#define TNL_FORWARD_PAUSE_MS      250   /* accept after EMFILE */
 
 /* unanswered forward requests per session: more closes the session */
 #define TNL_REPLIES_MAX           64
@@ -86,6 +88,7 @@ static const char  *tnl_nouns[] = {
 static void tnl_forward_claimed(tnl_route_t *route,
     tnl_claim_status_e status, const char *detail, void *data);
 static void tnl_forward_lost(tnl_route_t *route, void *data);
+static void tnl_forward_resume(tnl_timer_t *t);
 
 
 static uint32_t
@@ -479,6 +482,9 @@ tnl_forward_listen(tnl_forward_t *f)
     f->fd = fd;
     tnl_io_init(&f->io, f->session->loop, fd, tnl_pump_accept_handler, f);
 
+    /* silent until the claim answers, but counted (tnl_loop_ios) */
+    (void) tnl_io_set(&f->io, 0);
+
     return 0;
 }
 
@@ -638,11 +644,24 @@ tnl_forward_request(tnl_session_t *s, ssh_message msg)
         return;
     }
 
+    /* each tunnel holds a socket, and its requests one fd each */
+    if (tnl_worker_fds_short()) {
+        tnl_worker_log_fd_shortage("descriptor reserve reached: refusing "
+                                   "new tunnels", 0);
+        tnl_log_info("session %s: refused forward \"%s\": at capacity",
+                     s->id, addr);
+        tnl_forward_refuse(s, rp, "This server is at capacity, try again "
+                           "later.");
+        return;
+    }
+
     f = calloc(1, sizeof(tnl_forward_t));
     if (f == NULL) {
         tnl_forward_refuse(s, rp, NULL);
         return;
     }
+
+    tnl_timer_init(&f->pause, s->loop, tnl_forward_resume, f);
 
     f->bind_address = strdup(addr);
     if (f->bind_address == NULL) {
@@ -823,6 +842,28 @@ tnl_forward_cancel(tnl_session_t *s, ssh_message msg)
 }
 
 
+static void
+tnl_forward_resume(tnl_timer_t *t)
+{
+    tnl_forward_t  *f = t->data;
+
+    if (f->state == TNL_FORWARD_ACTIVE && f->fd != -1) {
+        (void) tnl_io_set(&f->io, EPOLLIN);
+    }
+}
+
+
+void
+tnl_forward_accept_pause(tnl_forward_t *f, int err)
+{
+    tnl_worker_log_fd_shortage("accept on a tunnel socket", err);
+
+    /* nginx's connections wait in the backlog meanwhile */
+    (void) tnl_io_set(&f->io, 0);
+    tnl_timer_add(&f->pause, TNL_FORWARD_PAUSE_MS);
+}
+
+
 void
 tnl_forward_close(tnl_forward_t *f, const char *reason)
 {
@@ -849,6 +890,8 @@ tnl_forward_close(tnl_forward_t *f, const char *reason)
         tnl_route_release(f->route);
         f->route = NULL;
     }
+
+    tnl_timer_del(&f->pause);
 
     if (f->fd != -1) {
         tnl_io_del(&f->io);

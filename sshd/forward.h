@@ -83,6 +83,7 @@ struct tnl_forward_s {
                                              ->sun_path)];
     int                   fd;          /* listening Unix socket, or -1 */
     tnl_io_t              io;
+    tnl_timer_t           pause;       /* accept paused: out of fds */
 
     /* counters, for the dashboard and the "tunnel down" line */
     uint64_t              bytes_in;    /* client -> nginx (responses) */
@@ -104,6 +105,12 @@ void tnl_forward_cancel(tnl_session_t *s, ssh_message msg);
 
 /* releases the route, unlinks the socket, closes its streams, logs */
 void tnl_forward_close(tnl_forward_t *f, const char *reason);
+
+/*
+ * accept() on the tunnel's socket failed with EMFILE/ENFILE (err): stop
+ * watching it for a moment instead of spinning on a readable listener
+ */
+void tnl_forward_accept_pause(tnl_forward_t *f, int err);
 
 /* frees forwards marked closed (called by the session sweep) */
 void tnl_forward_sweep(tnl_session_t *s);

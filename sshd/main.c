@@ -1,9 +1,10 @@
 /*
- * tunneld: options, start-up and shutdown.  Reads the command line (with
+ * tunneld: options and start-up.  Reads the command line (with
  * DATABASE_URL and REDIS_URL as fallbacks), prepares the socket directory
- * (0750, stale t-*.sock removed), loads the host key, starts the database,
- * Redis and listener parts on one loop, and on SIGINT/SIGTERM closes every
- * session (releasing its routes) before exiting.  Owns the loop.
+ * (0750, stale t-*.sock removed), loads (or creates) the host key and
+ * opens the listening sockets, all once, before any worker exists; then
+ * runs one worker in this process (--workers 1) or the supervisor of N
+ * (worker.c), which owns the key and the listening sockets from there on.
  */
 
 #include <dirent.h>
@@ -14,29 +15,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <libssh/libssh.h>
 
-#include "db.h"
 #include "hostkey.h"
-#include "keys.h"
 #include "log.h"
-#include "loop.h"
-#include "routes.h"
 #include "server.h"
-#include "session.h"
 #include "tnl_name.h"
+#include "worker.h"
 
 
-#define TNL_SHUTDOWN_MS  2000
-
-
-static tnl_loop_t  *tnl_main_loop;
-static tnl_io_t     tnl_signal_io;
-static int          tnl_stopping;
 static char         tnl_node_buf[256];
 static char         tnl_url_buf[512];
 
@@ -60,6 +50,7 @@ tnl_usage(FILE *f)
         "  --login-grace SECONDS   default 30\n"
         "  --max-startups N        unauthenticated connections, default 100\n"
         "  --keepalive SECONDS     default 30\n"
+        "  --workers N             processes, default the number of CPUs\n"
         "  --debug                 log every stream\n");
 }
 
@@ -102,13 +93,19 @@ tnl_options(int argc, char **argv)
         { "login-grace",    required_argument, NULL, 'G' },
         { "max-startups",   required_argument, NULL, 'm' },
         { "keepalive",      required_argument, NULL, 'K' },
+        { "workers",        required_argument, NULL, 'w' },
         { "debug",          no_argument,       NULL, 'v' },
         { "help",           no_argument,       NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
 
-    int  c;
+    long  ncpu;
+    int   c;
 
+    ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+    tnl_conf.workers = ncpu < 1 ? 1 : ncpu > TNL_WORKERS_MAX
+                       ? TNL_WORKERS_MAX : (int) ncpu;
     tnl_conf.host_key = "./ssh_host_ed25519_key";
     tnl_conf.socket_dir = "./sockets";
     tnl_conf.socket_gid = (gid_t) -1;
@@ -163,6 +160,13 @@ tnl_options(int argc, char **argv)
         case 'K':
             if (tnl_number("--keepalive", optarg, 1, 3600,
                            &tnl_conf.keepalive))
+            {
+                return -1;
+            }
+            break;
+        case 'w':
+            if (tnl_number("--workers", optarg, 1, TNL_WORKERS_MAX,
+                           &tnl_conf.workers))
             {
                 return -1;
             }
@@ -302,158 +306,59 @@ tnl_socket_dir_prepare(void)
 }
 
 
-static void
-tnl_signal_handler(tnl_io_t *io, uint32_t events)
-{
-    struct signalfd_siginfo  si;
-
-    (void) events;
-
-    while (read(io->fd, &si, sizeof(si)) == (ssize_t) sizeof(si)) {
-        if (!tnl_stopping) {
-            tnl_log_info("signal %u: shutting down", si.ssi_signo);
-        }
-        tnl_stopping = 1;
-        tnl_loop_stop(tnl_main_loop);
-    }
-}
-
-
-static int
-tnl_signals(void)
-{
-    sigset_t  set;
-    int       fd;
-
-    signal(SIGPIPE, SIG_IGN);
-
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-
-    if (sigprocmask(SIG_BLOCK, &set, NULL) == -1) {
-        return -1;
-    }
-
-    fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (fd == -1) {
-        return -1;
-    }
-
-    tnl_io_init(&tnl_signal_io, tnl_main_loop, fd, tnl_signal_handler, NULL);
-
-    return tnl_io_set(&tnl_signal_io, EPOLLIN);
-}
-
-
-static void
-tnl_shutdown(void)
-{
-    uint64_t  deadline;
-
-    tnl_server_stop_listening();
-
-    tnl_sessions_close_all("The tunnel server is restarting: your tunnels "
-                           "are closed; reconnect in a moment.",
-                           "server shutting down");
-
-    /* bounded: let DISCONNECTs and Redis releases go out */
-
-    deadline = tnl_now_ms() + TNL_SHUTDOWN_MS;
-
-    while (tnl_sessions_count() > 0 && tnl_now_ms() < deadline) {
-        if (tnl_loop_once(tnl_main_loop, 50) == -1) {
-            break;
-        }
-    }
-
-    deadline = tnl_now_ms() + 200;
-    while (tnl_now_ms() < deadline) {
-        if (tnl_loop_once(tnl_main_loop, 20) == -1) {
-            break;
-        }
-    }
-
-    tnl_routes_stop();
-    tnl_db_stop(1000);
-}
-
-
 int
 main(int argc, char **argv)
 {
-    ssh_key  key;
-    int      rc = 1;
+    sigset_t  set;
+    ssh_key   key;
+    int       fds[TNL_LISTEN_MAX];
+    int       rc;
 
     if (tnl_options(argc, argv) == -1) {
         return 2;
     }
+
+    signal(SIGPIPE, SIG_IGN);
+
+    /* held until a signalfd reads them: a TERM during start-up waits */
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    (void) sigprocmask(SIG_BLOCK, &set, NULL);
 
     if (ssh_init() != SSH_OK) {
         tnl_log_error("libssh initialisation failed");
         return 1;
     }
 
-    tnl_main_loop = tnl_loop_create();
-    if (tnl_main_loop == NULL) {
-        tnl_log_error("cannot create the event loop: %s", strerror(errno));
-        return 1;
-    }
-
-    if (tnl_signals() == -1) {
-        tnl_log_error("cannot set up signals: %s", strerror(errno));
-        goto done;
-    }
-
     if (tnl_socket_dir_prepare() == -1) {
-        goto done;
+        ssh_finalize();
+        return 1;
     }
 
     key = tnl_hostkey_load(tnl_conf.host_key);
     if (key == NULL) {
-        goto done;
+        ssh_finalize();
+        return 1;
     }
 
-    if (tnl_db_start(tnl_main_loop, tnl_conf.database_url, tnl_conf.node)
-        == -1)
-    {
-        tnl_log_error("unusable database URL");
+    if (tnl_server_listen(fds) == -1) {
         ssh_key_free(key);
-        goto done;
+        ssh_finalize();
+        return 1;
     }
 
-    if (tnl_routes_start(tnl_main_loop, tnl_conf.redis_url,
-                         tnl_session_kick) == -1)
-    {
-        tnl_log_error("unusable Redis URL \"%s\"", tnl_conf.redis_url);
-        ssh_key_free(key);
-        goto done;
+    /* both take the key and the fds */
+
+    if (tnl_conf.workers == 1) {
+        rc = tnl_worker_run(0, 1, key, fds, tnl_conf.nlisten);
+    } else {
+        rc = tnl_supervisor_run(tnl_conf.workers, key, fds,
+                                tnl_conf.nlisten);
     }
 
-    tnl_keys_on_change(tnl_sessions_keys_changed);
-
-    if (tnl_server_start(tnl_main_loop, key) == -1) {
-        goto done;
-    }
-
-    tnl_log_info("started: node \"%s\" domain \"%s\" sockets \"%s\"",
-                 tnl_conf.node, tnl_conf.domain, tnl_conf.socket_dir);
-
-    if (tnl_loop_run(tnl_main_loop) == -1) {
-        tnl_log_error("event loop failed: %s", strerror(errno));
-    }
-
-    tnl_shutdown();
-
-    rc = 0;
-
-done:
-
-    tnl_server_free();
-    tnl_loop_destroy(tnl_main_loop);
     ssh_finalize();
-
-    tnl_log_info("stopped");
 
     return rc;
 }

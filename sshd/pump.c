@@ -578,7 +578,9 @@ tnl_pump_accept_handler(tnl_io_t *io, uint32_t events)
                 continue;
             }
 
-            if (errno != EAGAIN) {
+            if (errno == EMFILE || errno == ENFILE) {
+                tnl_forward_accept_pause(f, errno);     /* or it spins */
+            } else if (errno != EAGAIN) {
                 tnl_log_error("tunnel %s: accept: %s", f->name,
                               strerror(errno));
             }

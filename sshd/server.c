@@ -1,8 +1,9 @@
 /*
  * Listening sockets and accept (see server.h).  Owns the listeners, their
- * ios and the ssh_bind (host key, no config files); hands each accepted,
- * tuned, non-blocking fd to tnl_session_accept.  Does not know anything
- * about what happens on a session.
+ * ios and pause timers, and the ssh_bind (host key, no config files);
+ * hands each accepted, tuned, non-blocking fd to tnl_session_accept.  Does
+ * not know anything about what happens on a session, nor which worker it
+ * is: only whether other processes share its listening sockets.
  */
 
 #include <errno.h>
@@ -22,11 +23,14 @@
 #include "log.h"
 #include "server.h"
 #include "session.h"
+#include "worker.h"
 
 
-#define TNL_SERVER_BACKLOG       1024
+#define TNL_SERVER_BACKLOG       4096
 #define TNL_SERVER_ACCEPTS       64    /* per wake-up and listener */
-#define TNL_SERVER_PAUSE_MS      500   /* after EMFILE */
+#define TNL_SERVER_PAUSE_MS      250   /* after EMFILE/ENFILE */
+#define TNL_SERVER_FULL_PAUSE_MS 1000  /* at the fd reserve, with peers */
+#define TNL_SERVER_EXCLUSIVE     8     /* more sharing workers: no herd */
 #define TNL_TCP_USER_TIMEOUT_MS  60000
 
 
@@ -34,6 +38,9 @@ typedef struct {
     int           fd;
     tnl_io_t      io;
     tnl_timer_t   pause;
+    unsigned      paused:1;    /* out of epoll until the timer */
+    unsigned      grace:1;     /* resumed after a reserve pause: takes
+                                  one batch even if still short */
     char          name[80];
 } tnl_listener_t;
 
@@ -43,6 +50,8 @@ tnl_conf_t  tnl_conf;
 static ssh_bind         tnl_bind;
 static tnl_listener_t   tnl_listeners[TNL_LISTEN_MAX];
 static int              tnl_nlisteners;
+static int              tnl_accepting;
+static uint32_t         tnl_listen_events = EPOLLIN;
 static uint64_t         tnl_refused_logged_ms;
 
 
@@ -123,13 +132,39 @@ tnl_server_peer(const struct sockaddr_storage *ss, char *out, size_t size)
 
 
 static void
+tnl_server_watch(tnl_listener_t *l)
+{
+    if (l->fd == -1 || l->paused || !tnl_accepting) {
+        return;
+    }
+
+    if (tnl_io_set(&l->io, tnl_listen_events) == -1) {
+        tnl_log_error("epoll (listener %s): %s", l->name, strerror(errno));
+    }
+}
+
+
+/*
+ * Out of epoll, not merely silent: with EPOLLEXCLUSIVE the kernel would
+ * keep choosing a silent listener, and only ADD may carry that flag.
+ */
+static void
+tnl_server_pause(tnl_listener_t *l, uint64_t ms)
+{
+    tnl_io_del(&l->io);
+    l->paused = 1;
+    tnl_timer_add(&l->pause, ms);
+}
+
+
+static void
 tnl_server_resume(tnl_timer_t *t)
 {
     tnl_listener_t  *l = t->data;
 
-    if (l->fd != -1) {
-        (void) tnl_io_set(&l->io, EPOLLIN);
-    }
+    l->paused = 0;
+    l->grace = 1;
+    tnl_server_watch(l);
 }
 
 
@@ -145,6 +180,22 @@ tnl_server_accept(tnl_io_t *io, uint32_t events)
 
     (void) events;
 
+    /*
+     * Near the descriptor limit, leave new connections to the workers
+     * that have room; every second take one batch anyway, so when all
+     * are full the clients still hear "at capacity" instead of waiting
+     * in the backlog.
+     */
+
+    if (tnl_worker_fds_short() && tnl_worker_has_peers() && !l->grace) {
+        tnl_worker_log_fd_shortage("descriptor reserve reached: leaving "
+                                   "new connections to other workers", 0);
+        tnl_server_pause(l, TNL_SERVER_FULL_PAUSE_MS);
+        return;
+    }
+
+    l->grace = 0;
+
     for (i = 0; i < TNL_SERVER_ACCEPTS; i++) {
         len = sizeof(ss);
         fd = accept4(l->fd, (struct sockaddr *) &ss, &len,
@@ -159,9 +210,9 @@ tnl_server_accept(tnl_io_t *io, uint32_t events)
                 || errno == ENOMEM)
             {
                 /* level-triggered: stop listening a moment, or we spin */
-                tnl_log_error("accept on %s: %s", l->name, strerror(errno));
-                tnl_io_set(&l->io, 0);
-                tnl_timer_add(&l->pause, TNL_SERVER_PAUSE_MS);
+                tnl_worker_log_fd_shortage("accept on the SSH listener",
+                                           errno);
+                tnl_server_pause(l, TNL_SERVER_PAUSE_MS);
 
             } else if (errno != EAGAIN) {
                 tnl_log_error("accept on %s: %s", l->name, strerror(errno));
@@ -198,10 +249,9 @@ tnl_server_accept(tnl_io_t *io, uint32_t events)
 
 
 static int
-tnl_server_listen(tnl_loop_t *loop, const char *spec)
+tnl_server_listen_one(const char *spec)
 {
     struct addrinfo   hints, *res = NULL, *ai;
-    tnl_listener_t   *l;
     char              host[64], port[16];
     int               fd = -1, on = 1, rc;
 
@@ -244,32 +294,64 @@ tnl_server_listen(tnl_loop_t *loop, const char *spec)
 
     freeaddrinfo(res);
 
-    if (fd == -1) {
-        return -1;
+    if (fd != -1) {
+        tnl_log_info("listening on %s", spec);
     }
 
-    l = &tnl_listeners[tnl_nlisteners++];
-    l->fd = fd;
-    snprintf(l->name, sizeof(l->name), "%s", spec);
-    tnl_io_init(&l->io, loop, fd, tnl_server_accept, l);
-    tnl_timer_init(&l->pause, loop, tnl_server_resume, l);
+    return fd;
+}
 
-    if (tnl_io_set(&l->io, EPOLLIN) == -1) {
-        tnl_log_error("epoll: %s", strerror(errno));
-        return -1;
+
+int
+tnl_server_listen(int *fds)
+{
+    int  i, j;
+
+    for (i = 0; i < tnl_conf.nlisten; i++) {
+        fds[i] = tnl_server_listen_one(tnl_conf.listen[i]);
+
+        if (fds[i] == -1) {
+            for (j = 0; j < i; j++) {
+                close(fds[j]);
+                fds[j] = -1;
+            }
+            return -1;
+        }
     }
-
-    tnl_log_info("listening on %s", spec);
 
     return 0;
 }
 
 
 int
-tnl_server_start(tnl_loop_t *loop, ssh_key hostkey)
+tnl_server_start(tnl_loop_t *loop, ssh_key hostkey, const int *fds,
+    int nfds, int shared)
 {
-    bool  no = false;
-    int   i;
+    tnl_listener_t  *l;
+    bool             no = false;
+    int              i;
+
+    /* ours from here on, whatever happens below */
+
+    for (i = 0; i < nfds && i < TNL_LISTEN_MAX; i++) {
+        l = &tnl_listeners[tnl_nlisteners++];
+        l->fd = fds[i];
+        snprintf(l->name, sizeof(l->name), "%s",
+                 i < tnl_conf.nlisten ? tnl_conf.listen[i] : "?");
+        tnl_io_init(&l->io, loop, l->fd, tnl_server_accept, l);
+        tnl_timer_init(&l->pause, loop, tnl_server_resume, l);
+    }
+
+    /*
+     * Several processes on one listening socket: a few of them are all
+     * woken per connection, and whichever is least busy wins, which
+     * spreads sessions; with many, EPOLLEXCLUSIVE wakes one (the first
+     * idle one, so sessions pile up in one worker until it is busy).
+     */
+
+    if (shared && tnl_conf.workers > TNL_SERVER_EXCLUSIVE) {
+        tnl_listen_events = EPOLLIN | EPOLLEXCLUSIVE;
+    }
 
     tnl_bind = ssh_bind_new();
     if (tnl_bind == NULL) {
@@ -297,13 +379,24 @@ tnl_server_start(tnl_loop_t *loop, ssh_key hostkey)
         return -1;
     }
 
-    for (i = 0; i < tnl_conf.nlisten; i++) {
-        if (tnl_server_listen(loop, tnl_conf.listen[i]) == -1) {
-            return -1;
-        }
+    return 0;
+}
+
+
+void
+tnl_server_accept_start(void)
+{
+    int  i;
+
+    if (tnl_accepting) {
+        return;
     }
 
-    return 0;
+    tnl_accepting = 1;
+
+    for (i = 0; i < tnl_nlisteners; i++) {
+        tnl_server_watch(&tnl_listeners[i]);
+    }
 }
 
 
@@ -311,6 +404,8 @@ void
 tnl_server_stop_listening(void)
 {
     int  i;
+
+    tnl_accepting = 0;
 
     for (i = 0; i < tnl_nlisteners; i++) {
         if (tnl_listeners[i].fd != -1) {

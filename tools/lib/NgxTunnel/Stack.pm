@@ -77,7 +77,10 @@ sub free_port {
 # on [::1] too; default: if the machine has it), pgroup (services in their
 # own process group), admin (serve the web control plane on the bare
 # domain; needs build/ngx_http_tunnel_admin_module.so), admin_extra (text
-# inside http{} next to the admin directives).
+# inside http{} next to the admin directives), workers (tunneld
+# --workers N; default $TUNNELD_WORKERS, else 1: one process, whose pid is
+# in every session id, as the tests expect; 0: tunneld's own default, one
+# worker per CPU).
 sub new {
     my ($class, %o) = @_;
 
@@ -102,6 +105,7 @@ sub new {
         pg_port          => $o{pg_port} // 5432,
         domain           => $o{domain} // 'localhost',
         tunneld_args     => $o{tunneld_args} // [],
+        workers          => $o{workers} // $ENV{TUNNELD_WORKERS} // 1,
         nginx_extra      => $o{nginx_extra} // '',
         nginx_http_extra => $o{nginx_http_extra} // '',
         lookup_timeout   => $o{lookup_timeout} // '1s',
@@ -830,8 +834,24 @@ sub tunneld_command {
         '--redis-url',    $self->redis_url,
     );
     push @cmd, '--socket-group', $WORKER_USER if $self->{is_root};
+    push @cmd, '--workers', $self->{workers}
+        if $self->{workers} && !grep { /^--workers/ } @{ $self->{tunneld_args} };
     push @cmd, @{ $self->{tunneld_args} };
     return @cmd;
+}
+
+# tunneld's worker processes: the children of the supervisor, or the one
+# process itself with --workers 1
+sub tunneld_pids {
+    my ($self) = @_;
+    my $pid = $self->{procs}{tunneld} or return ();
+    my @kids;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        open my $fh, '<', $stat or next;
+        my $line = <$fh> // next;
+        push @kids, $1 if $line =~ /^(\d+) \(.*\) \S+ (\d+) /s && $2 == $pid;
+    }
+    return @kids ? sort { $a <=> $b } @kids : ($pid);
 }
 
 sub start_tunneld {
@@ -879,7 +899,9 @@ sub start_tunneld {
         seek $fh, $log_start, 0;
         local $/;
         my $text = <$fh> // '';
-        return $text =~ /db: loaded \d+ key/;
+        # every worker: each accepts only once its own table is loaded
+        my $n = () = $text =~ /db: loaded \d+ key/g;
+        return $n >= ($self->{workers} || 1);
     }, $log);
     return 1;
 }
