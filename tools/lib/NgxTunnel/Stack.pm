@@ -78,9 +78,8 @@ sub free_port {
 # own process group), admin (serve the web control plane on the bare
 # domain; needs build/ngx_http_tunnel_admin_module.so), admin_extra (text
 # inside http{} next to the admin directives), workers (tunneld
-# --workers N; default $TUNNELD_WORKERS, else 1: one process, whose pid is
-# in every session id, as the tests expect; 0: tunneld's own default, one
-# worker per CPU).
+# --workers N; default $TUNNELD_WORKERS, else one per online CPU as tunneld
+# itself defaults to; 1: a single process, no supervisor).
 sub new {
     my ($class, %o) = @_;
 
@@ -105,7 +104,7 @@ sub new {
         pg_port          => $o{pg_port} // 5432,
         domain           => $o{domain} // 'localhost',
         tunneld_args     => $o{tunneld_args} // [],
-        workers          => $o{workers} // $ENV{TUNNELD_WORKERS} // 1,
+        workers          => $o{workers} // $ENV{TUNNELD_WORKERS} // _ncpus(),
         nginx_extra      => $o{nginx_extra} // '',
         nginx_http_extra => $o{nginx_http_extra} // '',
         lookup_timeout   => $o{lookup_timeout} // '1s',
@@ -842,6 +841,14 @@ sub tunneld_command {
 
 # tunneld's worker processes: the children of the supervisor, or the one
 # process itself with --workers 1
+# tunneld's own default: one worker per online CPU (what production runs,
+# so the tests and `make run` exercise it too)
+sub _ncpus {
+    my $n = `getconf _NPROCESSORS_ONLN 2>/dev/null` // '';
+    chomp $n;
+    return $n =~ /^\d+$/ && $n > 0 ? ($n > 64 ? 64 : $n) : 1;
+}
+
 sub tunneld_pids {
     my ($self) = @_;
     my $pid = $self->{procs}{tunneld} or return ();
