@@ -23,6 +23,9 @@
 
 
 #define TNL_STREAM_UP_MAX    (64 * 1024)
+#define TNL_PUMP_UNFLUSHED   (64 * 1024)  /* flush at once beyond this */
+#define TNL_STREAM_SNDBUF    (256 * 1024) /* toward nginx (the kernel
+                                             doubles it) */
 #define TNL_STREAM_DOWN_MAX  (64 * 1024)
 #define TNL_PUMP_ACCEPTS     64
 #define TNL_STREAM_REFUSED_MS  1000  /* wait for nginx's request, at most */
@@ -220,6 +223,8 @@ tnl_stream_flush_up(tnl_stream_t *st)
             memmove(st->up, st->up + rc, st->up_len);
         }
 
+        s->unflushed += (size_t) rc;
+
         st->bytes_up += (uint64_t) rc;
         if (st->forward != NULL) {
             st->forward->bytes_out += (uint64_t) rc;
@@ -231,26 +236,48 @@ tnl_stream_flush_up(tnl_stream_t *st)
         st->eof_sent = 1;
     }
 
-    if (!s->write_blocked && ssh_blocking_flush(s->ssh, 0) == SSH_AGAIN) {
-        s->write_blocked = 1;
-        tnl_pump_update_interest(s);
-        tnl_session_post_process(s);
+    /*
+     * The packets usually leave at the end of the session's pass, with
+     * those of the other streams served in this loop iteration, in one
+     * write: every caller runs in a pass or posts one.  Bulk leaves at
+     * once, and pauses reading from nginx while the socket is full:
+     * libssh's buffer never holds much more than TNL_PUMP_UNFLUSHED.
+     */
+
+    if (s->unflushed >= TNL_PUMP_UNFLUSHED && !s->write_blocked) {
+        s->unflushed = 0;
+
+        if (ssh_blocking_flush(s->ssh, 0) == SSH_AGAIN) {
+            s->write_blocked = 1;
+            tnl_pump_update_interest(s);
+        }
     }
 }
 
 
+/*
+ * A read shorter than asked emptied the socket (a stream socket returns
+ * what it holds): the next read would only say EAGAIN, and anything that
+ * comes later, EOF included, makes the socket readable again.
+ */
 static void
 tnl_stream_read_up(tnl_stream_t *st)
 {
     ssize_t  n;
+    size_t   want;
 
     while (st->up_len < TNL_STREAM_UP_MAX && !st->unix_eof) {
-        n = read(st->fd, st->up + st->up_len, TNL_STREAM_UP_MAX - st->up_len);
+        want = TNL_STREAM_UP_MAX - st->up_len;
+        n = read(st->fd, st->up + st->up_len, want);
 
         if (n > 0) {
             tnl_httplog_request(&st->http, st->up + st->up_len, (size_t) n,
                                 tnl_now_ms());
             st->up_len += (size_t) n;
+
+            if ((size_t) n < want) {
+                break;
+            }
             continue;
         }
 
@@ -496,7 +523,7 @@ tnl_stream_start(tnl_forward_t *f, int fd)
 {
     tnl_session_t  *s = f->session;
     tnl_stream_t   *st;
-    int             rc;
+    int             rc, size;
 
     st = calloc(1, sizeof(tnl_stream_t));
     if (st == NULL) {
@@ -518,6 +545,18 @@ tnl_stream_start(tnl_forward_t *f, int fd)
         close(fd);
         return;
     }
+
+    /*
+     * Room toward nginx: with the default 208 KB, a 1 GiB download moved
+     * about 20 % less here (measured: 480-550 against 590-700 MB/s with
+     * 256 KB to 1 MB asked; nginx reads 4 KB at a time without proxy
+     * buffering, and a fuller socket lets each side do more per wake-up).
+     * Kernel memory, used only while nginx lags behind; capped by
+     * net.core.wmem_max.
+     */
+
+    size = TNL_STREAM_SNDBUF;
+    (void) setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
 
     st->session = s;
     st->forward = f;
@@ -552,6 +591,7 @@ tnl_stream_start(tnl_forward_t *f, int fd)
     rc = ssh_channel_open_reverse_forward(st->chan, f->bind_address,
                                           f->bind_port, "127.0.0.1",
                                           st->origin_port);
+    st->open_packets = s->pkt_count.in_packets;
     tnl_stream_opened(st, rc);
     tnl_stream_update_io(st);
 }
@@ -668,12 +708,20 @@ tnl_pump_process(tnl_session_t *s)
 
     for (st = s->streams; st != NULL; st = st->next) {
 
-        if (st->state == TNL_STREAM_OPENING) {
+        /*
+         * the answer to an open comes in a packet: asking again before
+         * one was parsed would only cost a poll
+         */
+
+        if (st->state == TNL_STREAM_OPENING
+            && st->open_packets != s->pkt_count.in_packets)
+        {
             f = st->forward;
             rc = ssh_channel_open_reverse_forward(st->chan,
                      f != NULL ? f->bind_address : "localhost",
                      f != NULL ? f->bind_port : 80,
                      "127.0.0.1", st->origin_port);
+            st->open_packets = s->pkt_count.in_packets;
             tnl_stream_opened(st, rc);
         }
 
@@ -728,7 +776,8 @@ tnl_stream_size(char *buf, size_t size, uint64_t bytes)
  * One record of the stream's HTTP observer: a line for the person on the
  * session channel, and for tunneld's debug log.  Runs from the observer,
  * which may be inside a channel data callback: it only formats and queues
- * text (tnl_session_printf posts the write).
+ * text (tnl_session_printf_later: the lines of a burst of requests go out
+ * together, a few milliseconds later).
  */
 static void
 tnl_stream_log_record(void *data, const tnl_httplog_record_t *r)
@@ -772,43 +821,46 @@ tnl_stream_log_record(void *data, const tnl_httplog_record_t *r)
     switch (r->kind) {
 
     case TNL_HTTPLOG_DONE:
-        tnl_session_printf(s, "%s %s %s %s %llu ms%s", method, path, status,
-                           tnl_stream_size(body, sizeof(body), r->body), ms,
-                           eol);
+        tnl_session_printf_later(s, "%s %s %s %s %llu ms%s", method, path,
+                                 status,
+                                 tnl_stream_size(body, sizeof(body), r->body),
+                                 ms, eol);
         return;
 
     case TNL_HTTPLOG_UPGRADED:
-        tnl_session_printf(s, "%s %s %s %s, %s to your app, %s from it, "
-                           "%llu ms%s", method, path, status, r->upgrade,
-                           tnl_stream_size(up, sizeof(up), r->up),
-                           tnl_stream_size(down, sizeof(down), r->down), ms,
-                           eol);
+        tnl_session_printf_later(s, "%s %s %s %s, %s to your app, %s from "
+                                 "it, %llu ms%s", method, path, status,
+                                 r->upgrade,
+                                 tnl_stream_size(up, sizeof(up), r->up),
+                                 tnl_stream_size(down, sizeof(down), r->down),
+                                 ms, eol);
         return;
 
     case TNL_HTTPLOG_INCOMPLETE:
         if (st->failed) {
-            tnl_session_printf(s, "%s %s -> 502: your local app refused the "
-                               "connection (is it running?)%s", method, path,
-                               eol);
+            tnl_session_printf_later(s, "%s %s -> 502: your local app "
+                                     "refused the connection (is it "
+                                     "running?)%s", method, path, eol);
 
         } else if (r->status != 0) {
-            tnl_session_printf(s, "%s %s %s %s %llu ms (cut short)%s",
-                               method, path, status,
-                               tnl_stream_size(body, sizeof(body), r->body),
-                               ms, eol);
+            tnl_session_printf_later(s, "%s %s %s %s %llu ms (cut short)%s",
+                                     method, path, status,
+                                     tnl_stream_size(body, sizeof(body),
+                                                     r->body),
+                                     ms, eol);
 
         } else {
-            tnl_session_printf(s, "%s %s - no answer, closed after %llu ms%s",
-                               method, path, ms, eol);
+            tnl_session_printf_later(s, "%s %s - no answer, closed after "
+                                     "%llu ms%s", method, path, ms, eol);
         }
         return;
 
     default:
-        tnl_session_printf(s, "%s %s %s (not HTTP) %s to your app, %s from "
-                           "it, %llu ms%s", method, path, status,
-                           tnl_stream_size(up, sizeof(up), r->up),
-                           tnl_stream_size(down, sizeof(down), r->down), ms,
-                           eol);
+        tnl_session_printf_later(s, "%s %s %s (not HTTP) %s to your app, %s "
+                                 "from it, %llu ms%s", method, path, status,
+                                 tnl_stream_size(up, sizeof(up), r->up),
+                                 tnl_stream_size(down, sizeof(down), r->down),
+                                 ms, eol);
         return;
     }
 }
@@ -836,9 +888,9 @@ tnl_stream_log(tnl_stream_t *st)
 
     if (st->failed && st->records == 0 && s->shell && !s->closing) {
         /* refused before nginx sent a byte */
-        tnl_session_printf(s, "- - -> 502: your local app refused the "
-                           "connection (is it running?)%s",
-                           tnl_session_eol(s));
+        tnl_session_printf_later(s, "- - -> 502: your local app refused "
+                                 "the connection (is it running?)%s",
+                                 tnl_session_eol(s));
     }
 }
 

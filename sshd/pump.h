@@ -54,6 +54,8 @@ struct tnl_stream_s {
     tnl_io_t              io;
     tnl_timer_t           timer;       /* refused: bounds the wait */
     int                   origin_port; /* what we told the client */
+    uint64_t              open_packets; /* session's packets parsed when
+                                           the open was last asked */
     char                  name[64];    /* the tunnel's, for the log */
 
     unsigned              unix_eof:1;  /* nginx shut its write side */

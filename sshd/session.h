@@ -15,6 +15,19 @@
  * but a tcpip-forward must be answered only after the Redis claim answers,
  * so we need to own the message until then.
  *
+ * The data path spends few system calls: libssh reads 4 KB per poll, so a
+ * wake-up polls only while reads come back full (per-session libssh
+ * counters tell); the message queue is read only when packets came in; the
+ * socket is watched for writing only while libssh holds unsent bytes;
+ * what the streams write in one loop iteration goes out in one write, at
+ * the end of the pass (tnl_session_update_io).
+ * Request log lines for the person wait a few milliseconds and go out
+ * together (one packet, one wake-up of the client, per batch).
+ *
+ * Cipher offer: an OpenSSH client (6.2 or later) is offered AES-GCM only,
+ * any other client every cipher, AES-GCM first (see tnl_session_offer in
+ * session.c); never compression.  tnl_session_set_ciphers overrides it.
+ *
  * Ownership: the session owns its ssh_session, ssh_event, channels,
  * forwards and streams.  Nothing is freed inside a libssh callback: a
  * closed session is marked and freed from a posted sweep.
@@ -52,6 +65,15 @@ struct tnl_session_s {
     tnl_loop_t         *loop;
     tnl_io_t            io;
     tnl_timer_t         timer;        /* login grace, keepalive, linger */
+    tnl_timer_t         text_timer;   /* request lines wait for it */
+
+    /* libssh counts into these: bytes read, packets parsed */
+    struct ssh_counter_struct  sock_count;
+    struct ssh_counter_struct  pkt_count;
+    uint64_t            msg_packets;  /* pkt_count.in_packets when the
+                                         message queue was last empty */
+    size_t              unflushed;    /* channel bytes written since the
+                                         last flush (pump.c) */
 
     tnl_auth_state_e    auth;
     int                 auth_failures;
@@ -66,6 +88,10 @@ struct tnl_session_s {
     unsigned            chan_closed:1;   /* client closed the channel */
     unsigned            quit:1;          /* Ctrl-C typed in the channel */
     unsigned            key_banner:1;    /* told about an unknown key */
+    unsigned            offer_pending:1; /* client banner not seen yet */
+    unsigned            msg_check:1;     /* read the message queue even
+                                            without new packets */
+    unsigned            text_hold:1;     /* text may wait for text_timer */
 
     char                id[128];      /* "<node>/<pid>/<counter>" */
     char                client[64];   /* "ip:port" */
@@ -112,6 +138,21 @@ void tnl_session_close(tnl_session_t *s, const char *text,
 /* text for the person on the session channel (dropped without one) */
 void tnl_session_printf(tnl_session_t *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/*
+ * The same for lines that may wait a few milliseconds (one per proxied
+ * request): they go out in batches, or with the next tnl_session_printf
+ */
+void tnl_session_printf_later(tnl_session_t *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/*
+ * Ciphers offered to every client instead of the automatic choice (NULL
+ * or "" restores it); a comma-separated list of libssh cipher names, e.g.
+ * from a command-line option.  Returns 0, or -1 if libssh knows none of
+ * them.  Call before sessions are accepted.
+ */
+int tnl_session_set_ciphers(const char *list);
 
 /* line end for text on the session channel */
 const char *tnl_session_eol(tnl_session_t *s);
