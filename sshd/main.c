@@ -23,6 +23,7 @@
 #include "hostkey.h"
 #include "log.h"
 #include "server.h"
+#include "session.h"
 #include "tnl_name.h"
 #include "worker.h"
 
@@ -51,6 +52,9 @@ tnl_usage(FILE *f)
         "  --max-startups N        unauthenticated connections, default 100\n"
         "  --keepalive SECONDS     default 30\n"
         "  --workers N             processes, default the number of CPUs\n"
+        "  --ciphers LIST          SSH ciphers to offer, default: AES-GCM\n"
+        "                          only to OpenSSH clients (fastest), else\n"
+        "                          AES-GCM, chacha20-poly1305, AES-CTR\n"
         "  --debug                 log every stream\n");
 }
 
@@ -94,6 +98,7 @@ tnl_options(int argc, char **argv)
         { "max-startups",   required_argument, NULL, 'm' },
         { "keepalive",      required_argument, NULL, 'K' },
         { "workers",        required_argument, NULL, 'w' },
+        { "ciphers",        required_argument, NULL, 'c' },
         { "debug",          no_argument,       NULL, 'v' },
         { "help",           no_argument,       NULL, 'h' },
         { NULL, 0, NULL, 0 }
@@ -168,6 +173,15 @@ tnl_options(int argc, char **argv)
             if (tnl_number("--workers", optarg, 1, TNL_WORKERS_MAX,
                            &tnl_conf.workers))
             {
+                return -1;
+            }
+            break;
+        case 'c':
+            /* set before the workers fork: they inherit it */
+            if (tnl_session_set_ciphers(optarg) != 0) {
+                fprintf(stderr, "tunneld: --ciphers \"%s\" names no cipher "
+                        "libssh supports (e.g. aes128-gcm@openssh.com,"
+                        "chacha20-poly1305@openssh.com)\n", optarg);
                 return -1;
             }
             break;
