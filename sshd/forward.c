@@ -180,7 +180,7 @@ tnl_forward_free_port(tnl_session_t *s, const char *addr)
 }
 
 
-static void
+void
 tnl_forward_public_url(const char *name, char *out, size_t size)
 {
     const char  *t, *p;

@@ -118,6 +118,9 @@ void tnl_forward_sweep(tnl_session_t *s);
 /* prints the public URL of every active forward on the session channel */
 void tnl_forward_print_urls(tnl_session_t *s);
 
+/* the public URL of a tunnel name, from --public-url */
+void tnl_forward_public_url(const char *name, char *out, size_t size);
+
 /*
  * Sends the decided replies at the head of the queue, in order; call after
  * each session pass (the session channel's text was flushed).  Does nothing

@@ -860,11 +860,54 @@ tnl_session_auth_unknown(tnl_session_t *s, const char *fp, const char *user)
 }
 
 
+/*
+ * The only text an `ssh -N` client shows is the USERAUTH banner, and it
+ * must go before the auth success (RFC 4252 5.4); the forward request, and
+ * so a random name, comes later.  Say who signed in and where tunnels
+ * appear; a reserved name is known already.
+ */
+static void
+tnl_session_auth_banner(tnl_session_t *s, const tnl_key_t *key)
+{
+    char         text[1024], url[512], reserved_url[512];
+    const char  *reserved;
+    int          n;
+
+    tnl_forward_public_url("NAME", url, sizeof(url));
+
+    n = snprintf(text, sizeof(text),
+                 "\nngx-tunnel: signed in as %s.\n"
+                 "  -R NAME:80:localhost:PORT serves your app at %s\n",
+                 key->user, url);
+
+    reserved = tnl_keys_reserved_name_of(key->user_id);
+
+    if (reserved != NULL) {
+        tnl_forward_public_url(reserved, reserved_url, sizeof(reserved_url));
+        n += snprintf(text + n, sizeof(text) - n,
+                      "  -R 80:localhost:PORT serves it at %s "
+                      "(your name)\n", reserved_url);
+    } else {
+        n += snprintf(text + n, sizeof(text) - n,
+                      "  -R 80:localhost:PORT gets a random name: run "
+                      "without -N to see it\n");
+    }
+
+    if ((size_t) n < sizeof(text)) {
+        snprintf(text + n, sizeof(text) - n, "\n");
+    }
+
+    tnl_session_banner(s, text);
+}
+
+
 static void
 tnl_session_auth_ok(tnl_session_t *s, const tnl_key_t *key, const char *fp,
     ssh_message msg)
 {
     tnl_db_event_t  ev;
+
+    tnl_session_auth_banner(s, key);
 
     if (ssh_message_auth_reply_success(msg, 0) != SSH_OK) {
         tnl_session_close(s, NULL, "cannot send auth success");

@@ -136,6 +136,17 @@ my $lines = wait_until(5, sub {
 ok($lines, '-N: one debug line per request in the tunneld log')
     or diag(tail_log($s, 'tunneld'));
 
+# -N shows only the auth banner: who signed in and where tunnels appear
+$quiet->wait_for(qr/random name/, 5);
+my $banner = $quiet->{err};
+like($banner, qr/^ngx-tunnel: signed in as dana\.$/m,
+    '-N: the auth banner says who signed in') or diag($banner);
+like($banner,
+    qr{-R NAME:80:localhost:PORT serves your app at \Qhttp://NAME.localhost:$port\E$}m,
+    '-N: the auth banner shows the URL form');
+like($banner, qr/-R 80:localhost:PORT gets a random name: run without -N/,
+    '-N: without a reserved name, how to see a random one');
+
 diag("session output:\n" . $ssh->output) if $ENV{TEST_VERBOSE};
 $quiet->stop;
 $ssh->stop;
