@@ -2,17 +2,26 @@
  * tunneld's PostgreSQL link (see db.h): one libpq connection driven by the
  * loop, as an explicit state machine (DOWN -> CONNECTING -> READY <-> BUSY)
  * with one dispatcher choosing the next query: LISTEN first after every
- * connect, then the key table load when wanted, then the audit queue.
+ * connect, then the key table load when wanted, then the audit queue and
+ * the last-used times, in turns.
  * Only PQconnectStart/PQconnectPoll, PQsendQueryParams, PQflush,
  * PQconsumeInput, PQisBusy and PQgetResult: nothing here blocks (except
  * tnl_db_stop(), a bounded poll() at shutdown).
  *
+ * Writes are batched: one INSERT ... SELECT FROM unnest() per up to
+ * TNL_DB_BATCH audit rows (a burst of 20,000 sessions is a few dozen
+ * statements), and one UPDATE ... WHERE fingerprint = ANY() per up to
+ * TNL_DB_BATCH distinct keys, repeated logins of one key folded into one.
+ * A batch that fails (say one row PostgreSQL refuses) is retried row by
+ * row, so only the bad row is lost.
+ *
  * Ownership: libpq owns the connection and its socket (PQfinish closes
  * it); we only register the fd with the loop.  Queued rows are owned by
- * the queue; the row in flight is owned by tnl_db.inflight and goes back to
- * the head of the queue if the connection drops before PostgreSQL answered
- * (so a row may be written twice, never silently lost while we run).
- * Does not decide what a key means: keys.c holds the table.
+ * the queue, pending fingerprints by the key set; the batch in flight is
+ * owned by tnl_db.inflight and goes back to the head of the queue (the
+ * set) if the connection drops before PostgreSQL answered (so a row may
+ * be written twice, never silently lost while we run).  Does not decide
+ * what a key means: keys.c holds the table.
  */
 
 #include <errno.h>
@@ -35,9 +44,24 @@
 #define TNL_DB_BACKOFF_MAX_MS      2000
 #define TNL_DB_DEBOUNCE_MS         100
 #define TNL_DB_LOAD_RETRY_MS       2000
-#define TNL_DB_QUEUE_MAX           4096
 #define TNL_DB_NAG_MS              10000
-#define TNL_DB_MAX_PARAMS          12
+
+/*
+ * Rows per statement: 500 rows are about 100 KB of parameters and a few
+ * milliseconds of PostgreSQL time.  The queue holds 65,536 rows (about
+ * 250 bytes each: 16 MB at most, reached only while PostgreSQL is down),
+ * enough for the auth and open rows of a burst of 20,000 logins on one
+ * worker even if nothing were written meanwhile.
+ */
+#define TNL_DB_BATCH               500
+#define TNL_DB_QUEUE_MIN           1024
+#define TNL_DB_QUEUE_MAX           65536
+#define TNL_DB_KEYS_MAX            65536
+#define TNL_DB_KEY_BUCKETS         1024
+#define TNL_DB_BUF_KEEP            (64 * 1024)
+
+/* tunnel_events columns we fill, node aside (one value per worker) */
+#define TNL_DB_COLS                11
 
 
 static const char  tnl_db_sql_listen[] = "LISTEN tunnel_keys";
@@ -50,14 +74,19 @@ static const char  tnl_db_sql_load[] =
     " UNION ALL"
     " SELECT 'r', name, user_id, NULL::text FROM reserved_names";
 
-static const char  tnl_db_sql_event[] =
+/* $1..$11: arrays of the columns in tnl_db_log_event's order; $12: node */
+static const char  tnl_db_sql_events[] =
     "INSERT INTO tunnel_events (event, name, user_id, fingerprint,"
     " client_addr, session, node, bytes_in, bytes_out, streams, detail, at)"
-    " VALUES ($1, $2, $3::bigint, $4, $5, $6, $7, $8::bigint, $9::bigint,"
-    " $10::bigint, $11, $12::timestamptz)";
+    " SELECT e, n, u, f, c, s, $12, bi, bo, st, d, a"
+    " FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[],"
+    " $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[],"
+    " $10::text[], $11::timestamptz[])"
+    " AS t(e, n, u, f, c, s, bi, bo, st, d, a)";
 
-static const char  tnl_db_sql_key_used[] =
-    "UPDATE ssh_keys SET last_used_at = now() WHERE fingerprint = $1";
+static const char  tnl_db_sql_keys_used[] =
+    "UPDATE ssh_keys SET last_used_at = now()"
+    " WHERE fingerprint = ANY($1::text[])";
 
 
 typedef enum {
@@ -71,16 +100,34 @@ typedef enum {
 typedef enum {
     TNL_DB_Q_LISTEN = 0,
     TNL_DB_Q_LOAD,
-    TNL_DB_Q_EVENT,
-    TNL_DB_Q_KEY_USED,
+    TNL_DB_Q_EVENTS,
+    TNL_DB_Q_KEYS_USED,
 } tnl_db_query_e;
 
 
+/* an audit row: one allocation, the values follow the struct */
 typedef struct {
-    tnl_db_query_e    kind;        /* EVENT or KEY_USED */
-    int               nparams;
-    char             *params[TNL_DB_MAX_PARAMS];   /* NULL = SQL NULL */
-} tnl_db_item_t;
+    unsigned          solo:1;      /* its batch failed: sent alone */
+    char             *col[TNL_DB_COLS];    /* NULL = SQL NULL */
+} tnl_db_row_t;
+
+
+/* a fingerprint waiting for its last_used_at update */
+typedef struct tnl_db_key_s  tnl_db_key_t;
+
+struct tnl_db_key_s {
+    tnl_db_key_t     *bucket_next;
+    tnl_db_key_t     *fifo_next;
+    char              fp[];
+};
+
+
+/* text of one PostgreSQL array parameter being built */
+typedef struct {
+    char             *data;
+    size_t            len;
+    size_t            size;
+} tnl_db_buf_t;
 
 
 static struct {
@@ -105,129 +152,152 @@ static struct {
     unsigned            failing:1;
     unsigned            stopping:1;
     unsigned            started:1;
+    unsigned            keys_turn:1;   /* last-used times go next */
 
-    tnl_db_item_t      *inflight;
-    tnl_db_item_t     **queue;         /* ring of TNL_DB_QUEUE_MAX */
+    /* the batch in flight: rows (EVENTS) or fingerprints (KEYS_USED) */
+    tnl_db_row_t       *inflight[TNL_DB_BATCH];
+    tnl_db_key_t       *inflight_keys;
+    int                 ninflight;
+
+    tnl_db_row_t      **queue;         /* ring, power of two, grows */
+    size_t              qsize;
     size_t              qhead;
     size_t              qlen;
     uint64_t            dropped;
     uint64_t            drop_logged;
+
+    tnl_db_key_t      **keys;          /* TNL_DB_KEY_BUCKETS chains */
+    tnl_db_key_t       *keys_head;     /* oldest first */
+    tnl_db_key_t       *keys_tail;
+    size_t              nkeys_used;
+
+    tnl_db_buf_t        bufs[TNL_DB_COLS];
 } tnl_db;
 
 
 static void tnl_db_connect(void);
 static void tnl_db_dispatch(void);
 static void tnl_db_io_handler(tnl_io_t *io, uint32_t events);
+static void tnl_db_inflight_return(int solo);
 
 
 /* the audit queue */
 
-static void
-tnl_db_item_free(tnl_db_item_t *item)
+static int
+tnl_db_queue_grow(void)
 {
-    int  i;
+    tnl_db_row_t  **q;
+    size_t          size, i;
 
-    if (item == NULL) {
-        return;
+    size = tnl_db.qsize ? tnl_db.qsize * 2 : TNL_DB_QUEUE_MIN;
+
+    q = malloc(size * sizeof(tnl_db_row_t *));
+    if (q == NULL) {
+        return -1;
     }
 
-    for (i = 0; i < item->nparams; i++) {
-        free(item->params[i]);
+    for (i = 0; i < tnl_db.qlen; i++) {
+        q[i] = tnl_db.queue[(tnl_db.qhead + i) & (tnl_db.qsize - 1)];
     }
 
-    free(item);
+    free(tnl_db.queue);
+    tnl_db.queue = q;
+    tnl_db.qsize = size;
+    tnl_db.qhead = 0;
+
+    return 0;
 }
 
 
 static void
-tnl_db_queue_push(tnl_db_item_t *item)
+tnl_db_dropped(uint64_t n)
 {
-    if (tnl_db.queue == NULL) {
-        tnl_db.queue = calloc(TNL_DB_QUEUE_MAX, sizeof(tnl_db_item_t *));
-        if (tnl_db.queue == NULL) {
-            tnl_db_item_free(item);
+    tnl_db.dropped += n;
+
+    if (tnl_now_ms() - tnl_db.drop_logged >= TNL_DB_NAG_MS
+        || tnl_db.drop_logged == 0)
+    {
+        tnl_log_warn("db: audit queue full (%d rows), dropping the "
+                     "oldest; %llu dropped so far", TNL_DB_QUEUE_MAX,
+                     (unsigned long long) tnl_db.dropped);
+        tnl_db.drop_logged = tnl_now_ms();
+    }
+}
+
+
+static void
+tnl_db_queue_push(tnl_db_row_t *row)
+{
+    if (tnl_db.qlen == tnl_db.qsize
+        && (tnl_db.qsize == TNL_DB_QUEUE_MAX || tnl_db_queue_grow() == -1))
+    {
+        if (tnl_db.qlen == 0) {
+            tnl_log_error("db: out of memory, audit row dropped");
+            free(row);
             return;
         }
-    }
 
-    if (tnl_db.qlen == TNL_DB_QUEUE_MAX) {
-        tnl_db_item_free(tnl_db.queue[tnl_db.qhead]);
-        tnl_db.qhead = (tnl_db.qhead + 1) % TNL_DB_QUEUE_MAX;
+        /* full (or no memory to grow): the oldest row goes */
+        free(tnl_db.queue[tnl_db.qhead]);
+        tnl_db.qhead = (tnl_db.qhead + 1) & (tnl_db.qsize - 1);
         tnl_db.qlen--;
-        tnl_db.dropped++;
-
-        if (tnl_now_ms() - tnl_db.drop_logged >= TNL_DB_NAG_MS
-            || tnl_db.drop_logged == 0)
-        {
-            tnl_log_warn("db: audit queue full (%d rows), dropping the "
-                         "oldest; %llu dropped so far", TNL_DB_QUEUE_MAX,
-                         (unsigned long long) tnl_db.dropped);
-            tnl_db.drop_logged = tnl_now_ms();
-        }
+        tnl_db_dropped(1);
     }
 
-    tnl_db.queue[(tnl_db.qhead + tnl_db.qlen) % TNL_DB_QUEUE_MAX] = item;
+    tnl_db.queue[(tnl_db.qhead + tnl_db.qlen) & (tnl_db.qsize - 1)] = row;
     tnl_db.qlen++;
 }
 
 
-static tnl_db_item_t *
+static tnl_db_row_t *
 tnl_db_queue_pop(void)
 {
-    tnl_db_item_t  *item;
+    tnl_db_row_t  *row;
 
     if (tnl_db.qlen == 0) {
         return NULL;
     }
 
-    item = tnl_db.queue[tnl_db.qhead];
-    tnl_db.qhead = (tnl_db.qhead + 1) % TNL_DB_QUEUE_MAX;
+    row = tnl_db.queue[tnl_db.qhead];
+    tnl_db.qhead = (tnl_db.qhead + 1) & (tnl_db.qsize - 1);
     tnl_db.qlen--;
 
-    return item;
+    return row;
 }
 
 
-/* the row in flight goes back first, unless the queue filled meanwhile */
+/*
+ * The batch in flight goes back to the head, in order; rows that no
+ * longer fit are the oldest, so they are the ones dropped.
+ */
 
 static void
-tnl_db_queue_unpop(tnl_db_item_t *item)
+tnl_db_queue_unpop(tnl_db_row_t **rows, int n, int solo)
 {
-    if (tnl_db.qlen == TNL_DB_QUEUE_MAX) {
-        tnl_db.dropped++;
-        tnl_db_item_free(item);
-        return;
+    int  i;
+
+    for (i = n - 1; i >= 0; i--) {
+        if (tnl_db.qlen == tnl_db.qsize
+            && (tnl_db.qsize == TNL_DB_QUEUE_MAX
+                || tnl_db_queue_grow() == -1))
+        {
+            tnl_db_dropped(i + 1);
+
+            for ( ; i >= 0; i--) {
+                free(rows[i]);
+            }
+
+            return;
+        }
+
+        if (solo) {
+            rows[i]->solo = 1;
+        }
+
+        tnl_db.qhead = (tnl_db.qhead + tnl_db.qsize - 1) & (tnl_db.qsize - 1);
+        tnl_db.queue[tnl_db.qhead] = rows[i];
+        tnl_db.qlen++;
     }
-
-    tnl_db.qhead = (tnl_db.qhead + TNL_DB_QUEUE_MAX - 1) % TNL_DB_QUEUE_MAX;
-    tnl_db.queue[tnl_db.qhead] = item;
-    tnl_db.qlen++;
-}
-
-
-static int
-tnl_db_item_set(tnl_db_item_t *item, int i, const char *value)
-{
-    item->params[i] = NULL;
-
-    if (value == NULL) {
-        return 0;
-    }
-
-    item->params[i] = strdup(value);
-
-    return item->params[i] ? 0 : -1;
-}
-
-
-static int
-tnl_db_item_set_int(tnl_db_item_t *item, int i, int64_t value)
-{
-    char  buf[24];
-
-    snprintf(buf, sizeof(buf), "%lld", (long long) value);
-
-    return tnl_db_item_set(item, i, buf);
 }
 
 
@@ -251,71 +321,299 @@ tnl_db_now_text(char *buf, size_t size)
 void
 tnl_db_log_event(const tnl_db_event_t *ev)
 {
-    tnl_db_item_t  *item;
-    char            at[64];
-    int             rc;
+    tnl_db_row_t  *row;
+    const char    *v[TNL_DB_COLS];
+    char           user_id[24], bytes_in[24], bytes_out[24], streams[24];
+    char           at[64], *p;
+    size_t         size, len;
+    int            i;
 
     if (!tnl_db.started || tnl_db.stopping) {
         return;
     }
 
-    item = calloc(1, sizeof(tnl_db_item_t));
-    if (item == NULL) {
-        tnl_log_error("db: out of memory, audit row dropped");
-        return;
-    }
-
-    item->kind = TNL_DB_Q_EVENT;
-    item->nparams = 12;
-
+    snprintf(user_id, sizeof(user_id), "%lld", (long long) ev->user_id);
+    snprintf(bytes_in, sizeof(bytes_in), "%lld", (long long) ev->bytes_in);
+    snprintf(bytes_out, sizeof(bytes_out), "%lld",
+             (long long) ev->bytes_out);
+    snprintf(streams, sizeof(streams), "%lld", (long long) ev->streams);
     tnl_db_now_text(at, sizeof(at));
 
-    rc = tnl_db_item_set(item, 0, ev->event ? ev->event : "unknown");
-    rc |= tnl_db_item_set(item, 1, ev->name);
-    rc |= ev->user_id ? tnl_db_item_set_int(item, 2, ev->user_id) : 0;
-    rc |= tnl_db_item_set(item, 3, ev->fingerprint);
-    rc |= tnl_db_item_set(item, 4, ev->client);
-    rc |= tnl_db_item_set(item, 5, ev->session);
-    rc |= tnl_db_item_set(item, 6, tnl_db.node);
-    rc |= tnl_db_item_set_int(item, 7, ev->bytes_in);
-    rc |= tnl_db_item_set_int(item, 8, ev->bytes_out);
-    rc |= tnl_db_item_set_int(item, 9, ev->streams);
-    rc |= tnl_db_item_set(item, 10, ev->detail);
-    rc |= tnl_db_item_set(item, 11, at);
+    v[0] = ev->event ? ev->event : "unknown";
+    v[1] = ev->name;
+    v[2] = ev->user_id ? user_id : NULL;
+    v[3] = ev->fingerprint;
+    v[4] = ev->client;
+    v[5] = ev->session;
+    v[6] = bytes_in;
+    v[7] = bytes_out;
+    v[8] = streams;
+    v[9] = ev->detail;
+    v[10] = at;
 
-    if (rc != 0) {
+    size = sizeof(tnl_db_row_t);
+    for (i = 0; i < TNL_DB_COLS; i++) {
+        size += v[i] ? strlen(v[i]) + 1 : 0;
+    }
+
+    row = malloc(size);
+    if (row == NULL) {
         tnl_log_error("db: out of memory, audit row dropped");
-        tnl_db_item_free(item);
         return;
     }
 
-    tnl_db_queue_push(item);
+    row->solo = 0;
+    p = (char *) (row + 1);
+
+    for (i = 0; i < TNL_DB_COLS; i++) {
+        if (v[i] == NULL) {
+            row->col[i] = NULL;
+            continue;
+        }
+
+        len = strlen(v[i]) + 1;
+        memcpy(p, v[i], len);
+        row->col[i] = p;
+        p += len;
+    }
+
+    tnl_db_queue_push(row);
     tnl_db_dispatch();
+}
+
+
+/* the fingerprints waiting for last_used_at: a set in arrival order */
+
+static size_t
+tnl_db_key_bucket(const char *fp)
+{
+    size_t  h;
+
+    /* FNV-1a; fingerprints are SHA-256 already, any mix will do */
+    for (h = 2166136261u; *fp; fp++) {
+        h = (h ^ (unsigned char) *fp) * 16777619u;
+    }
+
+    return h % TNL_DB_KEY_BUCKETS;
+}
+
+
+/* adds fp unless already waiting; 0, or -1 when the set is full */
+
+static int
+tnl_db_keys_add(const char *fp)
+{
+    tnl_db_key_t  *k, **bucket;
+    size_t         len;
+
+    if (tnl_db.keys == NULL) {
+        tnl_db.keys = calloc(TNL_DB_KEY_BUCKETS, sizeof(tnl_db_key_t *));
+        if (tnl_db.keys == NULL) {
+            return -1;
+        }
+    }
+
+    bucket = &tnl_db.keys[tnl_db_key_bucket(fp)];
+
+    for (k = *bucket; k != NULL; k = k->bucket_next) {
+        if (strcmp(k->fp, fp) == 0) {
+            return 0;
+        }
+    }
+
+    if (tnl_db.nkeys_used == TNL_DB_KEYS_MAX) {
+        return -1;
+    }
+
+    len = strlen(fp) + 1;
+    k = malloc(sizeof(tnl_db_key_t) + len);
+    if (k == NULL) {
+        return -1;
+    }
+
+    memcpy(k->fp, fp, len);
+    k->bucket_next = *bucket;
+    *bucket = k;
+
+    k->fifo_next = NULL;
+    if (tnl_db.keys_tail) {
+        tnl_db.keys_tail->fifo_next = k;
+    } else {
+        tnl_db.keys_head = k;
+    }
+    tnl_db.keys_tail = k;
+    tnl_db.nkeys_used++;
+
+    return 0;
+}
+
+
+/* takes the oldest fingerprint out of the set (the caller frees it) */
+
+static tnl_db_key_t *
+tnl_db_keys_pop(void)
+{
+    tnl_db_key_t  *k, **pp;
+
+    k = tnl_db.keys_head;
+    if (k == NULL) {
+        return NULL;
+    }
+
+    tnl_db.keys_head = k->fifo_next;
+    if (tnl_db.keys_head == NULL) {
+        tnl_db.keys_tail = NULL;
+    }
+
+    for (pp = &tnl_db.keys[tnl_db_key_bucket(k->fp)]; *pp != k;
+         pp = &(*pp)->bucket_next)
+    {
+        /* void */
+    }
+
+    *pp = k->bucket_next;
+    k->fifo_next = NULL;
+    k->bucket_next = NULL;
+    tnl_db.nkeys_used--;
+
+    return k;
+}
+
+
+static void
+tnl_db_keys_free(tnl_db_key_t *k)
+{
+    tnl_db_key_t  *next;
+
+    for ( ; k != NULL; k = next) {
+        next = k->fifo_next;
+        free(k);
+    }
 }
 
 
 void
 tnl_db_key_used(const char *fingerprint)
 {
-    tnl_db_item_t  *item;
-
     if (!tnl_db.started || tnl_db.stopping || fingerprint == NULL) {
         return;
     }
 
-    item = calloc(1, sizeof(tnl_db_item_t));
-    if (item == NULL || tnl_db_item_set(item, 0, fingerprint) == -1) {
-        tnl_log_error("db: out of memory, last-used time dropped");
-        free(item);
+    if (tnl_db_keys_add(fingerprint) == -1) {
+        tnl_log_error("db: out of memory (or %d keys waiting), last-used "
+                      "time dropped", TNL_DB_KEYS_MAX);
         return;
     }
 
-    item->kind = TNL_DB_Q_KEY_USED;
-    item->nparams = 1;
-
-    tnl_db_queue_push(item);
     tnl_db_dispatch();
 }
+
+
+/* PostgreSQL array literals: {"a","b\"c",NULL} */
+
+static int
+tnl_db_buf_reserve(tnl_db_buf_t *b, size_t more)
+{
+    char    *data;
+    size_t   size;
+
+    if (b->len + more <= b->size) {
+        return 0;
+    }
+
+    size = b->size ? b->size : 4096;
+    while (size < b->len + more) {
+        size *= 2;
+    }
+
+    data = realloc(b->data, size);
+    if (data == NULL) {
+        return -1;
+    }
+
+    b->data = data;
+    b->size = size;
+
+    return 0;
+}
+
+
+/* appends one element (NULL: SQL NULL); first: no comma before it */
+
+static int
+tnl_db_buf_element(tnl_db_buf_t *b, const char *s, int first)
+{
+    const char  *p;
+
+    /* worst case: every byte escaped, quotes, comma, "}" and NUL */
+    if (tnl_db_buf_reserve(b, (s ? 2 * strlen(s) : 4) + 5) == -1) {
+        return -1;
+    }
+
+    if (!first) {
+        b->data[b->len++] = ',';
+    }
+
+    if (s == NULL) {
+        memcpy(b->data + b->len, "NULL", 4);
+        b->len += 4;
+        return 0;
+    }
+
+    b->data[b->len++] = '"';
+
+    for (p = s; *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            b->data[b->len++] = '\\';
+        }
+        b->data[b->len++] = *p;
+    }
+
+    b->data[b->len++] = '"';
+
+    return 0;
+}
+
+
+static void
+tnl_db_buf_start(tnl_db_buf_t *b)
+{
+    b->len = 0;
+
+    if (tnl_db_buf_reserve(b, 2) == 0) {
+        b->data[b->len++] = '{';
+    }
+}
+
+
+static int
+tnl_db_buf_end(tnl_db_buf_t *b)
+{
+    if (b->size == 0 || tnl_db_buf_reserve(b, 2) == -1) {
+        return -1;
+    }
+
+    b->data[b->len++] = '}';
+    b->data[b->len] = '\0';
+
+    return 0;
+}
+
+
+static void
+tnl_db_bufs_free(void)
+{
+    int  i;
+
+    for (i = 0; i < TNL_DB_COLS; i++) {
+        free(tnl_db.bufs[i].data);
+        tnl_db.bufs[i].data = NULL;
+        tnl_db.bufs[i].len = 0;
+        tnl_db.bufs[i].size = 0;
+    }
+}
+
+
 
 
 /* connection management */
@@ -410,10 +708,7 @@ tnl_db_drop(const char *why)
         tnl_db.conn = NULL;
     }
 
-    if (tnl_db.inflight) {
-        tnl_db_queue_unpop(tnl_db.inflight);
-        tnl_db.inflight = NULL;
-    }
+    tnl_db_inflight_return(0);
 
     if (tnl_db.build) {
         tnl_keys_build_abort(tnl_db.build);
@@ -636,6 +931,138 @@ tnl_db_send(tnl_db_query_e kind, const char *sql, int nparams,
 }
 
 
+/*
+ * The batch in flight goes back where it came from (connection lost, or
+ * solo: its statement failed and each row is retried alone).
+ */
+
+static void
+tnl_db_inflight_return(int solo)
+{
+    tnl_db_key_t  *k;
+
+    if (tnl_db.ninflight > 0) {
+        tnl_db_queue_unpop(tnl_db.inflight, tnl_db.ninflight, solo);
+        tnl_db.ninflight = 0;
+    }
+
+    for (k = tnl_db.inflight_keys; k != NULL; k = k->fifo_next) {
+        (void) tnl_db_keys_add(k->fp);
+    }
+
+    tnl_db_keys_free(tnl_db.inflight_keys);
+    tnl_db.inflight_keys = NULL;
+}
+
+
+static void
+tnl_db_inflight_free(void)
+{
+    int  i;
+
+    for (i = 0; i < tnl_db.ninflight; i++) {
+        free(tnl_db.inflight[i]);
+    }
+
+    tnl_db.ninflight = 0;
+
+    tnl_db_keys_free(tnl_db.inflight_keys);
+    tnl_db.inflight_keys = NULL;
+}
+
+
+/* up to TNL_DB_BATCH rows in one INSERT; a row that failed goes alone */
+
+static void
+tnl_db_send_events(void)
+{
+    tnl_db_row_t  *row;
+    const char    *params[TNL_DB_COLS + 1];
+    int            i, n, rc;
+
+    n = (tnl_db.queue[tnl_db.qhead]->solo) ? 1 : TNL_DB_BATCH;
+
+    for (i = 0; i < TNL_DB_COLS; i++) {
+        tnl_db_buf_start(&tnl_db.bufs[i]);
+    }
+
+    rc = 0;
+
+    while (tnl_db.ninflight < n && tnl_db.qlen > 0) {
+        row = tnl_db_queue_pop();
+        tnl_db.inflight[tnl_db.ninflight] = row;
+
+        for (i = 0; i < TNL_DB_COLS; i++) {
+            rc |= tnl_db_buf_element(&tnl_db.bufs[i], row->col[i],
+                                     tnl_db.ninflight == 0);
+        }
+
+        tnl_db.ninflight++;
+    }
+
+    for (i = 0; i < TNL_DB_COLS; i++) {
+        rc |= tnl_db_buf_end(&tnl_db.bufs[i]);
+        params[i] = tnl_db.bufs[i].data;
+    }
+
+    params[TNL_DB_COLS] = tnl_db.node;
+
+    if (rc != 0) {
+        tnl_log_error("db: out of memory building an audit insert");
+        tnl_db_drop("reconnecting");    /* the rows go back; retried */
+        return;
+    }
+
+    tnl_db_send(TNL_DB_Q_EVENTS, tnl_db_sql_events, TNL_DB_COLS + 1,
+                (char *const *) params);
+
+    /* libpq copied the text: rows with long details leave no big buffers */
+    for (i = 0; i < TNL_DB_COLS; i++) {
+        if (tnl_db.bufs[i].size > TNL_DB_BUF_KEEP) {
+            tnl_db_bufs_free();
+            break;
+        }
+    }
+}
+
+
+/* up to TNL_DB_BATCH distinct fingerprints in one UPDATE */
+
+static void
+tnl_db_send_keys(void)
+{
+    tnl_db_key_t  *k, **tail;
+    tnl_db_buf_t  *b = &tnl_db.bufs[0];
+    const char    *params[1];
+    int            n, rc;
+
+    tnl_db_buf_start(b);
+
+    rc = 0;
+    tail = &tnl_db.inflight_keys;
+
+    for (n = 0; n < TNL_DB_BATCH && tnl_db.keys_head != NULL; n++) {
+        k = tnl_db_keys_pop();
+        *tail = k;
+        tail = &k->fifo_next;
+
+        rc |= tnl_db_buf_element(b, k->fp, n == 0);
+    }
+
+    rc |= tnl_db_buf_end(b);
+    params[0] = b->data;
+
+    if (rc != 0) {
+        tnl_log_error("db: out of memory building a last-used update");
+        tnl_db_drop("reconnecting");
+        return;
+    }
+
+    tnl_db_send(TNL_DB_Q_KEYS_USED, tnl_db_sql_keys_used, 1,
+                (char *const *) params);
+}
+
+
 static void
 tnl_db_dispatch(void)
 {
@@ -663,18 +1090,17 @@ tnl_db_dispatch(void)
         return;
     }
 
-    tnl_db.inflight = tnl_db_queue_pop();
-    if (tnl_db.inflight == NULL) {
+    /* audit rows and last-used times take turns */
+
+    if (tnl_db.qlen > 0 && !(tnl_db.keys_turn && tnl_db.keys_head)) {
+        tnl_db.keys_turn = 1;
+        tnl_db_send_events();
         return;
     }
 
-    if (tnl_db.inflight->kind == TNL_DB_Q_EVENT) {
-        tnl_db_send(TNL_DB_Q_EVENT, tnl_db_sql_event,
-                    tnl_db.inflight->nparams, tnl_db.inflight->params);
-
-    } else {
-        tnl_db_send(TNL_DB_Q_KEY_USED, tnl_db_sql_key_used,
-                    tnl_db.inflight->nparams, tnl_db.inflight->params);
+    if (tnl_db.keys_head != NULL) {
+        tnl_db.keys_turn = 0;
+        tnl_db_send_keys();
     }
 }
 
@@ -783,14 +1209,27 @@ tnl_db_query_done(void)
         tnl_db.build = NULL;
         break;
 
+    case TNL_DB_Q_EVENTS:
+        if (!ok && tnl_db.ninflight > 1) {
+            tnl_log_warn("db: audit insert of %d rows failed, retrying "
+                         "them one by one: %s", tnl_db.ninflight, err);
+            tnl_db_inflight_return(1);
+            break;
+        }
+
+        if (!ok) {
+            tnl_log_error("db: audit insert failed, row dropped: %s", err);
+        }
+
+        tnl_db_inflight_free();
+        break;
+
     default:
         if (!ok) {
-            tnl_log_error("db: %s failed, row dropped: %s",
-                          tnl_db.query == TNL_DB_Q_EVENT
-                          ? "audit insert" : "last-used update", err);
+            tnl_log_error("db: last-used update failed: %s", err);
         }
-        tnl_db_item_free(tnl_db.inflight);
-        tnl_db.inflight = NULL;
+
+        tnl_db_inflight_free();
         break;
     }
 
@@ -951,7 +1390,7 @@ tnl_db_stop(int ms)
 
     while (tnl_db.conn != NULL
            && (tnl_db.state == TNL_DB_BUSY || tnl_db.state == TNL_DB_CONNECTING
-               || tnl_db.qlen > 0))
+               || tnl_db.qlen > 0 || tnl_db.keys_head != NULL))
     {
         now = tnl_now_ms();
         if (now >= deadline) {
@@ -981,7 +1420,7 @@ tnl_db_stop(int ms)
         }
     }
 
-    left = tnl_db.qlen + (tnl_db.inflight ? 1 : 0);
+    left = tnl_db.qlen + tnl_db.ninflight;
     if (left > 0) {
         tnl_log_warn("db: %zu audit row(s) not written at shutdown", left);
     }
@@ -994,15 +1433,24 @@ tnl_db_stop(int ms)
         tnl_db.conn = NULL;
     }
 
-    tnl_db_item_free(tnl_db.inflight);
-    tnl_db.inflight = NULL;
+    tnl_db_inflight_free();
 
     while (tnl_db.qlen > 0) {
-        tnl_db_item_free(tnl_db_queue_pop());
+        free(tnl_db_queue_pop());
     }
 
     free(tnl_db.queue);
     tnl_db.queue = NULL;
+    tnl_db.qsize = 0;
+    tnl_db.qhead = 0;
+
+    while (tnl_db.keys_head != NULL) {
+        free(tnl_db_keys_pop());
+    }
+
+    free(tnl_db.keys);
+    tnl_db.keys = NULL;
+    tnl_db_bufs_free();
 
     if (tnl_db.build) {
         tnl_keys_build_abort(tnl_db.build);

@@ -1,16 +1,28 @@
 /*
  * Live routes in Redis (see routes.h and docs/INTERNALS.md "Redis"):
  * claim.lua, refresh.lua and release.lua run by EVALSHA (SHA from SCRIPT
- * LOAD at each connect, EVAL until then and on NOSCRIPT), a heartbeat
- * every TNL_ROUTE_HEARTBEAT_MS over the held routes, re-registration when
- * the connection comes back, and the tunnel:kick subscription on a second
- * connection (a subscribed hiredis context accepts no other command).
+ * LOAD at each connect, EVAL until then and on NOSCRIPT), the heartbeat,
+ * re-registration when the connection comes back, and the tunnel:kick
+ * subscription on a second connection (a subscribed hiredis context
+ * accepts no other command).
+ *
+ * Heartbeat: refresh.lua takes many routes per call.  A cursor goes round
+ * the held list: every tick refreshes the routes from the cursor on, in
+ * batches of at most TNL_ROUTE_BATCH; ticks are spaced so that the cursor
+ * goes round once per TNL_ROUTE_HEARTBEAT_MS, in up to TNL_ROUTE_SLICES
+ * slices, so 20,000 routes cost a few calls every 100 ms rather than
+ * 20,000 calls every 3 s.  A heartbeat sends only each route's session and
+ * the script answers only for the routes it did not simply refresh; a
+ * route whose key is gone ("missing") is sent again at once with its
+ * fields, which re-creates it.  After a reconnect every route is sent with
+ * its fields.
  *
  * Ownership: routes.c owns every tnl_route_t.  A route is reference
  * counted: one reference for the caller (dropped by tnl_route_release) and
- * one per Redis command in flight, so a reply arriving after release finds
- * the route alive but marked released and never calls back into the
- * caller.  Does not create sockets or close sessions: callers do.
+ * one per Redis command in flight that names it (a claim, a release, or a
+ * refresh batch), so a reply arriving after release finds the route alive
+ * but marked released and never calls back into the caller.  Does not
+ * create sockets or close sessions: callers do.
  */
 
 #include <stdio.h>
@@ -29,6 +41,18 @@
 #define TNL_ROUTE_KEY_PREFIX      "tunnel:route:"
 #define TNL_ROUTE_KICK_CHANNEL    "tunnel:kick"
 #define TNL_ROUTES_FLUSH_MS       1000
+
+/*
+ * Heartbeat batches: at most TNL_ROUTE_BATCH routes per refresh.lua call
+ * (about 2,000 arguments with fields, a few hundred microseconds of Redis
+ * time: other clients are never held up for long); the list goes round in
+ * at most TNL_ROUTE_SLICES ticks per period (100 ms apart), fewer when
+ * there are fewer than TNL_ROUTE_SLICE_MIN routes per tick, so an almost
+ * idle worker wakes up once per period.
+ */
+#define TNL_ROUTE_BATCH           256
+#define TNL_ROUTE_SLICES          30
+#define TNL_ROUTE_SLICE_MIN       64
 
 #define TNL_ROUTES_STR_(x)        #x
 #define TNL_ROUTES_STR(x)         TNL_ROUTES_STR_(x)
@@ -64,6 +88,8 @@ struct tnl_route_s {
     char                *session;
     char                *node;
     char                *client;
+    size_t               key_len;
+    size_t               session_len;
     char                 user_id[24];
     char                 started[24];
 };
@@ -77,10 +103,15 @@ typedef enum {
 } tnl_script_e;
 
 
+/* one script call: claim and release name one route, refresh up to
+ * TNL_ROUTE_BATCH */
+
 typedef struct {
-    tnl_route_t         *route;
     tnl_script_e         script;
     unsigned             retried:1;    /* NOSCRIPT: resent with EVAL */
+    unsigned             full:1;       /* refresh: with the route fields */
+    int                  n;
+    tnl_route_t         *routes[];     /* n, each holding a reference */
 } tnl_route_op_t;
 
 
@@ -104,7 +135,9 @@ static struct {
     tnl_redis_t           *sub;        /* SUBSCRIBE tunnel:kick */
     tnl_session_kick_pt    kick;
     tnl_timer_t            heartbeat;
-    tnl_route_t           *held;       /* list of HELD routes */
+    tnl_route_t           *held;       /* HELD routes, oldest first */
+    tnl_route_t           *tail;
+    tnl_route_t           *cursor;     /* refreshed next; NULL: held */
     int                    nheld;
 } tnl_routes;
 
@@ -133,12 +166,14 @@ tnl_route_unref(tnl_route_t *route)
 static void
 tnl_route_list_add(tnl_route_t *route)
 {
-    route->prev = NULL;
-    route->next = tnl_routes.held;
-    if (tnl_routes.held) {
-        tnl_routes.held->prev = route;
+    route->next = NULL;
+    route->prev = tnl_routes.tail;
+    if (tnl_routes.tail) {
+        tnl_routes.tail->next = route;
+    } else {
+        tnl_routes.held = route;
     }
-    tnl_routes.held = route;
+    tnl_routes.tail = route;
     tnl_routes.nheld++;
 }
 
@@ -146,6 +181,10 @@ tnl_route_list_add(tnl_route_t *route)
 static void
 tnl_route_list_del(tnl_route_t *route)
 {
+    if (tnl_routes.cursor == route) {
+        tnl_routes.cursor = route->next;
+    }
+
     if (route->prev) {
         route->prev->next = route->next;
     } else {
@@ -154,6 +193,8 @@ tnl_route_list_del(tnl_route_t *route)
 
     if (route->next) {
         route->next->prev = route->prev;
+    } else {
+        tnl_routes.tail = route->prev;
     }
 
     route->prev = NULL;
@@ -209,20 +250,85 @@ tnl_route_reply_error(redisReply *reply)
 }
 
 
+static tnl_route_op_t *
+tnl_route_op_new(tnl_script_e script, int size)
+{
+    tnl_route_op_t  *op;
+
+    op = calloc(1, sizeof(tnl_route_op_t) + size * sizeof(tnl_route_t *));
+    if (op == NULL) {
+        tnl_log_error("routes: out of memory");
+        return NULL;
+    }
+
+    op->script = script;
+
+    return op;
+}
+
+
 static void
 tnl_route_op_start(tnl_route_t *route, tnl_script_e script)
 {
     tnl_route_op_t  *op;
 
-    op = calloc(1, sizeof(tnl_route_op_t));
+    op = tnl_route_op_new(script, 1);
     if (op == NULL) {
-        tnl_log_error("routes: out of memory");
         return;
     }
 
-    op->route = route;
-    op->script = script;
+    op->routes[op->n++] = route;
     route->refs++;
+
+    tnl_route_send(op);
+}
+
+
+/* a refresh batch: routes are added with tnl_route_batch_add */
+
+static tnl_route_op_t *
+tnl_route_batch_new(int full)
+{
+    tnl_route_op_t  *op;
+
+    op = tnl_route_op_new(TNL_SCRIPT_REFRESH, TNL_ROUTE_BATCH);
+    if (op != NULL) {
+        op->full = full ? 1 : 0;
+    }
+
+    return op;
+}
+
+
+/* adds route; sends the batch when full (then *opp is NULL) */
+
+static void
+tnl_route_batch_add(tnl_route_op_t **opp, tnl_route_t *route)
+{
+    tnl_route_op_t  *op = *opp;
+
+    route->refs++;
+    route->refreshing = 1;
+    op->routes[op->n++] = route;
+
+    if (op->n == TNL_ROUTE_BATCH) {
+        *opp = NULL;
+        tnl_route_send(op);
+    }
+}
+
+
+static void
+tnl_route_batch_send(tnl_route_op_t *op)
+{
+    if (op == NULL) {
+        return;
+    }
+
+    if (op->n == 0) {
+        free(op);
+        return;
+    }
 
     tnl_route_send(op);
 }
@@ -231,7 +337,7 @@ tnl_route_op_start(tnl_route_t *route, tnl_script_e script)
 static void
 tnl_route_claim_done(tnl_route_op_t *op, redisReply *reply)
 {
-    tnl_route_t         *route = op->route;
+    tnl_route_t         *route = op->routes[0];
     tnl_claim_status_e   status;
     const char          *s, *detail;
 
@@ -281,36 +387,49 @@ tnl_route_claim_done(tnl_route_op_t *op, redisReply *reply)
 }
 
 
-static void
-tnl_route_refresh_done(tnl_route_op_t *op, redisReply *reply)
+/*
+ * One route the script did not simply refresh: "lost", "missing" or
+ * "claimed" (re-created).  0, or -1 if the answer is malformed.
+ */
+
+static int
+tnl_route_refreshed(tnl_route_t *route, redisReply *status,
+    redisReply *detail, tnl_route_op_t **again)
 {
-    tnl_route_t  *route = op->route;
-    const char   *s, *detail;
-
-    route->refreshing = 0;
-
-    if (route->released || route->state != TNL_ROUTE_HELD) {
-        return;
-    }
-
-    s = tnl_route_reply_status(reply, &detail);
-
-    if (s == NULL || (strcmp(s, "refreshed") != 0
-                      && strcmp(s, "claimed") != 0
-                      && strcmp(s, "lost") != 0))
+    if (status->type != REDIS_REPLY_STRING
+        || detail->type != REDIS_REPLY_STRING)
     {
-        /* keep the route: the next heartbeat (or reconnect) retries */
-        tnl_log_warn("routes: refresh of \"%s\" failed: %s", route->name,
-                     tnl_route_reply_error(reply));
-        return;
+        return -1;
     }
 
-    if (strcmp(s, "lost") != 0) {
-        return;
+    if (strcmp(status->str, "refreshed") == 0
+        || strcmp(status->str, "claimed") == 0)
+    {
+        return 0;
+    }
+
+    if (strcmp(status->str, "missing") == 0) {
+
+        /* expired or flushed: send it again with its fields */
+
+        if (*again == NULL) {
+            *again = tnl_route_batch_new(1);
+            if (*again == NULL) {
+                return 0;       /* the next round retries */
+            }
+        }
+
+        tnl_route_batch_add(again, route);
+        return 0;
+    }
+
+    if (strcmp(status->str, "lost") != 0) {
+        return -1;
     }
 
     tnl_log_warn("routes: tunnel \"%s\" of session \"%s\" was taken over "
-                 "by session \"%s\"", route->name, route->session, detail);
+                 "by session \"%s\"", route->name, route->session,
+                 detail->str);
 
     route->state = TNL_ROUTE_LOST;
     tnl_route_list_del(route);
@@ -318,6 +437,69 @@ tnl_route_refresh_done(tnl_route_op_t *op, redisReply *reply)
     if (route->lost) {
         route->lost(route, route->data);
     }
+
+    return 0;
+}
+
+
+/*
+ * The answer is {index, status, detail, ...} for the routes that were not
+ * simply refreshed (index into KEYS, from 1): empty when all were.
+ */
+
+static void
+tnl_route_refresh_done(tnl_route_op_t *op, redisReply *reply)
+{
+    tnl_route_op_t  *again;
+    tnl_route_t     *route;
+    redisReply     **e;
+    long long        idx;
+    size_t           i;
+    int              failed;
+
+    for (i = 0; i < (size_t) op->n; i++) {
+        op->routes[i]->refreshing = 0;
+    }
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements % 3 != 0)
+    {
+        /* the routes stay held: the next round (or reconnect) retries */
+        tnl_log_warn("routes: refresh of %d tunnel(s) failed: %s", op->n,
+                     tnl_route_reply_error(reply));
+        return;
+    }
+
+    again = NULL;
+    failed = 0;
+    e = reply->element;
+
+    for (i = 0; i < reply->elements; i += 3) {
+        idx = (e[i]->type == REDIS_REPLY_INTEGER) ? e[i]->integer : 0;
+
+        if (idx < 1 || idx > op->n) {
+            failed++;
+            continue;
+        }
+
+        route = op->routes[idx - 1];
+
+        /* a lost handler may have released routes further on */
+        if (route->released || route->state != TNL_ROUTE_HELD) {
+            continue;
+        }
+
+        if (tnl_route_refreshed(route, e[i + 1], e[i + 2], &again) == -1) {
+            failed++;
+        }
+    }
+
+    if (failed) {
+        tnl_log_warn("routes: refresh of %d tunnel(s) failed: unexpected "
+                     "reply", failed);
+    }
+
+    tnl_route_batch_send(again);
 }
 
 
@@ -326,7 +508,8 @@ tnl_route_release_done(tnl_route_op_t *op, redisReply *reply)
 {
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
         tnl_log_warn("routes: release of \"%s\" failed: %s (it expires "
-                     "in %d s)", op->route->name, tnl_route_reply_error(reply),
+                     "in %d s)", op->routes[0]->name,
+                     tnl_route_reply_error(reply),
                      TNL_ROUTE_TTL_MS / 1000);
     }
 }
@@ -335,6 +518,8 @@ tnl_route_release_done(tnl_route_op_t *op, redisReply *reply)
 static void
 tnl_route_op_done(tnl_route_op_t *op, redisReply *reply)
 {
+    int  i;
+
     switch (op->script) {
 
     case TNL_SCRIPT_CLAIM:
@@ -350,7 +535,10 @@ tnl_route_op_done(tnl_route_op_t *op, redisReply *reply)
         break;
     }
 
-    tnl_route_unref(op->route);
+    for (i = 0; i < op->n; i++) {
+        tnl_route_unref(op->routes[i]);
+    }
+
     free(op);
 }
 
@@ -385,44 +573,104 @@ tnl_route_op_fail(void *data)
 }
 
 
+/*
+ * A script call's arguments, built here and copied out by hiredis before
+ * the next call (one loop per process): at most the command, its script,
+ * the key count, TNL_ROUTE_BATCH keys, two arguments and 7 fields per key.
+ */
+
+static const char  *tnl_route_argv[5 + TNL_ROUTE_BATCH * 8];
+static size_t       tnl_route_argvlen[5 + TNL_ROUTE_BATCH * 8];
+
+
+static int
+tnl_route_arg(int argc, const char *s, size_t len)
+{
+    tnl_route_argv[argc] = s;
+    tnl_route_argvlen[argc] = len;
+
+    return argc + 1;
+}
+
+
+/* the fields claim.lua and a full refresh.lua take, in their order */
+
+static int
+tnl_route_fields(int argc, const tnl_route_t *route)
+{
+    argc = tnl_route_arg(argc, route->socket, strlen(route->socket));
+    argc = tnl_route_arg(argc, route->user, strlen(route->user));
+    argc = tnl_route_arg(argc, route->user_id, strlen(route->user_id));
+    argc = tnl_route_arg(argc, route->session, route->session_len);
+    argc = tnl_route_arg(argc, route->node, strlen(route->node));
+    argc = tnl_route_arg(argc, route->started, strlen(route->started));
+
+    return tnl_route_arg(argc, route->client, strlen(route->client));
+}
+
+
 static void
 tnl_route_send(tnl_route_op_t *op)
 {
-    tnl_route_t   *route = op->route;
+    tnl_route_t   *route;
     tnl_script_t  *script = &tnl_scripts[op->script];
-    const char    *argv[12];
-    int            argc;
-
-    argc = 0;
+    char           nkeys[16];
+    int            argc, i;
 
     if (script->sha[0] != '\0') {
-        argv[argc++] = "EVALSHA";
-        argv[argc++] = script->sha;
+        argc = tnl_route_arg(0, "EVALSHA", 7);
+        argc = tnl_route_arg(argc, script->sha, 40);
 
     } else {
-        argv[argc++] = "EVAL";
-        argv[argc++] = script->text;
+        argc = tnl_route_arg(0, "EVAL", 4);
+        argc = tnl_route_arg(argc, script->text, strlen(script->text));
     }
 
-    argv[argc++] = "1";
-    argv[argc++] = route->key;
+    argc = tnl_route_arg(argc, nkeys,
+                         snprintf(nkeys, sizeof(nkeys), "%d", op->n));
 
-    if (op->script == TNL_SCRIPT_RELEASE) {
-        argv[argc++] = route->session;
-
-    } else {
-        argv[argc++] = route->socket;
-        argv[argc++] = route->user;
-        argv[argc++] = route->user_id;
-        argv[argc++] = route->session;
-        argv[argc++] = route->node;
-        argv[argc++] = route->started;
-        argv[argc++] = route->client;
-        argv[argc++] = TNL_ROUTES_TTL_STR;
+    for (i = 0; i < op->n; i++) {
+        route = op->routes[i];
+        argc = tnl_route_arg(argc, route->key, route->key_len);
     }
 
-    if (tnl_redis_command(tnl_routes.cmd, argc, argv, NULL,
-                          TNL_ROUTE_CMD_TIMEOUT_MS, tnl_route_op_reply, op)
+    route = op->routes[0];
+
+    switch (op->script) {
+
+    case TNL_SCRIPT_RELEASE:
+        argc = tnl_route_arg(argc, route->session, route->session_len);
+        break;
+
+    case TNL_SCRIPT_CLAIM:
+        argc = tnl_route_fields(argc, route);
+        argc = tnl_route_arg(argc, TNL_ROUTES_TTL_STR,
+                             sizeof(TNL_ROUTES_TTL_STR) - 1);
+        break;
+
+    default:
+        argc = tnl_route_arg(argc, TNL_ROUTES_TTL_STR,
+                             sizeof(TNL_ROUTES_TTL_STR) - 1);
+        argc = tnl_route_arg(argc, op->full ? "7" : "1", 1);
+
+        for (i = 0; i < op->n; i++) {
+            route = op->routes[i];
+
+            if (op->full) {
+                argc = tnl_route_fields(argc, route);
+
+            } else {
+                argc = tnl_route_arg(argc, route->session,
+                                     route->session_len);
+            }
+        }
+
+        break;
+    }
+
+    if (tnl_redis_command(tnl_routes.cmd, argc, tnl_route_argv,
+                          tnl_route_argvlen, TNL_ROUTE_CMD_TIMEOUT_MS,
+                          tnl_route_op_reply, op)
         == 0)
     {
         return;
@@ -436,30 +684,79 @@ tnl_route_send(tnl_route_op_t *op)
 
 /* heartbeat and re-registration */
 
+/*
+ * Refreshes the next count routes from the cursor (wrapping round at the
+ * tail), in batches; full: with their fields (re-registration).  A route
+ * whose refresh is still in flight is passed over.
+ */
+
 static void
-tnl_routes_refresh_all(void)
+tnl_routes_refresh(int count, int full)
 {
-    tnl_route_t  *route;
+    tnl_route_op_t  *op;
+    tnl_route_t     *route;
 
     if (!tnl_redis_is_up(tnl_routes.cmd)) {
         return;
     }
 
-    for (route = tnl_routes.held; route; route = route->next) {
-        if (!route->refreshing) {
-            route->refreshing = 1;
-            tnl_route_op_start(route, TNL_SCRIPT_REFRESH);
+    op = NULL;
+    route = tnl_routes.cursor ? tnl_routes.cursor : tnl_routes.held;
+
+    for ( ; count > 0 && route != NULL; count--) {
+
+        tnl_routes.cursor = route->next;    /* NULL: the next tick wraps */
+
+        if (route->refreshing) {
+            route = route->next ? route->next : tnl_routes.held;
+            continue;
         }
+
+        if (op == NULL) {
+            op = tnl_route_batch_new(full);
+            if (op == NULL) {
+                return;     /* logged; the next tick retries */
+            }
+        }
+
+        tnl_route_batch_add(&op, route);
+
+        route = route->next ? route->next : tnl_routes.held;
     }
+
+    tnl_route_batch_send(op);
+}
+
+
+/* how many ticks one round of the held list takes */
+
+static int
+tnl_routes_slices(void)
+{
+    int  slices;
+
+    slices = (tnl_routes.nheld + TNL_ROUTE_SLICE_MIN - 1)
+             / TNL_ROUTE_SLICE_MIN;
+
+    if (slices < 1) {
+        return 1;
+    }
+
+    return slices > TNL_ROUTE_SLICES ? TNL_ROUTE_SLICES : slices;
 }
 
 
 static void
 tnl_routes_heartbeat(tnl_timer_t *t)
 {
-    tnl_timer_add(t, TNL_ROUTE_HEARTBEAT_MS);
+    int  slices;
 
-    tnl_routes_refresh_all();
+    slices = tnl_routes_slices();
+
+    tnl_timer_add(t, TNL_ROUTE_HEARTBEAT_MS / slices);
+
+    /* a round per period whatever the list did since the last tick */
+    tnl_routes_refresh((tnl_routes.nheld + slices - 1) / slices, 0);
 }
 
 
@@ -511,7 +808,7 @@ tnl_routes_cmd_state(tnl_redis_t *rc, int up, void *data)
     if (tnl_routes.nheld > 0) {
         tnl_log_info("routes: re-registering %d tunnel(s)",
                      tnl_routes.nheld);
-        tnl_routes_refresh_all();
+        tnl_routes_refresh(tnl_routes.nheld, 1);
     }
 }
 
@@ -691,6 +988,9 @@ tnl_route_new(const char *name, const char *socket_path,
 
     strcpy(route->key, TNL_ROUTE_KEY_PREFIX);
     strcat(route->key, name);
+
+    route->key_len = strlen(route->key);
+    route->session_len = strlen(route->session);
 
     return route;
 }
