@@ -38,7 +38,10 @@ int tnl_db_start(tnl_loop_t *loop, const char *conninfo, const char *node);
 /* queues an audit row (strings are copied) */
 void tnl_db_log_event(const tnl_db_event_t *ev);
 
-/* queues "UPDATE ssh_keys SET last_used_at = now() WHERE fingerprint = $1" */
+/*
+ * queues a last_used_at update; repeats are folded and written as one
+ * "UPDATE ... WHERE fingerprint = ANY($1)" per batch
+ */
 void tnl_db_key_used(const char *fingerprint);
 
 /* flushes what it can within ms, then closes (shutdown) */
