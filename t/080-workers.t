@@ -41,11 +41,7 @@ my $two = start_backend($s, 'two');
 my $three = start_backend($s, 'three');
 
 
-sub body_of {
-    my ($name) = @_;
-    my $r = eval { http_get($s, $name, '/', timeout => 10) };
-    return $r ? "$r->{status} $r->{body}" : "error: $@";
-}
+sub body_of { status_body($s, $_[0]) }
 
 sub pid_of_route {
     my ($r) = @_;

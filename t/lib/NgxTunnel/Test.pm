@@ -30,7 +30,7 @@ our @EXPORT = qw(
     wait_route wait_no_route wait_until http_request http_get pattern_sha256
     pattern_bytes ws_handshake ws_send ws_recv check_logs log_lines
     sql_query read_file watchdog tail_log pattern_gen new_key stop_backend
-    route_of http_connect page_text
+    route_of http_connect page_text status_body
 );
 
 my $root = abs_path(dirname(__FILE__) . '/../../..');
@@ -570,6 +570,15 @@ sub http_request {
 
 # GET through nginx to tunnel NAME.  %o as http_request (host, port,
 # path default /).  Dies on transport errors.
+# "STATUS BODY" of GET / through nginx for a tunnel name, or "error: ..."
+# (never dies): what the takeover and worker tests compare.
+sub status_body {
+    my ($s, $name) = @_;
+    my $r = eval { http_get($s, $name, '/', timeout => 10) };
+    return $r ? "$r->{status} $r->{body}" : "error: $@";
+}
+
+
 sub http_get {
     my ($s, $name, $path, %o) = @_;
     my $port = $s->env->{HTTP_PORT};
