@@ -33,7 +33,7 @@ static const char  ngx_http_tunnel_admin_session_sql[] =
     "   WHERE token_hash = $1::bytea"
     "     AND now() < expires_at AND now() < idle_expires_at"
     "  RETURNING user_id, csrf_secret)"
-    " SELECT EXISTS (SELECT 1 FROM users), u.id, u.name, u.is_admin,"
+    " SELECT NOT tunnel_admin_needs_setup(), u.id, u.name, u.is_admin,"
     "        encode(s.csrf_secret, 'hex')"
     "   FROM (SELECT 1) AS one"
     "   LEFT JOIN (s JOIN users u ON u.id = s.user_id AND NOT u.disabled)"

@@ -20,7 +20,7 @@ typedef enum {
 
 
 static const char  ngx_http_tunnel_admin_setup_sql[] =
-    "SELECT tunnel_admin_setup($1, $2)";
+    "SELECT r_user_id FROM tunnel_admin_setup($1, $2)";
 
 
 ngx_int_t
