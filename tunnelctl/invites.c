@@ -2,10 +2,10 @@
  * tunnelctl invite: create, list, revoke the invitations that are the only
  * way into the installation (the web admin's /admin/invites does the
  * same).  The token (links.c: 144 random bits, base64url) is printed
- * once, in the link <base>/join/<token>, and never stored: tunnel_admin_invite_create() of
- * sql/002_admin.sql keeps sha256 of its text.  'invite list' therefore
- * never shows a token.  Using an invitation is the web admin's job
- * (/join/<token>), not this file's.
+ * once, in the link <base>/join/<token>, and never stored:
+ * tunnel_admin_invite_create() of sql/002_admin.sql keeps sha256 of its
+ * text.  'invite list' therefore never shows a token.  Using an invitation
+ * is the web admin's job (/join/<token>), not this file's.
  */
 
 #include <stdio.h>
