@@ -105,6 +105,17 @@ sub keygen {
     return $sha;
 }
 
+my $TOKEN = qr/[A-Za-z0-9_-]{24}/;
+my $HINT = "tunnelctl: hint: this is the path of the link on the web admin; "
+         . "to print the whole link pass --base-url URL or export "
+         . "TUNNEL_ADMIN_URL, e.g. https://admin.example.com\n";
+
+sub ctl_url {
+    my ($url, @args) = @_;
+    return ctl_env({ %{ env_of('ngx_tunnel') }, TUNNEL_ADMIN_URL => $url },
+                   undef, @args);
+}
+
 sub slurp {
     open my $fh, '<', $_[0] or die "$_[0]: $!";
     local $/;
@@ -135,7 +146,7 @@ fails([ctl('frobnicate')], 2,
       q{unknown command "frobnicate": see 'tunnelctl --help'},
       'unknown command');
 fails([ctl('user')], 2,
-      q{'user' needs add, list, disable, enable or remove: see }
+      q{'user' needs add, list, password, disable, enable or remove: see }
       . q{'tunnelctl --help'}, 'user without subcommand');
 fails([ctl('user', 'add')], 2,
       q{'user add' needs a NAME: see 'tunnelctl --help'}, 'user add no name');
@@ -319,17 +330,90 @@ is_deeply([$rc, $out, $err],
           [0, '', "tunnelctl: no users yet: add one with "
                   . "'tunnelctl user add NAME'\n"], 'user list, empty');
 
+# the password link of 'user add' and 'user password': only the sha256 of
+# its token is stored, with the user, the hours and no creator
+sub password_token {
+    my ($token, $cols) = @_;
+    my $hash = sha256_hex($token);
+    return sql("SELECT $cols FROM password_tokens t
+                JOIN users u ON u.id = t.user_id
+                WHERE t.token_hash = '\\x$hash'::bytea");
+}
+
+my $PWLINK = qr{one-time link for "([a-z-]+)" to set a web password};
+
 ($rc, $out, $err) = ctl('user', 'add', 'bob');
-is_deeply([$rc, $out, $err], [0, qq{added user "bob"\n}, ''], 'user add');
-($rc, $out, $err) = ctl('user', 'add', '--admin', 'alice');
-is_deeply([$rc, $out, $err], [0, qq{added admin "alice"\n}, ''],
-          'user add --admin');
-($rc, $out, $err) = ctl('user', 'add', 'a-very_long-name-of-32-chars-xyz');
+is($rc, 0, 'user add: exit 0');
+like($out, qr{\Aadded\ user\ "bob"\n $PWLINK \ \(valid\ 72\ hours\):\n
+               /password/$TOKEN\n\z}x, 'user add prints a password link');
+is($err, $HINT, 'user add without a base: the hint on stderr');
+my ($pw1) = $out =~ m{/password/(\S+)};
+is(password_token($pw1 // '', q{u.name, u.is_admin, u.password_hash IS NULL,
+                   t.created_by IS NULL, t.used_at IS NULL,
+                   extract(epoch FROM t.expires_at - t.created_at)::bigint}),
+   "bob|f|t|t|t|259200\n", 'link stored as sha256: bob, 72 h, by tunnelctl');
+is(sql(qq{SELECT count(*) FROM password_tokens t
+          WHERE strpos(t::text, '$pw1') > 0}), "0\n",
+   'the password token itself is stored nowhere');
+
+($rc, $out, $err) = ctl_url('http://localhost:8080/', 'user', 'add',
+                            '--admin', 'alice', '--hours', '1');
+like($out, qr{\Aadded\ admin\ "alice"\n $PWLINK \ \(valid\ 1\ hour\):\n
+               http://localhost:8080/password/$TOKEN\n\z}x,
+     'user add --admin --hours 1: the whole link with TUNNEL_ADMIN_URL');
+is_deeply([$rc, $err], [0, ''], '... exit 0, nothing on stderr');
+my ($pw2) = $out =~ m{/password/(\S+)};
+is(password_token($pw2 // '', q{u.name, u.is_admin,
+                   extract(epoch FROM t.expires_at - t.created_at)::bigint}),
+   "alice|t|3600\n", 'admin alice, link valid 1 hour');
+is(sql('SELECT tunnel_admin_needs_setup()'), "t\n",
+   'an admin without password leaves the web setup open');
+($rc, $out, $err) = ctl('user', 'add', 'a-very_long-name-of-32-chars-xyz',
+                        '--base-url', 'https://admin.example.com');
 is($rc, 0, '32-character name accepted');
+like($out, qr{\nhttps://admin\.example\.com/password/$TOKEN\n\z},
+     'user add --base-url');
 
 fails([ctl('user', 'add', 'bob')], 1,
-      q{user "bob" already exists: see 'tunnelctl user list'},
+      q{user "bob" already exists: see 'tunnelctl user list'; a new }
+      . q{password link: 'tunnelctl user password bob'},
       'duplicate user');
+fails([ctl('user', 'add', 'zoe', '--hours', '0')], 1,
+      q{--hours "0" is not valid: give a whole number of hours from 1 to }
+      . q{8760 (one year)}, 'user add --hours 0');
+fails([ctl('user', 'add', 'zoe', '--base-url', 'admin.example.com')], 1,
+      q{--base-url "admin.example.com" is not the web admin's address: }
+      . q{give http(s)://HOST[:PORT], e.g. https://admin.example.com},
+      'user add --base-url without a scheme');
+fails([ctl('user', 'add', 'zoe', '--hours')], 2,
+      q{--hours needs a value: see 'tunnelctl --help'},
+      'user add --hours without a value');
+is(sql(q{SELECT count(*) FROM users WHERE name = 'zoe'}), "0\n",
+   'refused options add no user');
+
+# a fresh link for a forgotten password; the older one stops working
+($rc, $out, $err) = ctl_url('http://localhost:8080', 'user', 'password',
+                            'bob');
+like($out, qr{\A $PWLINK \ \(valid\ 72\ hours;\ earlier\ links\ no\ longer
+               \ work\):\nhttp://localhost:8080/password/$TOKEN\n\z}x,
+     'user password prints a new link');
+is_deeply([$rc, $err], [0, ''], '... exit 0, nothing on stderr');
+my ($pw3) = $out =~ m{/password/(\S+)};
+is(sql("SELECT r_status, r_user_name FROM tunnel_admin_password_token_check("
+       . "'\\x" . sha256_hex($pw3 // '') . "'::bytea)"),
+   "ok|bob\n", 'the new link is usable for bob');
+is(sql("SELECT r_status FROM tunnel_admin_password_token_check("
+       . "'\\x" . sha256_hex($pw1 // '') . "'::bytea)"),
+   "expired\n", 'the link of user add no longer works');
+fails([ctl('user', 'password', 'zed')], 1,
+      q{no user named "zed": add it with 'tunnelctl user add zed'},
+      'user password: unknown user');
+fails([ctl('user', 'password')], 2,
+      q{'user password' needs a NAME: see 'tunnelctl --help'},
+      'user password without a name');
+fails([ctl('user', 'password', 'bob', '--admin')], 2,
+      q{unknown option "--admin" for 'user password': see }
+      . q{'tunnelctl --help'}, 'user password --admin');
 for my $bad ('Bob', '1bob', 'bo b', '', 'a' x 33, 'bob!', '_bob') {
     fails([ctl('user', 'add', $bad)], 1,
           qq{"$bad" is not a valid user name: use 1 to 32 characters }
@@ -532,6 +616,68 @@ fails([ctl('name', 'release', 'myapp')], 1,
       q{"myapp" is not reserved: see 'tunnelctl name list'},
       'name release of a free name');
 
+# system names: one list in the database, refused with the rule named
+my $SYSTEM = q{ is a system name (kept for the installation's own hosts, }
+           . q{see 'tunnelctl system-name list') and cannot be reserved: }
+           . q{choose another name, or remove it from the system names }
+           . q{with 'tunnelctl system-name remove };
+fails([ctl('name', 'reserve', 'www', 'bob')], 1, qq{"www"${SYSTEM}www'},
+      'name reserve www: refused, naming the name and the rule');
+fails([ctl('name', 'reserve', 'Admin', 'alice')], 1,
+      qq{"admin"${SYSTEM}admin'}, 'name reserve Admin: folded, refused');
+is(sql(q{SELECT count(*) FROM reserved_names}), "0\n", 'nothing reserved');
+
+($rc, $out, $err) = ctl('system-name', 'list');
+is($rc, 0, 'system-name list: exit 0');
+like($out, qr/\ANAME +RESERVED BY +ADDED\naccount +- +$TS\n/,
+     'system-name list: header, sorted');
+like($out, qr/^www +- +$TS$/m, 'system-name list has www');
+is(scalar(() = $out =~ /\n/g), 27, 'the 26 names of the migration');
+
+($rc, $out, $err) = ctl('name', 'reserve', 'shop', 'bob');
+is($rc, 0, 'bob reserves shop');
+($rc, $out, $err) = ctl('system-name', 'add', 'Shop', 'intranet', 'www');
+is_deeply([$rc, $out, $err],
+          [0, qq{added system name "shop" (user "bob" had reserved it: the }
+              . qq{reservation stays but no longer counts)\n}
+              . qq{added system name "intranet"\n}
+              . qq{"www" is already a system name\n}, ''],
+          'system-name add: several, folded, one line each');
+($rc, $out, $err) = ctl('system-name', 'list');
+like($out, qr/^shop +bob +$TS$/m,
+     'system-name list shows who had reserved it');
+fails([ctl('name', 'reserve', 'intranet', 'alice')], 1,
+      qq{"intranet"${SYSTEM}intranet'}, 'an added system name is refused');
+is(sql(q{SELECT tunnel_admin_reserve_name(
+            (SELECT id FROM users WHERE name = 'alice'), 'intranet', 5)}),
+   "system\n", 'the web admin\'s function refuses it too');
+
+fails([ctl('system-name', 'remove', 'intranet', 'nosuch')], 1,
+      q{"nosuch" is not a system name: see 'tunnelctl system-name list' }
+      . q{(nothing was removed)}, 'system-name remove: unknown name');
+is(sql(q{SELECT count(*) FROM system_names WHERE name = 'intranet'}), "1\n",
+   '... and intranet stays (all or nothing)');
+($rc, $out, $err) = ctl('system-name', 'remove', 'intranet', 'SHOP');
+is_deeply([$rc, $out, $err],
+          [0, qq{removed system name "intranet"\n}
+              . qq{removed system name "shop"\n}, ''],
+          'system-name remove: several');
+($rc, $out, $err) = ctl('name', 'reserve', 'intranet', 'alice');
+is_deeply([$rc, $out, $err],
+          [0, qq{reserved "intranet" for user "alice"\n}, ''],
+          'a removed system name can be reserved');
+fails([ctl('system-name', 'add', 'bad_name')], 1,
+      qr/^tunnelctl: "bad_name" is not a valid tunnel name: /,
+      'system-name add: invalid name');
+fails([ctl('system-name', 'add')], 2,
+      q{'system-name add' needs at least one NAME: see 'tunnelctl --help'},
+      'system-name add without a name');
+fails([ctl('system-name')], 2,
+      q{'system-name' needs list, add or remove: see 'tunnelctl --help'},
+      'system-name without subcommand');
+ctl('name', 'release', 'intranet');
+ctl('name', 'release', 'shop');
+
 
 # --- triggers: tunneld's reload signal --------------------------------------
 
@@ -560,6 +706,9 @@ is(notified("DELETE FROM ssh_keys WHERE false"), 'ssh_keys',
 is(notified("DELETE FROM users WHERE name = 'trig'"),
    'reserved_names,ssh_keys,users',
    'deleting a user notifies (and its cascades do)');
+is(notified(q{INSERT INTO system_names (name) VALUES ('trig')}),
+   'system_names', 'a system name change notifies (tunneld, web admin)');
+sql(q{DELETE FROM system_names WHERE name = 'trig'});
 
 
 # --- user disable, enable, remove -------------------------------------------
@@ -587,17 +736,8 @@ is(sql('SELECT (SELECT count(*) FROM ssh_keys),
 
 # --- invitations ---------------------------------------------------------
 
-my $TOKEN = qr/[A-Za-z0-9_-]{24}/;
-my $HINT = "tunnelctl: hint: this is the path of the link on the web admin; "
-         . "to print the whole link pass --base-url URL or export "
-         . "TUNNEL_ADMIN_URL, e.g. https://admin.example.com\n";
 
 # tunnelctl with TUNNEL_ADMIN_URL set to $url in its environment
-sub ctl_url {
-    my ($url, @args) = @_;
-    return ctl_env({ %{ env_of('ngx_tunnel') }, TUNNEL_ADMIN_URL => $url },
-                   undef, @args);
-}
 
 # the row of the invitation made with $token, as psql prints it
 sub invitation {

@@ -1,110 +1,20 @@
 /*
  * tunnelctl invite: create, list, revoke the invitations that are the only
  * way into the installation (the web admin's /admin/invites does the
- * same).  A token is 18 bytes from getrandom() (144 bits), base64url
- * without padding (24 characters); it is printed once, in the link
- * <base>/join/<token>, and never stored: tunnel_admin_invite_create() of
- * sql/002_admin.sql keeps sha256 of its text.  'invite list' therefore
- * never shows a token.  Using an invitation is the web admin's job
- * (/join/<token>), not this file's.
+ * same).  The token (links.c: 144 random bits, base64url) is printed
+ * once, in the link <base>/join/<token>, and never stored:
+ * tunnel_admin_invite_create() of sql/002_admin.sql keeps sha256 of its
+ * text.  'invite list' therefore never shows a token.  Using an invitation
+ * is the web admin's job (/join/<token>), not this file's.
  */
 
-#include <ctype.h>
-#include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "tunnelctl.h"
 
 
-#define TNL_CTL_INVITE_BYTES       18      /* 144 bits, as the web admin */
-#define TNL_CTL_INVITE_TOKEN_LEN   24      /* base64url of 18 bytes */
-#define TNL_CTL_INVITE_HOURS       "72"    /* tunnel_admin_invite_hours */
-#define TNL_CTL_INVITE_HOURS_MAX   8760    /* one year */
 #define TNL_CTL_INVITE_NOTE_MAX    200     /* characters, as the web form */
-
-/* fills buf with len bytes from the kernel's CSPRNG; 0, or -1 (errno) */
-static int
-tnl_ctl_invite_random(unsigned char *buf, size_t len)
-{
-    ssize_t  n;
-
-    while (len > 0) {
-        n = getrandom(buf, len, 0);
-
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-
-            return -1;
-        }
-
-        buf += n;
-        len -= (size_t) n;
-    }
-
-    return 0;
-}
-
-
-/* base64url (RFC 4648 section 5) without padding; out holds 4n/3 + 1 */
-static void
-tnl_ctl_invite_base64url(const unsigned char *in, size_t len, char *out)
-{
-    size_t    i;
-    unsigned  v;
-
-    static const char  alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-    for (i = 0; i + 2 < len; i += 3) {
-        v = (unsigned) in[i] << 16 | (unsigned) in[i + 1] << 8 | in[i + 2];
-        *out++ = alphabet[(v >> 18) & 63];
-        *out++ = alphabet[(v >> 12) & 63];
-        *out++ = alphabet[(v >> 6) & 63];
-        *out++ = alphabet[v & 63];
-    }
-
-    if (i + 1 == len) {
-        v = (unsigned) in[i] << 16;
-        *out++ = alphabet[(v >> 18) & 63];
-        *out++ = alphabet[(v >> 12) & 63];
-
-    } else if (i + 2 == len) {
-        v = (unsigned) in[i] << 16 | (unsigned) in[i + 1] << 8;
-        *out++ = alphabet[(v >> 18) & 63];
-        *out++ = alphabet[(v >> 12) & 63];
-        *out++ = alphabet[(v >> 6) & 63];
-    }
-
-    *out = '\0';
-}
-
-
-/* 1 if text is a whole number from 1 to TNL_CTL_INVITE_HOURS_MAX */
-static int
-tnl_ctl_invite_hours_check(const char *text)
-{
-    long         n;
-    const char  *p;
-
-    if (text[0] == '\0' || strlen(text) > 5) {
-        return 0;
-    }
-
-    for (p = text; *p != '\0'; p++) {
-        if (*p < '0' || *p > '9') {
-            return 0;
-        }
-    }
-
-    n = strtol(text, NULL, 10);
-
-    return n >= 1 && n <= TNL_CTL_INVITE_HOURS_MAX;
-}
 
 
 /*
@@ -143,86 +53,17 @@ tnl_ctl_invite_note_check(const char *note)
 }
 
 
-/*
- * The base of the link, from --base-url or $TUNNEL_ADMIN_URL, without
- * trailing slashes, into buf; "" when neither is set.  Returns 0, or -1
- * after reporting a value that is not an http(s) URL.
- */
-static int
-tnl_ctl_invite_base(const char *option, char *buf, size_t size)
-{
-    size_t       len;
-    const char  *base, *from, *p;
-
-    from = "--base-url";
-    base = option;
-
-    if (base == NULL) {
-        from = "TUNNEL_ADMIN_URL";
-        base = getenv("TUNNEL_ADMIN_URL");
-    }
-
-    buf[0] = '\0';
-
-    if (base == NULL || base[0] == '\0') {
-        return 0;
-    }
-
-    if (strncmp(base, "http://", 7) == 0) {
-        p = base + 7;
-
-    } else if (strncmp(base, "https://", 8) == 0) {
-        p = base + 8;
-
-    } else {
-        p = NULL;
-    }
-
-    len = strlen(base);
-
-    while (len > 0 && base[len - 1] == '/') {
-        len--;
-    }
-
-    if (p == NULL || (size_t) (p - base) >= len || *p == '/'
-        || len + 1 > size)
-    {
-        goto invalid;
-    }
-
-    for ( /* void */ ; *p != '\0'; p++) {
-        if (!isgraph((unsigned char) *p)) {
-            goto invalid;
-        }
-    }
-
-    memcpy(buf, base, len);
-    buf[len] = '\0';
-
-    return 0;
-
-invalid:
-
-    tnl_ctl_error("%s \"%s\" is not the web admin's address: give "
-                  "http(s)://HOST[:PORT], e.g. https://admin.example.com",
-                  from, base);
-
-    return -1;
-}
-
-
 static int
 tnl_ctl_invite_create(int argc, char **argv)
 {
     int            i, admin, rc;
-    char           token[TNL_CTL_INVITE_TOKEN_LEN + 1], base[1024];
+    char           token[TNL_CTL_TOKEN_LEN + 1], base[1024];
     PGconn        *conn;
     PGresult      *res;
     const char    *hours, *note, *base_url, *params[4];
-    unsigned char  bytes[TNL_CTL_INVITE_BYTES];
-
+    
     admin = 0;
-    hours = TNL_CTL_INVITE_HOURS;
+    hours = TNL_CTL_HOURS_DEFAULT;
     note = "";
     base_url = NULL;
 
@@ -263,25 +104,22 @@ tnl_ctl_invite_create(int argc, char **argv)
                                    "not \"%s\"", argv[i]);
     }
 
-    if (!tnl_ctl_invite_hours_check(hours)) {
+    if (!tnl_ctl_hours_check(hours)) {
         tnl_ctl_error("--hours \"%s\" is not valid: give a whole number of "
                       "hours from 1 to %d (one year)",
-                      hours, TNL_CTL_INVITE_HOURS_MAX);
+                      hours, TNL_CTL_HOURS_MAX);
         return TNL_CTL_FAIL;
     }
 
     if (!tnl_ctl_invite_note_check(note)
-        || tnl_ctl_invite_base(base_url, base, sizeof(base)) != 0)
+        || tnl_ctl_link_base(base_url, base, sizeof(base)) != 0)
     {
         return TNL_CTL_FAIL;
     }
 
-    if (tnl_ctl_invite_random(bytes, sizeof(bytes)) != 0) {
-        tnl_ctl_error("cannot make a random token: getrandom() failed: %m");
+    if (tnl_ctl_token_make(token) != 0) {
         return TNL_CTL_FAIL;
     }
-
-    tnl_ctl_invite_base64url(bytes, sizeof(bytes), token);
 
     conn = tnl_ctl_db_connect();
     if (conn == NULL) {
@@ -304,12 +142,7 @@ tnl_ctl_invite_create(int argc, char **argv)
     if (res != NULL) {
         printf("%s/join/%s\n", base, token);
 
-        if (base[0] == '\0') {
-            tnl_ctl_error("hint: this is the path of the link on the web "
-                          "admin; to print the whole link pass --base-url "
-                          "URL or export TUNNEL_ADMIN_URL, e.g. "
-                          "https://admin.example.com");
-        }
+        tnl_ctl_link_hint(base);
 
         PQclear(res);
         rc = TNL_CTL_OK;
@@ -319,7 +152,6 @@ tnl_ctl_invite_create(int argc, char **argv)
 
     /* the token is on stdout now; keep no copy in memory */
     memset(token, 0, sizeof(token));
-    memset(bytes, 0, sizeof(bytes));
 
     return rc;
 }

@@ -25,6 +25,7 @@ static const tnl_ctl_command_t  tnl_ctl_commands[] = {
     { "key",     tnl_ctl_key },
     { "name",    tnl_ctl_name },
     { "invite",  tnl_ctl_invite },
+    { "system-name", tnl_ctl_system_name },
     { NULL, NULL }
 };
 
@@ -33,12 +34,19 @@ static const char  tnl_ctl_usage_text[] =
 "usage: tunnelctl COMMAND [ARGUMENTS]\n"
 "\n"
 "The operator's tool of ngx-tunnel: database schema, users, SSH keys,\n"
-"reserved tunnel names and invitations to the web admin.\n"
+"reserved and system tunnel names and invitations to the web admin.\n"
 "\n"
 "commands:\n"
 "  migrate                   create or update the database schema\n"
-"  user add NAME [--admin]   add a user (NAME: 1 to 32 characters a-z 0-9\n"
-"                            _ -, starting with a letter)\n"
+"  user add NAME [--admin] [--hours N] [--base-url URL]\n"
+"                            add a user (NAME: 1 to 32 characters a-z 0-9\n"
+"                            _ -, starting with a letter) and print a\n"
+"                            one-time link URL/password/TOKEN where they\n"
+"                            set their web password (valid N hours, 1 to\n"
+"                            8760, default 72)\n"
+"  user password NAME [--hours N] [--base-url URL]\n"
+"                            print a new one-time password link for NAME\n"
+"                            (forgotten password); older links stop working\n"
 "  user list                 list users: name, role, disabled, keys, created\n"
 "  user disable NAME         refuse NAME's keys, end their web sessions;\n"
 "                            tunneld closes their tunnels within 2 s\n"
@@ -55,6 +63,12 @@ static const char  tnl_ctl_usage_text[] =
 "  name reserve NAME USER    reserve the tunnel name NAME for USER only\n"
 "  name release NAME         make NAME free for anyone again\n"
 "  name list [USER]          list reserved names\n"
+"  system-name list          list the system names: nobody may open or\n"
+"                            reserve them (www, admin, api, ...)\n"
+"  system-name add NAME...   add system names; tunneld and the web admin\n"
+"                            apply the change within 2 s\n"
+"  system-name remove NAME...\n"
+"                            make names usable by tunnels again\n"
 "  invite create [--admin] [--hours N] [--note TEXT] [--base-url URL]\n"
 "                            print a single-use sign-up link\n"
 "                            URL/join/TOKEN for the web admin; --admin: the\n"
@@ -70,9 +84,10 @@ static const char  tnl_ctl_usage_text[] =
 "environment:\n"
 "  DATABASE_URL      PostgreSQL URI or conninfo, e.g.\n"
 "                    postgresql:///ngx_tunnel?host=/run/postgresql\n"
-"  TUNNEL_ADMIN_URL  the web admin's address for invitation links, e.g.\n"
+"  TUNNEL_ADMIN_URL  the web admin's address for the links of 'invite\n"
+"                    create', 'user add' and 'user password', e.g.\n"
 "                    https://admin.example.com (--base-url wins); unset:\n"
-"                    'invite create' prints the path /join/TOKEN only\n"
+"                    they print the path (/join/TOKEN, /password/TOKEN)\n"
 "  REDIS_URL         redis://HOST:PORT or unix:/path (not used by these\n"
 "                    commands yet)\n"
 "\n"

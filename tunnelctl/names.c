@@ -2,9 +2,12 @@
  * tunnelctl name: reserve, release, list the tunnel names a user owns even
  * while no tunnel of theirs is up (table reserved_names).  Names are
  * validated and folded by common/tnl_name.c, the same rule tunneld and
- * the nginx module apply.  It does not touch live routes in Redis: a
- * tunnel already up under a name that gets reserved keeps running until
- * it closes.
+ * the nginx module apply.  A system name (table system_names, see
+ * system_names.c) cannot be reserved: the reserved_names_system_guard
+ * trigger of sql/003_first_hour.sql refuses it whoever writes the row,
+ * and this file turns that refusal into a sentence naming the name and
+ * the rule.  It does not touch live routes in Redis: a tunnel already up
+ * under a name that gets reserved keeps running until it closes.
  */
 
 #include <stdio.h>
@@ -12,6 +15,10 @@
 
 #include "tunnelctl.h"
 #include "tnl_name.h"
+
+
+/* SQLSTATE of the system_names_guard() trigger's refusal */
+#define TNL_CTL_CHECK_VIOLATION  "23514"
 
 
 /* folds and validates a tunnel name into out; 0, or -1 after reporting */
@@ -66,8 +73,19 @@ tnl_ctl_name_reserve(int argc, char **argv)
                           "INSERT INTO reserved_names (name, user_id)"
                           " VALUES ($1, $2) ON CONFLICT (name) DO NOTHING"
                           " RETURNING name",
-                          2, params, "reserve the name");
+                          2, params, NULL);
     if (res == NULL) {
+        if (strcmp(tnl_ctl_db_sqlstate(), TNL_CTL_CHECK_VIOLATION) == 0) {
+            tnl_ctl_error("\"%s\" is a system name (kept for the "
+                          "installation's own hosts, see 'tunnelctl "
+                          "system-name list') and cannot be reserved: "
+                          "choose another name, or remove it from the "
+                          "system names with 'tunnelctl system-name "
+                          "remove %s'", name, name);
+        } else {
+            tnl_ctl_db_report("reserve the name");
+        }
+
         goto done;
     }
 

@@ -1,9 +1,10 @@
 /*
  * tunnelctl: the operator's command line.  Shared declarations of its
  * parts: main.c (dispatch, usage), db.c (connection, error reporting),
- * migrate.c, users.c, keys.c, names.c, invites.c (commands), pubkey.c
- * (public key line parsing with libssh), table.c (aligned text tables and
- * the list commands built on them).
+ * migrate.c, users.c, keys.c, names.c, system_names.c, invites.c
+ * (commands), links.c (tokens and bases of the web admin's one-time
+ * links), pubkey.c (public key line parsing with libssh), table.c (aligned
+ * text tables and the list commands built on them).
  *
  * A CLI may block: libpq is used in blocking mode throughout.  Every
  * command returns its exit status: TNL_CTL_OK, TNL_CTL_FAIL (a bad input
@@ -119,6 +120,33 @@ int tnl_ctl_pubkey_parse(const char *text, size_t len, const char *source,
 void tnl_ctl_pubkey_free(tnl_ctl_pubkey_t *key);
 
 
+/* links.c */
+
+#define TNL_CTL_TOKEN_LEN      24      /* base64url of 144 random bits */
+#define TNL_CTL_HOURS_DEFAULT  "72"    /* as tunnel_admin_invite_hours */
+#define TNL_CTL_HOURS_MAX      8760    /* one year */
+
+/*
+ * Writes a new random token (TNL_CTL_TOKEN_LEN characters and a NUL) to
+ * token.  Returns 0, or -1 after reporting.
+ */
+int tnl_ctl_token_make(char *token);
+
+/* 1 if text is a whole number of hours from 1 to TNL_CTL_HOURS_MAX */
+int tnl_ctl_hours_check(const char *text);
+
+/*
+ * The base of a link, from option (--base-url; NULL if not given) or
+ * $TUNNEL_ADMIN_URL, without trailing slashes, into buf; "" when neither
+ * is set.  Returns 0, or -1 after reporting a value that is not an
+ * http(s) URL.
+ */
+int tnl_ctl_link_base(const char *option, char *buf, size_t size);
+
+/* after a link printed without base: the hint on stderr */
+void tnl_ctl_link_hint(const char *base);
+
+
 /* table.c: prints a PGresult as a column-aligned table with headers */
 void tnl_ctl_table_print(PGresult *res, const char *const *headers);
 
@@ -148,5 +176,6 @@ int tnl_ctl_user(int argc, char **argv);
 int tnl_ctl_key(int argc, char **argv);
 int tnl_ctl_name(int argc, char **argv);
 int tnl_ctl_invite(int argc, char **argv);
+int tnl_ctl_system_name(int argc, char **argv);
 
 #endif /* TNL_CTL_H */

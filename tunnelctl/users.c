@@ -5,9 +5,13 @@
  * enabling and removing go through tunnel_admin_user_action() of
  * sql/002_admin.sql, as the web admin does (never zero enabled admins,
  * disabling ends web sessions); they only change rows: the triggers
- * NOTIFY tunnel_keys and tunneld closes what must be closed.  Web
- * passwords are not set here: a user added here has SSH keys only; web
- * accounts come from invitations ('tunnelctl invite create').
+ * NOTIFY tunnel_keys and tunneld closes what must be closed.
+ *
+ * Web passwords are never typed here: 'user add' and 'user password' print
+ * a one-time link <base>/password/<token> (tunnel_admin_password_token_create
+ * of sql/003_first_hour.sql, token from links.c) on whose web page the user
+ * chooses one.  A user added here can so always reach the web admin, also
+ * the first administrator of an installation.
  */
 
 #include <stdio.h>
@@ -51,39 +55,155 @@ invalid:
 }
 
 
+/*
+ * Options of 'user add' and 'user password': --hours N, --base-url URL
+ * (and --admin when admin is not NULL) and one NAME.  Returns TNL_CTL_OK
+ * or the exit status of a usage error.
+ */
 static int
-tnl_ctl_user_add(int argc, char **argv)
+tnl_ctl_user_link_args(const char *command, int argc, char **argv,
+    const char **name, int *admin, const char **hours, const char **base)
 {
-    int          i, admin;
-    PGconn      *conn;
-    PGresult    *res;
-    const char  *name, *params[2];
+    int  i;
 
-    name = NULL;
-    admin = 0;
+    *name = NULL;
+    *hours = TNL_CTL_HOURS_DEFAULT;
+    *base = NULL;
 
     for (i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--admin") == 0) {
-            admin = 1;
+        if (admin != NULL && strcmp(argv[i], "--admin") == 0) {
+            *admin = 1;
+
+        } else if (strcmp(argv[i], "--hours") == 0
+                   || strcmp(argv[i], "--base-url") == 0)
+        {
+            if (i + 1 == argc) {
+                return tnl_ctl_usage_error("%s needs a value", argv[i]);
+            }
+
+            if (argv[i][2] == 'h') {
+                *hours = argv[i + 1];
+            } else {
+                *base = argv[i + 1];
+            }
+
+            i++;
 
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
             return tnl_ctl_usage_error("unknown option \"%s\" for "
-                                       "'user add'", argv[i]);
+                                       "'%s'", argv[i], command);
 
-        } else if (name == NULL) {
-            name = argv[i];
+        } else if (*name == NULL) {
+            *name = argv[i];
 
         } else {
-            return tnl_ctl_usage_error("'user add' takes one NAME, not "
-                                       "\"%s\" too", argv[i]);
+            return tnl_ctl_usage_error("'%s' takes one NAME, not "
+                                       "\"%s\" too", command, argv[i]);
         }
     }
 
-    if (name == NULL) {
-        return tnl_ctl_usage_error("'user add' needs a NAME");
+    if (*name == NULL) {
+        return tnl_ctl_usage_error("'%s' needs a NAME", command);
     }
 
+    return TNL_CTL_OK;
+}
+
+
+/*
+ * Checks the name, --hours and the base of the link; fills base.  Returns
+ * 0, or -1 after reporting.
+ */
+static int
+tnl_ctl_user_link_check(const char *name, const char *hours,
+    const char *base_url, char *base, size_t size)
+{
     if (!tnl_ctl_user_name_check(name)) {
+        return -1;
+    }
+
+    if (!tnl_ctl_hours_check(hours)) {
+        tnl_ctl_error("--hours \"%s\" is not valid: give a whole number of "
+                      "hours from 1 to %d (one year)",
+                      hours, TNL_CTL_HOURS_MAX);
+        return -1;
+    }
+
+    return tnl_ctl_link_base(base_url, base, size);
+}
+
+
+/*
+ * Makes a one-time password link for the user id (earlier unused links of
+ * theirs stop working) in the current transaction, into link.  Returns 0,
+ * or -1 after reporting.
+ */
+static int
+tnl_ctl_user_link_make(PGconn *conn, const char *id, const char *hours,
+    const char *base, char *link, size_t size)
+{
+    char         token[TNL_CTL_TOKEN_LEN + 1];
+    PGresult    *res;
+    const char  *params[3];
+
+    if (tnl_ctl_token_make(token) != 0) {
+        return -1;
+    }
+
+    params[0] = token;
+    params[1] = id;
+    params[2] = hours;
+
+    /* created_by NULL: made by an operator, not by a web admin */
+    res = tnl_ctl_db_exec(conn,
+                          "SELECT tunnel_admin_password_token_create($1,"
+                          " $2::bigint, $3::integer, NULL)",
+                          3, params, "make the password link");
+
+    if (res != NULL) {
+        snprintf(link, size, "%s/password/%s", base, token);
+        PQclear(res);
+    }
+
+    memset(token, 0, sizeof(token));
+
+    return res != NULL ? 0 : -1;
+}
+
+
+/* the link and what it is for, on stdout; the hint if it has no base */
+static void
+tnl_ctl_user_link_print(const char *name, const char *hours,
+    const char *base, const char *link, const char *more)
+{
+    printf("one-time link for \"%s\" to set a web password (valid %s "
+           "hour%s%s):\n%s\n",
+           name, hours, strcmp(hours, "1") == 0 ? "" : "s", more, link);
+    tnl_ctl_link_hint(base);
+}
+
+
+static int
+tnl_ctl_user_add(int argc, char **argv)
+{
+    int          rc, admin;
+    char         base[1024], link[1100], id[21];
+    PGconn      *conn;
+    PGresult    *res;
+    const char  *name, *hours, *base_url, *params[2];
+
+    admin = 0;
+    link[0] = '\0';
+
+    rc = tnl_ctl_user_link_args("user add", argc, argv, &name, &admin,
+                                &hours, &base_url);
+    if (rc != TNL_CTL_OK) {
+        return rc;
+    }
+
+    if (tnl_ctl_user_link_check(name, hours, base_url, base, sizeof(base))
+        != 0)
+    {
         return TNL_CTL_FAIL;
     }
 
@@ -92,31 +212,142 @@ tnl_ctl_user_add(int argc, char **argv)
         return TNL_CTL_FAIL;
     }
 
+    rc = TNL_CTL_FAIL;
+
+    /* the user and their link together, or neither */
+    res = tnl_ctl_db_exec(conn, "BEGIN", 0, NULL, "add the user");
+    if (res == NULL) {
+        goto done;
+    }
+
+    PQclear(res);
+
     params[0] = name;
     params[1] = admin ? "true" : "false";
 
     res = tnl_ctl_db_exec(conn,
                           "INSERT INTO users (name, is_admin) "
-                          "VALUES ($1, $2)", 2, params, NULL);
+                          "VALUES ($1, $2) RETURNING id", 2, params, NULL);
 
     if (res == NULL) {
         if (strcmp(tnl_ctl_db_sqlstate(), TNL_CTL_UNIQUE_VIOLATION) == 0) {
             tnl_ctl_error("user \"%s\" already exists: see "
-                          "'tunnelctl user list'", name);
+                          "'tunnelctl user list'; a new password link: "
+                          "'tunnelctl user password %s'", name, name);
         } else {
             tnl_ctl_db_report("add the user");
         }
 
-        PQfinish(conn);
-        return TNL_CTL_FAIL;
+        goto done;
+    }
+
+    snprintf(id, sizeof(id), "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+
+    if (tnl_ctl_user_link_make(conn, id, hours, base, link, sizeof(link))
+        != 0)
+    {
+        goto done;
+    }
+
+    res = tnl_ctl_db_exec(conn, "COMMIT", 0, NULL, "add the user");
+    if (res == NULL) {
+        goto done;
     }
 
     PQclear(res);
-    PQfinish(conn);
 
     printf("added %s \"%s\"\n", admin ? "admin" : "user", name);
+    tnl_ctl_user_link_print(name, hours, base, link, "");
 
-    return TNL_CTL_OK;
+    rc = TNL_CTL_OK;
+
+done:
+
+    /* a failed transaction is rolled back when the connection ends */
+    PQfinish(conn);
+    memset(link, 0, sizeof(link));
+
+    return rc;
+}
+
+
+/*
+ * user password NAME: a fresh one-time link for a forgotten (or never set)
+ * web password; the user's earlier unused links stop working.  The
+ * password itself only changes when the link is used.
+ */
+static int
+tnl_ctl_user_password(int argc, char **argv)
+{
+    int          rc;
+    char         base[1024], link[1100], id[21];
+    PGconn      *conn;
+    PGresult    *res;
+    const char  *name, *hours, *base_url, *params[1];
+
+    rc = tnl_ctl_user_link_args("user password", argc, argv, &name, NULL,
+                                &hours, &base_url);
+    if (rc != TNL_CTL_OK) {
+        return rc;
+    }
+
+    if (tnl_ctl_user_link_check(name, hours, base_url, base, sizeof(base))
+        != 0)
+    {
+        return TNL_CTL_FAIL;
+    }
+
+    conn = tnl_ctl_db_connect();
+    if (conn == NULL) {
+        return TNL_CTL_FAIL;
+    }
+
+    rc = TNL_CTL_FAIL;
+    params[0] = name;
+
+    res = tnl_ctl_db_exec(conn, "SELECT id, disabled FROM users"
+                          " WHERE name = $1", 1, params,
+                          "make the password link");
+    if (res == NULL) {
+        goto done;
+    }
+
+    if (PQntuples(res) == 0) {
+        tnl_ctl_error("no user named \"%s\": add it with "
+                      "'tunnelctl user add %s'", name, name);
+        PQclear(res);
+        goto done;
+    }
+
+    if (strcmp(PQgetvalue(res, 0, 1), "t") == 0) {
+        tnl_ctl_error("user \"%s\" is disabled and could not use the link: "
+                      "enable them first with 'tunnelctl user enable %s'",
+                      name, name);
+        PQclear(res);
+        goto done;
+    }
+
+    snprintf(id, sizeof(id), "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+
+    if (tnl_ctl_user_link_make(conn, id, hours, base, link, sizeof(link))
+        != 0)
+    {
+        goto done;
+    }
+
+    tnl_ctl_user_link_print(name, hours, base, link,
+                            "; earlier links no longer work");
+    memset(link, 0, sizeof(link));
+
+    rc = TNL_CTL_OK;
+
+done:
+
+    PQfinish(conn);
+
+    return rc;
 }
 
 
@@ -283,11 +514,12 @@ int
 tnl_ctl_user(int argc, char **argv)
 {
     static const tnl_ctl_command_t  commands[] = {
-        { "add",     tnl_ctl_user_add },
-        { "list",    tnl_ctl_user_list },
-        { "disable", tnl_ctl_user_disable },
-        { "enable",  tnl_ctl_user_enable },
-        { "remove",  tnl_ctl_user_remove },
+        { "add",      tnl_ctl_user_add },
+        { "list",     tnl_ctl_user_list },
+        { "password", tnl_ctl_user_password },
+        { "disable",  tnl_ctl_user_disable },
+        { "enable",   tnl_ctl_user_enable },
+        { "remove",   tnl_ctl_user_remove },
         { NULL, NULL }
     };
 
