@@ -478,6 +478,62 @@ ngx_http_tunnel_admin_input(ngx_http_request_t *r,
 }
 
 
+/*
+ * A message naming values ("%V" arguments, from people or the database) for
+ * form_error() or message(), which escape it at output.  NUL-terminated, in
+ * r->pool; NULL if out of memory.
+ */
+const char *
+ngx_http_tunnel_admin_sentence(ngx_http_request_t *r, const char *fmt, ...)
+{
+    u_char   buf[1024], *p, *last;
+    va_list  args;
+
+    va_start(args, fmt);
+    last = ngx_vslprintf(buf, buf + sizeof(buf) - 1, fmt, args);
+    va_end(args);
+
+    p = ngx_pnalloc(r->pool, last - buf + 1);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    *ngx_cpymem(p, buf, last - buf) = '\0';
+
+    return (const char *) p;
+}
+
+
+/* a typed value to quote in a message: at most 40 bytes, cut marked */
+ngx_str_t
+ngx_http_tunnel_admin_shorten(ngx_http_request_t *r, ngx_str_t *text)
+{
+    size_t     len;
+    ngx_str_t  s;
+
+    if (text->len <= 40) {
+        return *text;
+    }
+
+    /* cut on a UTF-8 character boundary */
+    len = 37;
+    while (len && (text->data[len] & 0xc0) == 0x80) {
+        len--;
+    }
+
+    s.data = ngx_pnalloc(r->pool, len + 3);
+    if (s.data == NULL) {
+        s.len = 0;
+        return s;
+    }
+
+    s.len = ngx_cpymem(ngx_cpymem(s.data, text->data, len), "...", 3)
+            - s.data;
+
+    return s;
+}
+
+
 /* a form page sent back with what is wrong: re-runs the page's GET */
 ngx_int_t
 ngx_http_tunnel_admin_form_error(ngx_http_request_t *r,

@@ -15,7 +15,6 @@
  */
 
 #include "ngx_http_tunnel_admin_module.h"
-#include <tnl_name.h>
 
 
 static ngx_int_t ngx_http_tunnel_admin_handler(ngx_http_request_t *r);
@@ -79,13 +78,6 @@ static ngx_command_t  ngx_http_tunnel_admin_commands[] = {
       ngx_conf_set_num_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_tunnel_admin_main_conf_t, name_quota),
-      NULL },
-
-    { ngx_string("tunnel_admin_reserved_names"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_str_slot,
-      NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_tunnel_admin_main_conf_t, reserved_names),
       NULL },
 
     { ngx_string("tunnel_admin_session_idle"),
@@ -730,11 +722,6 @@ ngx_http_tunnel_admin_init_main_conf(ngx_conf_t *cf, void *conf)
         amcf->session_idle = amcf->session_lifetime;
     }
 
-    if (amcf->reserved_names.data == NULL) {
-        /* tunneld's default: a name nobody can open is not reservable */
-        ngx_str_set(&amcf->reserved_names, TNL_NAME_DEFAULT_RESERVED);
-    }
-
     /* libpq wants C strings */
     p = ngx_pnalloc(cf->pool, amcf->conninfo.len + 1);
     if (p == NULL) {
@@ -743,15 +730,6 @@ ngx_http_tunnel_admin_init_main_conf(ngx_conf_t *cf, void *conf)
 
     *ngx_cpymem(p, amcf->conninfo.data, amcf->conninfo.len) = '\0';
     amcf->conninfo.data = p;
-
-    p = ngx_pnalloc(cf->pool, amcf->reserved_names.len + 1);
-    if (p == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    *ngx_cpymem(p, amcf->reserved_names.data, amcf->reserved_names.len) =
-                                                                        '\0';
-    amcf->reserved_names.data = p;
 
     while (amcf->base_url.len && amcf->base_url.data[amcf->base_url.len - 1]
                                  == '/')

@@ -37,6 +37,10 @@
 #define NGX_HTTP_TUNNEL_ADMIN_MAX_PARAMS    8
 #define NGX_HTTP_TUNNEL_ADMIN_BODY_MAX      (64 * 1024)
 
+/* typographic quotes around a value named in a message */
+#define NGX_HTTP_TUNNEL_ADMIN_LQ  "\xe2\x80\x9c"
+#define NGX_HTTP_TUNNEL_ADMIN_RQ  "\xe2\x80\x9d"
+
 #define NGX_HTTP_TUNNEL_ADMIN_SESSION_COOKIE  "__Host-tunnel_session"
 #define NGX_HTTP_TUNNEL_ADMIN_CSRF_COOKIE     "__Host-tunnel_csrf"
 
@@ -50,7 +54,6 @@ typedef struct {
     ngx_uint_t                 pool_size;      /* connections per worker */
     ngx_msec_t                 db_timeout;     /* per query, per connect */
     ngx_uint_t                 name_quota;
-    ngx_str_t                  reserved_names; /* NUL-terminated list */
     time_t                     session_idle;
     time_t                     session_lifetime;
     ngx_uint_t                 login_limit;    /* failures per window */
@@ -261,6 +264,10 @@ void ngx_http_tunnel_admin_input(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx, const char *label, const char *name,
     const char *type, const char *autocomplete, const char *hint,
     ngx_uint_t keep);
+const char *ngx_http_tunnel_admin_sentence(ngx_http_request_t *r,
+    const char *fmt, ...);
+ngx_str_t ngx_http_tunnel_admin_shorten(ngx_http_request_t *r,
+    ngx_str_t *text);
 ngx_int_t ngx_http_tunnel_admin_form_error(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx, ngx_uint_t status, const char *msg);
 ngx_int_t ngx_http_tunnel_admin_message(ngx_http_request_t *r,
