@@ -419,6 +419,8 @@ ngx_http_tunnel_admin_flash(ngx_http_request_t *r,
         { "name-released", "The name was released." },
         { "invite-revoked", "The invitation was revoked." },
         { "user-updated", "The user was updated." },
+        { "password-set", "Your password is set and you are signed in." },
+        { "password-set-login", "Your password is set: sign in with it." },
         { NULL, NULL }
     };
 

@@ -5,8 +5,9 @@
  * `tunnel_admin;` makes a location's content handler route the request URI
  * to one page of the control plane.  Every request goes through the same
  * explicit states: read the form (POST), ask PostgreSQL who the session
- * belongs to (and whether the install has any user yet), apply the access
- * rule of the route and the CSRF check, then run the page's own steps.  A
+ * belongs to (and whether the install still needs its setup), apply the
+ * access rule of the route and the CSRF check, then run the page's own
+ * steps.  A
  * step that waits (a query, a password job) returns and is re-entered
  * through ngx_http_tunnel_admin_resume() when it completes.
  *
@@ -151,9 +152,9 @@ ngx_module_t  ngx_http_tunnel_admin_module = {
 
 
 /*
- * The URL space.  "/join/" is the only prefix: the rest of the path is the
- * invitation token.  Paths are matched exactly, never normalised further
- * than nginx already did.
+ * The URL space.  "/join/" and "/password/" are the only prefixes: the rest
+ * of the path is the invitation or password link token.  Paths are matched
+ * exactly, never normalised further than nginx already did.
  */
 static ngx_http_tunnel_admin_route_t  ngx_http_tunnel_admin_routes[] = {
 
@@ -177,6 +178,10 @@ static ngx_http_tunnel_admin_route_t  ngx_http_tunnel_admin_routes[] = {
 
     { ngx_string("/join/"), 1, NGX_HTTP_TUNNEL_ADMIN_GUEST,
       ngx_http_tunnel_admin_join_get, ngx_http_tunnel_admin_join_post },
+
+    { ngx_string("/password/"), 1, NGX_HTTP_TUNNEL_ADMIN_GUEST,
+      ngx_http_tunnel_admin_passlink_get,
+      ngx_http_tunnel_admin_passlink_post },
 
     { ngx_string("/"), 0, NGX_HTTP_TUNNEL_ADMIN_USER,
       ngx_http_tunnel_admin_home, NULL },
@@ -432,8 +437,17 @@ ngx_http_tunnel_admin_gate(ngx_http_request_t *r,
 
     access = ctx->route->access;
 
-    if (!ctx->has_users) {
-        if (access != NGX_HTTP_TUNNEL_ADMIN_SETUP) {
+    /*
+     * While no administrator can sign in, visitors go to /setup; but where
+     * users exist (made with tunnelctl) the pages that let them in stay
+     * open: /login, /join/ (tunnelctl invite create --admin) and
+     * /password/ (tunnelctl's one-time links), and someone signed in so
+     * keeps their pages.
+     */
+    if (ctx->needs_setup) {
+        if (access != NGX_HTTP_TUNNEL_ADMIN_SETUP && !ctx->logged_in
+            && (!ctx->any_users || access != NGX_HTTP_TUNNEL_ADMIN_GUEST))
+        {
             return ngx_http_tunnel_admin_redirect(r, ctx, "/setup");
         }
 

@@ -133,7 +133,8 @@ struct ngx_http_tunnel_admin_ctx_s {
     ngx_str_t                          csrf_cookie;     /* cookie value */
 
     /* who is asking, filled by the session query */
-    unsigned                           has_users:1;
+    unsigned                           needs_setup:1; /* no admin can sign in */
+    unsigned                           any_users:1;
     unsigned                           logged_in:1;
     unsigned                           is_admin:1;
     int64_t                            user_id;
@@ -334,6 +335,16 @@ ngx_int_t ngx_http_tunnel_admin_users_get(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
 ngx_int_t ngx_http_tunnel_admin_users_post(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
+ngx_int_t ngx_http_tunnel_admin_passlink_get(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
+ngx_int_t ngx_http_tunnel_admin_passlink_post(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
+
+/* invites.c, passlink.c: links to hand out, one-time password links */
+ngx_int_t ngx_http_tunnel_admin_link(ngx_http_request_t *r, const char *path,
+    ngx_str_t *token, ngx_str_t *link);
+ngx_int_t ngx_http_tunnel_admin_password_link(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *user_id);
 
 
 #endif /* _NGX_HTTP_TUNNEL_ADMIN_MODULE_H_INCLUDED_ */

@@ -1,7 +1,8 @@
 
 /*
  * /admin/users: administrators list the users (role, keys, created, last
- * sign-in, tunnels up) and disable, enable, delete, promote or demote them.
+ * sign-in, tunnels up) and disable, enable, delete, promote or demote them,
+ * or make a one-time password link for one (passlink.c) and see it once.
  * Each action is tunnel_admin_user_action() (sql/002_admin.sql), which
  * re-checks that the actor is an enabled administrator and never leaves the
  * installation without one.  Disabling ends the user's web sessions; tunneld
@@ -64,6 +65,19 @@ ngx_http_tunnel_admin_users_get(ngx_http_request_t *r,
 
     ngx_http_tunnel_admin_page_start(r, ctx, "Users");
     ngx_http_tunnel_admin_flash(r, ctx);
+
+    if (ctx->s3.len) {
+        /* just made: the only time the link can be shown */
+        ngx_http_tunnel_admin_put(r, ctx,
+            "<div class=\"msg good\"><p>Password link for <strong>");
+        ngx_http_tunnel_admin_esc(r, ctx, &ctx->s1);
+        ngx_http_tunnel_admin_put(r, ctx,
+            "</strong> created.  Send it to them; it is shown only now, "
+            "works once, and replaces their earlier links:</p>\n"
+            "<p class=\"copy mono\" id=\"password-link\">");
+        ngx_http_tunnel_admin_esc(r, ctx, &ctx->s3);
+        ngx_http_tunnel_admin_put(r, ctx, "</p></div>\n");
+    }
 
     ngx_http_tunnel_admin_put(r, ctx,
         "<p>New users join with an <a href=\"/admin/invites\">invitation"
@@ -130,6 +144,8 @@ ngx_http_tunnel_admin_users_get(ngx_http_request_t *r,
                                               "Make admin", 0);
         }
 
+        ngx_http_tunnel_admin_user_button(r, ctx, &id, "password-link",
+                                          "Password link", 0);
         ngx_http_tunnel_admin_user_delete(r, ctx, &id, i);
 
         ngx_http_tunnel_admin_put(r, ctx, "</td></tr>\n");
@@ -188,8 +204,34 @@ ngx_http_tunnel_admin_users_post(ngx_http_request_t *r,
     ngx_uint_t   i, self;
 
     static const char  *actions[] = {
-        "disable", "enable", "delete", "promote", "demote", NULL
+        "disable", "enable", "delete", "promote", "demote", "password-link",
+        NULL
     };
+
+    if (ctx->step == 2) {
+        /* a password link was made: show it once, on the list */
+        if (PQntuples(ctx->res) != 1) {
+            ngx_str_null(&ctx->s3);
+            return ngx_http_tunnel_admin_form_error(r, ctx,
+                       NGX_HTTP_TUNNEL_ADMIN_INVALID,
+                       "No such user (maybe already deleted).");
+        }
+
+        if (ngx_http_tunnel_admin_cell_copy(r, ctx, 0, 1, &ctx->s1)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                      "tunnel: admin: \"%V\" made a password link for "
+                      "\"%V\"", &ctx->user_name, &ctx->s1);
+
+        ctx->render = 1;
+        ctx->step = 0;
+
+        return ngx_http_tunnel_admin_users_get(r, ctx);
+    }
 
     if (ctx->step == 0) {
         id = ngx_http_tunnel_admin_field(ctx, "id");
@@ -226,6 +268,11 @@ ngx_http_tunnel_admin_users_post(ngx_http_request_t *r,
                        "You cannot disable, demote or delete your own "
                        "account here: it would lock you out of this page.  "
                        "Another administrator can do it.");
+        }
+
+        if (ngx_strcmp(actions[i], "password-link") == 0) {
+            ctx->step = 2;
+            return ngx_http_tunnel_admin_password_link(r, ctx, id);
         }
 
         if (ngx_strcmp(actions[i], "delete") == 0
