@@ -8,7 +8,9 @@
  * from the database goes through ngx_http_tunnel_admin_esc(); put() and
  * printf() are for our own markup and numbers only.  Pages load nothing but
  * /static/admin.css (served from this file, no database needed), so the
- * Content-Security-Policy can forbid everything else, scripts included.
+ * Content-Security-Policy can forbid everything else, scripts included;
+ * only a page that sets ctx->script may also run /static/copy.js (its copy
+ * button), a same-origin file: never inline script.
  */
 
 #include "ngx_http_tunnel_admin_module.h"
@@ -17,6 +19,11 @@
 #define NGX_HTTP_TUNNEL_ADMIN_CSP                                            \
     "default-src 'none'; style-src 'self'; img-src 'self'; "                \
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+#define NGX_HTTP_TUNNEL_ADMIN_CSP_SCRIPT                                     \
+    "default-src 'none'; script-src 'self'; style-src 'self'; "             \
+    "img-src 'self'; form-action 'self'; frame-ancestors 'none'; "          \
+    "base-uri 'none'"
 
 
 static void ngx_http_tunnel_admin_grow(ngx_http_request_t *r,
@@ -91,6 +98,8 @@ static const char  ngx_http_tunnel_admin_stylesheet[] =
     ".tag.off{border-color:var(--bad);color:var(--bad)}\n"
     ".copy{background:var(--bg);border:1px dashed var(--line);"
     "padding:.6rem;border-radius:6px}\n"
+    ".cmd{display:flex;flex-wrap:wrap;gap:.5rem;align-items:center}\n"
+    ".cmd code{flex:1 1 20rem;display:block}\n"
     "p.muted{color:var(--muted)}\n"
     "@media (max-width:40rem){"
     "th.opt,td.opt{display:none}"
@@ -671,7 +680,9 @@ ngx_http_tunnel_admin_send(ngx_http_request_t *r,
     r->headers_out.content_type_lowcase = NULL;
 
     if (ngx_http_tunnel_admin_header(r, "Content-Security-Policy",
-                                     NGX_HTTP_TUNNEL_ADMIN_CSP) != NGX_OK
+                                     ctx->script
+                                     ? NGX_HTTP_TUNNEL_ADMIN_CSP_SCRIPT
+                                     : NGX_HTTP_TUNNEL_ADMIN_CSP) != NGX_OK
         || ngx_http_tunnel_admin_header(r, "X-Content-Type-Options",
                                         "nosniff") != NGX_OK
         || ngx_http_tunnel_admin_header(r, "X-Frame-Options", "DENY")

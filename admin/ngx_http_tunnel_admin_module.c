@@ -39,9 +39,24 @@ static char *ngx_http_tunnel_admin_check_conninfo(ngx_conf_t *cf,
 static void *ngx_http_tunnel_admin_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_tunnel_admin_merge_loc_conf(ngx_conf_t *cf,
     void *parent, void *child);
+static char *ngx_http_tunnel_admin_check_ssh_host(ngx_conf_t *cf,
+    void *post, void *data);
+static char *ngx_http_tunnel_admin_check_tunnel_url(ngx_conf_t *cf,
+    void *post, void *data);
 static ngx_int_t ngx_http_tunnel_admin_init_process(ngx_cycle_t *cycle);
 static void ngx_http_tunnel_admin_exit_process(ngx_cycle_t *cycle);
 
+
+
+static ngx_conf_post_handler_pt  ngx_http_tunnel_admin_ssh_host_post =
+    ngx_http_tunnel_admin_check_ssh_host;
+
+static ngx_conf_num_bounds_t  ngx_http_tunnel_admin_ssh_port_bounds = {
+    ngx_conf_check_num_bounds, 1, 65535
+};
+
+static ngx_conf_post_handler_pt  ngx_http_tunnel_admin_tunnel_url_post =
+    ngx_http_tunnel_admin_check_tunnel_url;
 
 
 static ngx_command_t  ngx_http_tunnel_admin_commands[] = {
@@ -116,6 +131,27 @@ static ngx_command_t  ngx_http_tunnel_admin_commands[] = {
       offsetof(ngx_http_tunnel_admin_main_conf_t, base_url),
       NULL },
 
+    { ngx_string("tunnel_admin_ssh_host"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_tunnel_admin_main_conf_t, ssh_host),
+      &ngx_http_tunnel_admin_ssh_host_post },
+
+    { ngx_string("tunnel_admin_ssh_port"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_tunnel_admin_main_conf_t, ssh_port),
+      &ngx_http_tunnel_admin_ssh_port_bounds },
+
+    { ngx_string("tunnel_admin_tunnel_url"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_tunnel_admin_main_conf_t, tunnel_url),
+      &ngx_http_tunnel_admin_tunnel_url_post },
+
       ngx_null_command
 };
 
@@ -160,6 +196,9 @@ static ngx_http_tunnel_admin_route_t  ngx_http_tunnel_admin_routes[] = {
 
     { ngx_string("/static/admin.css"), 0, NGX_HTTP_TUNNEL_ADMIN_ANYONE,
       ngx_http_tunnel_admin_css, NULL },
+
+    { ngx_string("/static/copy.js"), 0, NGX_HTTP_TUNNEL_ADMIN_ANYONE,
+      ngx_http_tunnel_admin_copy_script, NULL },
 
     { ngx_string("/static/icon.svg"), 0, NGX_HTTP_TUNNEL_ADMIN_ANYONE,
       ngx_http_tunnel_admin_icon, NULL },
@@ -696,6 +735,7 @@ ngx_http_tunnel_admin_create_main_conf(ngx_conf_t *cf)
     amcf->login_limit = NGX_CONF_UNSET_UINT;
     amcf->login_window = NGX_CONF_UNSET;
     amcf->invite_hours = NGX_CONF_UNSET_UINT;
+    amcf->ssh_port = NGX_CONF_UNSET_UINT;
 
     return amcf;
 }
@@ -716,6 +756,7 @@ ngx_http_tunnel_admin_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_uint_value(amcf->login_limit, 5);
     ngx_conf_init_value(amcf->login_window, 15 * 60);
     ngx_conf_init_uint_value(amcf->invite_hours, 72);
+    ngx_conf_init_uint_value(amcf->ssh_port, 22);
 
     if (amcf->pool_size == 0 || amcf->pool_size > 64) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -843,6 +884,118 @@ done:
     PQconninfoFree(opts);
 
     return rv;
+}
+
+
+/*
+ * tunnel_admin_ssh_host: the host name users give ssh, shown in the
+ * command of the start page.  A DNS name or an IP address: nothing a shell
+ * or ssh would read as something else (an option, a user, a port).
+ */
+static char *
+ngx_http_tunnel_admin_check_ssh_host(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_str_t  *host = data;
+
+    size_t  i;
+    u_char  c;
+
+    if (host->len == 0 || host->len > 253 || host->data[0] == '-'
+        || host->data[0] == '.')
+    {
+        goto invalid;
+    }
+
+    for (i = 0; i < host->len; i++) {
+        c = host->data[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '.' || c == '-' || c == ':'))
+        {
+            goto invalid;
+        }
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid \"tunnel_admin_ssh_host\" \"%V\": give the "
+                       "host name or address users connect ssh to, e.g. "
+                       "tunnel.example.com (the port goes in "
+                       "tunnel_admin_ssh_port)", host);
+    return NGX_CONF_ERROR;
+}
+
+
+/*
+ * tunnel_admin_tunnel_url: the URL a tunnel gets, "%s" standing for its
+ * name, as tunneld's --public-url: http:// or https://, exactly one "%s"
+ * in the host part, no other '%', nothing that needs quoting in a page.
+ */
+static char *
+ngx_http_tunnel_admin_check_tunnel_url(ngx_conf_t *cf, void *post,
+    void *data)
+{
+    ngx_str_t  *url = data;
+
+    u_char      c, *p, *host, *last;
+    ngx_uint_t  names;
+
+    p = url->data;
+    last = p + url->len;
+
+    if (url->len > 7 && ngx_strncmp(p, "http://", 7) == 0) {
+        host = p + 7;
+
+    } else if (url->len > 8 && ngx_strncmp(p, "https://", 8) == 0) {
+        host = p + 8;
+
+    } else {
+        goto invalid;
+    }
+
+    names = 0;
+
+    for (p = host; p < last; p++) {
+        c = *p;
+
+        if (c == '%') {
+            if (p + 1 == last || p[1] != 's') {
+                goto invalid;
+            }
+
+            if (ngx_strlchr(host, p, '/') != NULL) {
+                goto invalid;       /* the name is a host label */
+            }
+
+            names++;
+            p++;
+            continue;
+        }
+
+        if (c <= ' ' || c >= 0x7f || c == '"' || c == '\'' || c == '<'
+            || c == '>' || c == '\\')
+        {
+            goto invalid;
+        }
+    }
+
+    if (names != 1) {
+        goto invalid;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid \"tunnel_admin_tunnel_url\" \"%V\": give "
+                       "the URL of a tunnel with %%s for its name, as "
+                       "tunneld's --public-url, e.g. "
+                       "\"https://%%s.tunnel.example.com\"", url);
+    return NGX_CONF_ERROR;
 }
 
 

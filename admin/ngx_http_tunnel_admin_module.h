@@ -60,6 +60,9 @@ typedef struct {
     time_t                     login_window;
     ngx_uint_t                 invite_hours;   /* default expiry */
     ngx_str_t                  base_url;       /* for invitation links */
+    ngx_str_t                  ssh_host;       /* in the start page's */
+    ngx_uint_t                 ssh_port;       /*   command; unset: Host */
+    ngx_str_t                  tunnel_url;     /* "http://%s.DOMAIN:PORT" */
     ngx_thread_pool_t         *thread_pool;    /* argon2id runs there */
     ngx_uint_t                 enabled;        /* a location uses us */
 } ngx_http_tunnel_admin_main_conf_t;
@@ -126,6 +129,7 @@ struct ngx_http_tunnel_admin_ctx_s {
     unsigned                           waiting:1; /* async op in flight */
     unsigned                           finished:1;
     unsigned                           render:1;  /* POST shows the GET */
+    unsigned                           script:1;  /* page loads copy.js */
 
     /* request input */
     ngx_array_t                       *form;      /* of ..._field_t */
@@ -281,6 +285,8 @@ ngx_int_t ngx_http_tunnel_admin_send(ngx_http_request_t *r,
 ngx_int_t ngx_http_tunnel_admin_css(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
 ngx_int_t ngx_http_tunnel_admin_icon(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
+ngx_int_t ngx_http_tunnel_admin_copy_script(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
 
 /* results: text of a cell, NULL-safe */
