@@ -8,7 +8,9 @@
  * from the database goes through ngx_http_tunnel_admin_esc(); put() and
  * printf() are for our own markup and numbers only.  Pages load nothing but
  * /static/admin.css (served from this file, no database needed), so the
- * Content-Security-Policy can forbid everything else, scripts included.
+ * Content-Security-Policy can forbid everything else, scripts included;
+ * only a page that sets ctx->script may also run /static/copy.js (its copy
+ * button), a same-origin file: never inline script.
  */
 
 #include "ngx_http_tunnel_admin_module.h"
@@ -17,6 +19,11 @@
 #define NGX_HTTP_TUNNEL_ADMIN_CSP                                            \
     "default-src 'none'; style-src 'self'; img-src 'self'; "                \
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+#define NGX_HTTP_TUNNEL_ADMIN_CSP_SCRIPT                                     \
+    "default-src 'none'; script-src 'self'; style-src 'self'; "             \
+    "img-src 'self'; form-action 'self'; frame-ancestors 'none'; "          \
+    "base-uri 'none'"
 
 
 static void ngx_http_tunnel_admin_grow(ngx_http_request_t *r,
@@ -78,6 +85,10 @@ static const char  ngx_http_tunnel_admin_stylesheet[] =
     "border-bottom:1px solid var(--line);vertical-align:top}\n"
     "th{font-size:.85rem;color:var(--muted);font-weight:600}\n"
     "td form{display:inline;margin:0}\n"
+    "td.date{white-space:nowrap}\n"
+    ".confirm{display:inline-block;border:1px solid var(--line);"
+    "border-radius:6px;padding:.1rem .4rem;margin:.15rem 0}\n"
+    ".muted{color:var(--muted)}\n"
     "code,.mono{font-family:ui-monospace,monospace;font-size:.85rem;"
     "word-break:break-all}\n"
     ".tag{display:inline-block;white-space:nowrap;font-size:.78rem;"
@@ -87,6 +98,8 @@ static const char  ngx_http_tunnel_admin_stylesheet[] =
     ".tag.off{border-color:var(--bad);color:var(--bad)}\n"
     ".copy{background:var(--bg);border:1px dashed var(--line);"
     "padding:.6rem;border-radius:6px}\n"
+    ".cmd{display:flex;flex-wrap:wrap;gap:.5rem;align-items:center}\n"
+    ".cmd code{flex:1 1 20rem;display:block}\n"
     "p.muted{color:var(--muted)}\n"
     "@media (max-width:40rem){"
     "th.opt,td.opt{display:none}"
@@ -415,6 +428,8 @@ ngx_http_tunnel_admin_flash(ngx_http_request_t *r,
         { "name-released", "The name was released." },
         { "invite-revoked", "The invitation was revoked." },
         { "user-updated", "The user was updated." },
+        { "password-set", "Your password is set and you are signed in." },
+        { "password-set-login", "Your password is set: sign in with it." },
         { NULL, NULL }
     };
 
@@ -475,6 +490,62 @@ ngx_http_tunnel_admin_input(ngx_http_request_t *r,
         ngx_http_tunnel_admin_esc_c(r, ctx, hint);
         ngx_http_tunnel_admin_put(r, ctx, "</p>\n");
     }
+}
+
+
+/*
+ * A message naming values ("%V" arguments, from people or the database) for
+ * form_error() or message(), which escape it at output.  NUL-terminated, in
+ * r->pool; NULL if out of memory.
+ */
+const char *
+ngx_http_tunnel_admin_sentence(ngx_http_request_t *r, const char *fmt, ...)
+{
+    u_char   buf[1024], *p, *last;
+    va_list  args;
+
+    va_start(args, fmt);
+    last = ngx_vslprintf(buf, buf + sizeof(buf) - 1, fmt, args);
+    va_end(args);
+
+    p = ngx_pnalloc(r->pool, last - buf + 1);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    *ngx_cpymem(p, buf, last - buf) = '\0';
+
+    return (const char *) p;
+}
+
+
+/* a typed value to quote in a message: at most 40 bytes, cut marked */
+ngx_str_t
+ngx_http_tunnel_admin_shorten(ngx_http_request_t *r, ngx_str_t *text)
+{
+    size_t     len;
+    ngx_str_t  s;
+
+    if (text->len <= 40) {
+        return *text;
+    }
+
+    /* cut on a UTF-8 character boundary */
+    len = 37;
+    while (len && (text->data[len] & 0xc0) == 0x80) {
+        len--;
+    }
+
+    s.data = ngx_pnalloc(r->pool, len + 3);
+    if (s.data == NULL) {
+        s.len = 0;
+        return s;
+    }
+
+    s.len = ngx_cpymem(ngx_cpymem(s.data, text->data, len), "...", 3)
+            - s.data;
+
+    return s;
 }
 
 
@@ -609,7 +680,9 @@ ngx_http_tunnel_admin_send(ngx_http_request_t *r,
     r->headers_out.content_type_lowcase = NULL;
 
     if (ngx_http_tunnel_admin_header(r, "Content-Security-Policy",
-                                     NGX_HTTP_TUNNEL_ADMIN_CSP) != NGX_OK
+                                     ctx->script
+                                     ? NGX_HTTP_TUNNEL_ADMIN_CSP_SCRIPT
+                                     : NGX_HTTP_TUNNEL_ADMIN_CSP) != NGX_OK
         || ngx_http_tunnel_admin_header(r, "X-Content-Type-Options",
                                         "nosniff") != NGX_OK
         || ngx_http_tunnel_admin_header(r, "X-Frame-Options", "DENY")

@@ -61,8 +61,6 @@ static void ngx_http_tunnel_admin_invite_by(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx, int row, int col);
 static ngx_int_t ngx_http_tunnel_admin_invite_create(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
-static ngx_int_t ngx_http_tunnel_admin_invite_link(ngx_http_request_t *r,
-    ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *token);
 static ngx_int_t ngx_http_tunnel_admin_join_token(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *param);
 static ngx_int_t ngx_http_tunnel_admin_join_refused(ngx_http_request_t *r,
@@ -301,7 +299,8 @@ ngx_http_tunnel_admin_invite_create(ngx_http_request_t *r,
                                         NGX_HTTP_TUNNEL_ADMIN_INVITE_BYTES,
                                         &token)
             != NGX_OK
-            || ngx_http_tunnel_admin_invite_link(r, ctx, &token) != NGX_OK)
+            || ngx_http_tunnel_admin_link(r, "/join/", &token, &ctx->s1)
+               != NGX_OK)
         {
             return NGX_ERROR;
         }
@@ -344,10 +343,14 @@ ngx_http_tunnel_admin_invite_create(ngx_http_request_t *r,
 }
 
 
-/* the link to hand out: tunnel_admin_base_url, else this request's host */
-static ngx_int_t
-ngx_http_tunnel_admin_invite_link(ngx_http_request_t *r,
-    ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *token)
+/*
+ * A link to hand out, base + path + token, in r->pool: the base is
+ * tunnel_admin_base_url, else this request's host (invitations, password
+ * links).
+ */
+ngx_int_t
+ngx_http_tunnel_admin_link(ngx_http_request_t *r, const char *path,
+    ngx_str_t *token, ngx_str_t *link)
 {
     size_t                              len;
     u_char                             *p;
@@ -379,19 +382,19 @@ ngx_http_tunnel_admin_invite_link(ngx_http_request_t *r,
         }
     }
 
-    len = base.len + host.len + sizeof("/join/") - 1 + token->len;
+    len = base.len + host.len + ngx_strlen(path) + token->len;
 
     p = ngx_pnalloc(r->pool, len);
     if (p == NULL) {
         return NGX_ERROR;
     }
 
-    ctx->s1.data = p;
+    link->data = p;
     p = ngx_cpymem(p, base.data, base.len);
     p = ngx_cpymem(p, host.data, host.len);
-    p = ngx_cpymem(p, "/join/", sizeof("/join/") - 1);
+    p = ngx_cpymem(p, path, ngx_strlen(path));
     p = ngx_cpymem(p, token->data, token->len);
-    ctx->s1.len = p - ctx->s1.data;
+    link->len = p - link->data;
 
     return NGX_OK;
 }

@@ -1,6 +1,6 @@
 
 /*
- * /login, /logout and the start page "/".
+ * /login and /logout.
  *
  * Signing in: failed attempts are rows of login_failures (sql/002), counted
  * per client address and per typed user name over tunnel_admin_login_limit's
@@ -39,11 +39,6 @@ static const char  ngx_http_tunnel_admin_login_failed_sql[] =
 
 static const char  ngx_http_tunnel_admin_logout_sql[] =
     "DELETE FROM sessions WHERE token_hash = $1::bytea";
-
-static const char  ngx_http_tunnel_admin_home_sql[] =
-    "SELECT (SELECT count(*) FROM ssh_keys WHERE user_id = $1),"
-    "       (SELECT string_agg(name, ', ' ORDER BY name)"
-    "          FROM reserved_names WHERE user_id = $1)";
 
 
 static ngx_int_t ngx_http_tunnel_admin_login_lookup(ngx_http_request_t *r,
@@ -303,62 +298,4 @@ ngx_http_tunnel_admin_logout_post(ngx_http_request_t *r,
     }
 
     return ngx_http_tunnel_admin_redirect(r, ctx, "/login");
-}
-
-
-ngx_int_t
-ngx_http_tunnel_admin_home(ngx_http_request_t *r,
-    ngx_http_tunnel_admin_ctx_t *ctx)
-{
-    ngx_str_t  keys, names;
-
-    if (ctx->step == 0) {
-        ctx->step = 1;
-        return ngx_http_tunnel_admin_query(r, ctx,
-                                           ngx_http_tunnel_admin_home_sql,
-                                           1, &ctx->user_id_text);
-    }
-
-    keys = ngx_http_tunnel_admin_cell(ctx, 0, 0);
-    names = ngx_http_tunnel_admin_cell(ctx, 0, 1);
-
-    ngx_http_tunnel_admin_page_start(r, ctx, "Your tunnels");
-    ngx_http_tunnel_admin_flash(r, ctx);
-
-    ngx_http_tunnel_admin_put(r, ctx, "<div class=\"card\">\n<p>Signed in as "
-                              "<strong>");
-    ngx_http_tunnel_admin_esc(r, ctx, &ctx->user_name);
-    ngx_http_tunnel_admin_put(r, ctx, "</strong>");
-
-    if (ctx->is_admin) {
-        ngx_http_tunnel_admin_put(r, ctx,
-                                  " <span class=\"tag on\">admin</span>");
-    }
-
-    ngx_http_tunnel_admin_put(r, ctx, ".</p>\n<p>SSH keys: ");
-    ngx_http_tunnel_admin_esc(r, ctx, &keys);
-    ngx_http_tunnel_admin_put(r, ctx,
-        " (<a href=\"/keys\">manage</a>).  Reserved names: ");
-
-    if (names.len) {
-        ngx_http_tunnel_admin_esc(r, ctx, &names);
-
-    } else {
-        ngx_http_tunnel_admin_put(r, ctx, "none");
-    }
-
-    ngx_http_tunnel_admin_put(r, ctx,
-        " (<a href=\"/names\">manage</a>).</p>\n</div>\n"
-        "<h2>Open a tunnel</h2>\n<div class=\"card\">\n"
-        "<p>With one of your keys, forward a name to a local port:</p>\n"
-        "<p class=\"copy mono\">ssh -R <em>myapp</em>:80:localhost:3000 "
-        "-p 2222 <em>this-host</em></p>\n"
-        "<p class=\"hint\">Your app on port 3000 then answers at "
-        "http://<em>myapp</em>.<em>this-host</em>/ for as long as the ssh "
-        "command runs.  The operator may use another SSH port.</p>\n"
-        "</div>\n");
-
-    ngx_http_tunnel_admin_page_end(r, ctx);
-
-    return NGX_HTTP_TUNNEL_ADMIN_READY;
 }

@@ -5,8 +5,9 @@
  * `tunnel_admin;` makes a location's content handler route the request URI
  * to one page of the control plane.  Every request goes through the same
  * explicit states: read the form (POST), ask PostgreSQL who the session
- * belongs to (and whether the install has any user yet), apply the access
- * rule of the route and the CSRF check, then run the page's own steps.  A
+ * belongs to (and whether the install still needs its setup), apply the
+ * access rule of the route and the CSRF check, then run the page's own
+ * steps.  A
  * step that waits (a query, a password job) returns and is re-entered
  * through ngx_http_tunnel_admin_resume() when it completes.
  *
@@ -15,7 +16,6 @@
  */
 
 #include "ngx_http_tunnel_admin_module.h"
-#include <tnl_name.h>
 
 
 static ngx_int_t ngx_http_tunnel_admin_handler(ngx_http_request_t *r);
@@ -39,9 +39,24 @@ static char *ngx_http_tunnel_admin_check_conninfo(ngx_conf_t *cf,
 static void *ngx_http_tunnel_admin_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_tunnel_admin_merge_loc_conf(ngx_conf_t *cf,
     void *parent, void *child);
+static char *ngx_http_tunnel_admin_check_ssh_host(ngx_conf_t *cf,
+    void *post, void *data);
+static char *ngx_http_tunnel_admin_check_tunnel_url(ngx_conf_t *cf,
+    void *post, void *data);
 static ngx_int_t ngx_http_tunnel_admin_init_process(ngx_cycle_t *cycle);
 static void ngx_http_tunnel_admin_exit_process(ngx_cycle_t *cycle);
 
+
+
+static ngx_conf_post_handler_pt  ngx_http_tunnel_admin_ssh_host_post =
+    ngx_http_tunnel_admin_check_ssh_host;
+
+static ngx_conf_num_bounds_t  ngx_http_tunnel_admin_ssh_port_bounds = {
+    ngx_conf_check_num_bounds, 1, 65535
+};
+
+static ngx_conf_post_handler_pt  ngx_http_tunnel_admin_tunnel_url_post =
+    ngx_http_tunnel_admin_check_tunnel_url;
 
 
 static ngx_command_t  ngx_http_tunnel_admin_commands[] = {
@@ -81,13 +96,6 @@ static ngx_command_t  ngx_http_tunnel_admin_commands[] = {
       offsetof(ngx_http_tunnel_admin_main_conf_t, name_quota),
       NULL },
 
-    { ngx_string("tunnel_admin_reserved_names"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_str_slot,
-      NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_tunnel_admin_main_conf_t, reserved_names),
-      NULL },
-
     { ngx_string("tunnel_admin_session_idle"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_sec_slot,
@@ -122,6 +130,27 @@ static ngx_command_t  ngx_http_tunnel_admin_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_tunnel_admin_main_conf_t, base_url),
       NULL },
+
+    { ngx_string("tunnel_admin_ssh_host"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_tunnel_admin_main_conf_t, ssh_host),
+      &ngx_http_tunnel_admin_ssh_host_post },
+
+    { ngx_string("tunnel_admin_ssh_port"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_tunnel_admin_main_conf_t, ssh_port),
+      &ngx_http_tunnel_admin_ssh_port_bounds },
+
+    { ngx_string("tunnel_admin_tunnel_url"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_tunnel_admin_main_conf_t, tunnel_url),
+      &ngx_http_tunnel_admin_tunnel_url_post },
 
       ngx_null_command
 };
@@ -159,14 +188,17 @@ ngx_module_t  ngx_http_tunnel_admin_module = {
 
 
 /*
- * The URL space.  "/join/" is the only prefix: the rest of the path is the
- * invitation token.  Paths are matched exactly, never normalised further
- * than nginx already did.
+ * The URL space.  "/join/" and "/password/" are the only prefixes: the rest
+ * of the path is the invitation or password link token.  Paths are matched
+ * exactly, never normalised further than nginx already did.
  */
 static ngx_http_tunnel_admin_route_t  ngx_http_tunnel_admin_routes[] = {
 
     { ngx_string("/static/admin.css"), 0, NGX_HTTP_TUNNEL_ADMIN_ANYONE,
       ngx_http_tunnel_admin_css, NULL },
+
+    { ngx_string("/static/copy.js"), 0, NGX_HTTP_TUNNEL_ADMIN_ANYONE,
+      ngx_http_tunnel_admin_copy_script, NULL },
 
     { ngx_string("/static/icon.svg"), 0, NGX_HTTP_TUNNEL_ADMIN_ANYONE,
       ngx_http_tunnel_admin_icon, NULL },
@@ -185,6 +217,10 @@ static ngx_http_tunnel_admin_route_t  ngx_http_tunnel_admin_routes[] = {
 
     { ngx_string("/join/"), 1, NGX_HTTP_TUNNEL_ADMIN_GUEST,
       ngx_http_tunnel_admin_join_get, ngx_http_tunnel_admin_join_post },
+
+    { ngx_string("/password/"), 1, NGX_HTTP_TUNNEL_ADMIN_GUEST,
+      ngx_http_tunnel_admin_passlink_get,
+      ngx_http_tunnel_admin_passlink_post },
 
     { ngx_string("/"), 0, NGX_HTTP_TUNNEL_ADMIN_USER,
       ngx_http_tunnel_admin_home, NULL },
@@ -440,8 +476,17 @@ ngx_http_tunnel_admin_gate(ngx_http_request_t *r,
 
     access = ctx->route->access;
 
-    if (!ctx->has_users) {
-        if (access != NGX_HTTP_TUNNEL_ADMIN_SETUP) {
+    /*
+     * While no administrator can sign in, visitors go to /setup; but where
+     * users exist (made with tunnelctl) the pages that let them in stay
+     * open: /login, /join/ (tunnelctl invite create --admin) and
+     * /password/ (tunnelctl's one-time links), and someone signed in so
+     * keeps their pages.
+     */
+    if (ctx->needs_setup) {
+        if (access != NGX_HTTP_TUNNEL_ADMIN_SETUP && !ctx->logged_in
+            && (!ctx->any_users || access != NGX_HTTP_TUNNEL_ADMIN_GUEST))
+        {
             return ngx_http_tunnel_admin_redirect(r, ctx, "/setup");
         }
 
@@ -690,6 +735,7 @@ ngx_http_tunnel_admin_create_main_conf(ngx_conf_t *cf)
     amcf->login_limit = NGX_CONF_UNSET_UINT;
     amcf->login_window = NGX_CONF_UNSET;
     amcf->invite_hours = NGX_CONF_UNSET_UINT;
+    amcf->ssh_port = NGX_CONF_UNSET_UINT;
 
     return amcf;
 }
@@ -710,6 +756,7 @@ ngx_http_tunnel_admin_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_uint_value(amcf->login_limit, 5);
     ngx_conf_init_value(amcf->login_window, 15 * 60);
     ngx_conf_init_uint_value(amcf->invite_hours, 72);
+    ngx_conf_init_uint_value(amcf->ssh_port, 22);
 
     if (amcf->pool_size == 0 || amcf->pool_size > 64) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -730,11 +777,6 @@ ngx_http_tunnel_admin_init_main_conf(ngx_conf_t *cf, void *conf)
         amcf->session_idle = amcf->session_lifetime;
     }
 
-    if (amcf->reserved_names.data == NULL) {
-        /* tunneld's default: a name nobody can open is not reservable */
-        ngx_str_set(&amcf->reserved_names, TNL_NAME_DEFAULT_RESERVED);
-    }
-
     /* libpq wants C strings */
     p = ngx_pnalloc(cf->pool, amcf->conninfo.len + 1);
     if (p == NULL) {
@@ -743,15 +785,6 @@ ngx_http_tunnel_admin_init_main_conf(ngx_conf_t *cf, void *conf)
 
     *ngx_cpymem(p, amcf->conninfo.data, amcf->conninfo.len) = '\0';
     amcf->conninfo.data = p;
-
-    p = ngx_pnalloc(cf->pool, amcf->reserved_names.len + 1);
-    if (p == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    *ngx_cpymem(p, amcf->reserved_names.data, amcf->reserved_names.len) =
-                                                                        '\0';
-    amcf->reserved_names.data = p;
 
     while (amcf->base_url.len && amcf->base_url.data[amcf->base_url.len - 1]
                                  == '/')
@@ -851,6 +884,118 @@ done:
     PQconninfoFree(opts);
 
     return rv;
+}
+
+
+/*
+ * tunnel_admin_ssh_host: the host name users give ssh, shown in the
+ * command of the start page.  A DNS name or an IP address: nothing a shell
+ * or ssh would read as something else (an option, a user, a port).
+ */
+static char *
+ngx_http_tunnel_admin_check_ssh_host(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_str_t  *host = data;
+
+    size_t  i;
+    u_char  c;
+
+    if (host->len == 0 || host->len > 253 || host->data[0] == '-'
+        || host->data[0] == '.')
+    {
+        goto invalid;
+    }
+
+    for (i = 0; i < host->len; i++) {
+        c = host->data[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '.' || c == '-' || c == ':'))
+        {
+            goto invalid;
+        }
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid \"tunnel_admin_ssh_host\" \"%V\": give the "
+                       "host name or address users connect ssh to, e.g. "
+                       "tunnel.example.com (the port goes in "
+                       "tunnel_admin_ssh_port)", host);
+    return NGX_CONF_ERROR;
+}
+
+
+/*
+ * tunnel_admin_tunnel_url: the URL a tunnel gets, "%s" standing for its
+ * name, as tunneld's --public-url: http:// or https://, exactly one "%s"
+ * in the host part, no other '%', nothing that needs quoting in a page.
+ */
+static char *
+ngx_http_tunnel_admin_check_tunnel_url(ngx_conf_t *cf, void *post,
+    void *data)
+{
+    ngx_str_t  *url = data;
+
+    u_char      c, *p, *host, *last;
+    ngx_uint_t  names;
+
+    p = url->data;
+    last = p + url->len;
+
+    if (url->len > 7 && ngx_strncmp(p, "http://", 7) == 0) {
+        host = p + 7;
+
+    } else if (url->len > 8 && ngx_strncmp(p, "https://", 8) == 0) {
+        host = p + 8;
+
+    } else {
+        goto invalid;
+    }
+
+    names = 0;
+
+    for (p = host; p < last; p++) {
+        c = *p;
+
+        if (c == '%') {
+            if (p + 1 == last || p[1] != 's') {
+                goto invalid;
+            }
+
+            if (ngx_strlchr(host, p, '/') != NULL) {
+                goto invalid;       /* the name is a host label */
+            }
+
+            names++;
+            p++;
+            continue;
+        }
+
+        if (c <= ' ' || c >= 0x7f || c == '"' || c == '\'' || c == '<'
+            || c == '>' || c == '\\')
+        {
+            goto invalid;
+        }
+    }
+
+    if (names != 1) {
+        goto invalid;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid \"tunnel_admin_tunnel_url\" \"%V\": give "
+                       "the URL of a tunnel with %%s for its name, as "
+                       "tunneld's --public-url, e.g. "
+                       "\"https://%%s.tunnel.example.com\"", url);
+    return NGX_CONF_ERROR;
 }
 
 

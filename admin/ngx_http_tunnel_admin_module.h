@@ -37,6 +37,10 @@
 #define NGX_HTTP_TUNNEL_ADMIN_MAX_PARAMS    8
 #define NGX_HTTP_TUNNEL_ADMIN_BODY_MAX      (64 * 1024)
 
+/* typographic quotes around a value named in a message */
+#define NGX_HTTP_TUNNEL_ADMIN_LQ  "\xe2\x80\x9c"
+#define NGX_HTTP_TUNNEL_ADMIN_RQ  "\xe2\x80\x9d"
+
 #define NGX_HTTP_TUNNEL_ADMIN_SESSION_COOKIE  "__Host-tunnel_session"
 #define NGX_HTTP_TUNNEL_ADMIN_CSRF_COOKIE     "__Host-tunnel_csrf"
 
@@ -50,13 +54,15 @@ typedef struct {
     ngx_uint_t                 pool_size;      /* connections per worker */
     ngx_msec_t                 db_timeout;     /* per query, per connect */
     ngx_uint_t                 name_quota;
-    ngx_str_t                  reserved_names; /* NUL-terminated list */
     time_t                     session_idle;
     time_t                     session_lifetime;
     ngx_uint_t                 login_limit;    /* failures per window */
     time_t                     login_window;
     ngx_uint_t                 invite_hours;   /* default expiry */
     ngx_str_t                  base_url;       /* for invitation links */
+    ngx_str_t                  ssh_host;       /* in the start page's */
+    ngx_uint_t                 ssh_port;       /*   command; unset: Host */
+    ngx_str_t                  tunnel_url;     /* "http://%s.DOMAIN:PORT" */
     ngx_thread_pool_t         *thread_pool;    /* argon2id runs there */
     ngx_uint_t                 enabled;        /* a location uses us */
 } ngx_http_tunnel_admin_main_conf_t;
@@ -123,6 +129,7 @@ struct ngx_http_tunnel_admin_ctx_s {
     unsigned                           waiting:1; /* async op in flight */
     unsigned                           finished:1;
     unsigned                           render:1;  /* POST shows the GET */
+    unsigned                           script:1;  /* page loads copy.js */
 
     /* request input */
     ngx_array_t                       *form;      /* of ..._field_t */
@@ -130,7 +137,8 @@ struct ngx_http_tunnel_admin_ctx_s {
     ngx_str_t                          csrf_cookie;     /* cookie value */
 
     /* who is asking, filled by the session query */
-    unsigned                           has_users:1;
+    unsigned                           needs_setup:1; /* no admin can sign in */
+    unsigned                           any_users:1;
     unsigned                           logged_in:1;
     unsigned                           is_admin:1;
     int64_t                            user_id;
@@ -261,6 +269,10 @@ void ngx_http_tunnel_admin_input(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx, const char *label, const char *name,
     const char *type, const char *autocomplete, const char *hint,
     ngx_uint_t keep);
+const char *ngx_http_tunnel_admin_sentence(ngx_http_request_t *r,
+    const char *fmt, ...);
+ngx_str_t ngx_http_tunnel_admin_shorten(ngx_http_request_t *r,
+    ngx_str_t *text);
 ngx_int_t ngx_http_tunnel_admin_form_error(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx, ngx_uint_t status, const char *msg);
 ngx_int_t ngx_http_tunnel_admin_message(ngx_http_request_t *r,
@@ -273,6 +285,8 @@ ngx_int_t ngx_http_tunnel_admin_send(ngx_http_request_t *r,
 ngx_int_t ngx_http_tunnel_admin_css(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
 ngx_int_t ngx_http_tunnel_admin_icon(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
+ngx_int_t ngx_http_tunnel_admin_copy_script(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
 
 /* results: text of a cell, NULL-safe */
@@ -327,6 +341,16 @@ ngx_int_t ngx_http_tunnel_admin_users_get(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
 ngx_int_t ngx_http_tunnel_admin_users_post(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
+ngx_int_t ngx_http_tunnel_admin_passlink_get(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
+ngx_int_t ngx_http_tunnel_admin_passlink_post(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
+
+/* invites.c, passlink.c: links to hand out, one-time password links */
+ngx_int_t ngx_http_tunnel_admin_link(ngx_http_request_t *r, const char *path,
+    ngx_str_t *token, ngx_str_t *link);
+ngx_int_t ngx_http_tunnel_admin_password_link(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *user_id);
 
 
 #endif /* _NGX_HTTP_TUNNEL_ADMIN_MODULE_H_INCLUDED_ */

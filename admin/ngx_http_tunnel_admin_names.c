@@ -3,12 +3,11 @@
  * /names: every user reserves tunnel names that nobody else may claim, up
  * to tunnel_admin_name_quota, and releases them.  Administrators see every
  * reservation and may release anyone's.  A name follows the tunnel name
- * rule (one DNS label, common/tnl_name.c) and must not be on
- * tunnel_admin_reserved_names (keep it equal to tunneld's
- * --reserved-names).  The quota and the ownership check are one
- * row-locked function, tunnel_admin_reserve_name() in sql/002_admin.sql;
- * tunneld learns about changes through the NOTIFY trigger of
- * reserved_names.
+ * rule (one DNS label, common/tnl_name.c) and must not be a system name
+ * (table system_names, the one list tunneld and tunnelctl read too).  The
+ * system list, the quota and the ownership check are one row-locked
+ * function, tunnel_admin_reserve_name() (sql/002_admin.sql, 003); tunneld
+ * learns about changes through the NOTIFY trigger of reserved_names.
  */
 
 #include "ngx_http_tunnel_admin_module.h"
@@ -37,6 +36,8 @@ static ngx_int_t ngx_http_tunnel_admin_name_reserve(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
 static ngx_int_t ngx_http_tunnel_admin_name_release(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
+static const char *ngx_http_tunnel_admin_name_invalid(ngx_http_request_t *r,
+    ngx_str_t *name);
 
 
 ngx_int_t
@@ -183,7 +184,7 @@ ngx_http_tunnel_admin_name_reserve(ngx_http_request_t *r,
 {
     u_char                             *folded;
     ngx_str_t                          *name, params[3];
-    const char                         *err;
+    const char                         *msg;
     ngx_http_tunnel_admin_main_conf_t  *amcf;
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_tunnel_admin_module);
@@ -203,22 +204,16 @@ ngx_http_tunnel_admin_name_reserve(ngx_http_request_t *r,
             return NGX_ERROR;
         }
 
-        err = NULL;
         if (tnl_name_validate((const char *) name->data, name->len,
-                              (char *) folded, &err) != 0)
+                              (char *) folded, NULL) != 0)
         {
-            return ngx_http_tunnel_admin_form_error(r, ctx,
-                       NGX_HTTP_TUNNEL_ADMIN_INVALID,
-                       err ? err : "This is not a valid name.");
-        }
+            msg = ngx_http_tunnel_admin_name_invalid(r, name);
+            if (msg == NULL) {
+                return NGX_ERROR;
+            }
 
-        if (tnl_name_is_reserved((const char *) folded,
-                                 (const char *) amcf->reserved_names.data))
-        {
             return ngx_http_tunnel_admin_form_error(r, ctx,
-                       NGX_HTTP_TUNNEL_ADMIN_INVALID,
-                       "This name is kept for the system: choose another "
-                       "one.");
+                       NGX_HTTP_TUNNEL_ADMIN_INVALID, msg);
         }
 
         ctx->s1.data = folded;
@@ -254,6 +249,18 @@ ngx_http_tunnel_admin_name_reserve(ngx_http_request_t *r,
         return ngx_http_tunnel_admin_form_error(r, ctx,
                    NGX_HTTP_TUNNEL_ADMIN_INVALID,
                    "You have already reserved this name.");
+    }
+
+    if (ngx_http_tunnel_admin_cell_is(ctx, 0, 0, "system")) {
+        msg = ngx_http_tunnel_admin_sentence(r,
+                  NGX_HTTP_TUNNEL_ADMIN_LQ "%V" NGX_HTTP_TUNNEL_ADMIN_RQ
+                  " is kept for the system (the operator's list of host "
+                  "names beside the tunnels): nobody can reserve or open "
+                  "it.  Choose another name.", &ctx->s1);
+
+        return msg ? ngx_http_tunnel_admin_form_error(r, ctx,
+                         NGX_HTTP_TUNNEL_ADMIN_INVALID, msg)
+                   : NGX_ERROR;
     }
 
     if (ngx_http_tunnel_admin_cell_is(ctx, 0, 0, "quota")) {
@@ -301,4 +308,80 @@ ngx_http_tunnel_admin_name_release(ngx_http_request_t *r,
 
     return ngx_http_tunnel_admin_redirect(r, ctx,
                                           "/names?done=name-released");
+}
+
+
+/*
+ * What is wrong with a name tnl_name_validate() refused, as a sentence that
+ * names it (as typed, shortened if long) and says what to do, with a valid
+ * spelling when one is obvious ("Bad_Name" -> "bad-name").  In r->pool.
+ */
+static const char *
+ngx_http_tunnel_admin_name_invalid(ngx_http_request_t *r, ngx_str_t *name)
+{
+    u_char      fix[TNL_NAME_MAX + 1], c;
+    size_t      i, n;
+    ngx_str_t   typed, suggestion;
+    ngx_uint_t  bad_char;
+
+    if (name->len == 0) {
+        return "Type a name: 1 to 63 letters a-z, digits 0-9 or '-'.";
+    }
+
+    typed = ngx_http_tunnel_admin_shorten(r, name);
+
+    if (name->len > TNL_NAME_MAX) {
+        return ngx_http_tunnel_admin_sentence(r,
+                   NGX_HTTP_TUNNEL_ADMIN_LQ "%V" NGX_HTTP_TUNNEL_ADMIN_RQ
+                   " is too long for a name: use at most 63 letters a-z, "
+                   "digits 0-9 or '-'.", &typed);
+    }
+
+    bad_char = 0;
+    n = 0;
+
+    for (i = 0; i < name->len; i++) {
+        c = ngx_tolower(name->data[i]);
+
+        if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-') {
+            fix[n++] = c;
+            continue;
+        }
+
+        bad_char = 1;
+
+        if (n && fix[n - 1] != '-') {
+            fix[n++] = '-';
+        }
+    }
+
+    if (!bad_char) {
+        return ngx_http_tunnel_admin_sentence(r,
+                   NGX_HTTP_TUNNEL_ADMIN_LQ "%V" NGX_HTTP_TUNNEL_ADMIN_RQ
+                   " is not a valid name: it may not start or end with "
+                   "'-'.", &typed);
+    }
+
+    while (n && fix[n - 1] == '-') {
+        n--;
+    }
+
+    for (i = 0; i < n && fix[i] == '-'; i++) { /* void */ }
+
+    suggestion.data = fix + i;
+    suggestion.len = n - i;
+
+    if (suggestion.len == 0) {
+        return ngx_http_tunnel_admin_sentence(r,
+                   NGX_HTTP_TUNNEL_ADMIN_LQ "%V" NGX_HTTP_TUNNEL_ADMIN_RQ
+                   " is not a valid name: use only letters a-z, digits 0-9 "
+                   "and '-' (not at the start or end).", &typed);
+    }
+
+    return ngx_http_tunnel_admin_sentence(r,
+               NGX_HTTP_TUNNEL_ADMIN_LQ "%V" NGX_HTTP_TUNNEL_ADMIN_RQ
+               " is not a valid name: use only letters a-z, digits 0-9 and "
+               "'-' (not at the start or end), for example "
+               NGX_HTTP_TUNNEL_ADMIN_LQ "%V" NGX_HTTP_TUNNEL_ADMIN_RQ ".",
+               &typed, &suggestion);
 }

@@ -4,8 +4,9 @@
  *
  * A session cookie carries 256 random bits (base64url); PostgreSQL keeps only
  * their SHA-256 (sessions.token_hash), so a leaked table leaks no session.
- * Every request asks, in one statement, whether the install has users yet
- * and whose valid session the cookie is, pushing the idle expiry forward.
+ * Every request asks, in one statement, whether the install still needs its
+ * setup (no administrator can sign in) and has any user, and whose valid
+ * session the cookie is, pushing the idle expiry forward.
  *
  * CSRF: tunnel pages on sibling subdomains are same-site with the admin, so
  * SameSite=Lax does not stop them from posting here.  Signed-in forms carry
@@ -33,8 +34,8 @@ static const char  ngx_http_tunnel_admin_session_sql[] =
     "   WHERE token_hash = $1::bytea"
     "     AND now() < expires_at AND now() < idle_expires_at"
     "  RETURNING user_id, csrf_secret)"
-    " SELECT NOT tunnel_admin_needs_setup(), u.id, u.name, u.is_admin,"
-    "        encode(s.csrf_secret, 'hex')"
+    " SELECT tunnel_admin_needs_setup(), u.id, u.name, u.is_admin,"
+    "        encode(s.csrf_secret, 'hex'), EXISTS (SELECT 1 FROM users)"
     "   FROM (SELECT 1) AS one"
     "   LEFT JOIN (s JOIN users u ON u.id = s.user_id AND NOT u.disabled)"
     "     ON true";
@@ -249,7 +250,8 @@ ngx_http_tunnel_admin_session_result(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    ctx->has_users = ngx_http_tunnel_admin_cell_is(ctx, 0, 0, "t");
+    ctx->needs_setup = ngx_http_tunnel_admin_cell_is(ctx, 0, 0, "t");
+    ctx->any_users = ngx_http_tunnel_admin_cell_is(ctx, 0, 5, "t");
 
     s = ngx_http_tunnel_admin_cell(ctx, 0, 1);
 

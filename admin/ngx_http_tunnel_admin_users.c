@@ -1,12 +1,18 @@
 
 /*
  * /admin/users: administrators list the users (role, keys, created, last
- * sign-in, tunnels up) and disable, enable, delete, promote or demote them.
+ * sign-in, tunnels up) and disable, enable, delete, promote or demote them,
+ * or make a one-time password link for one (passlink.c) and see it once.
  * Each action is tunnel_admin_user_action() (sql/002_admin.sql), which
  * re-checks that the actor is an enabled administrator and never leaves the
  * installation without one.  Disabling ends the user's web sessions; tunneld
  * sees users.disabled through the NOTIFY trigger, drops their keys and
  * closes their live tunnels.
+ *
+ * An administrator's own row offers none of disable, demote or delete, and
+ * the server refuses them for oneself too: each would lock the person
+ * doing it out of this page (another administrator can do it).  Deleting
+ * asks for a ticked box that says what it deletes.
  *
  * "Tunnels up" is counted from the audit log (tunnel_events: opens without
  * a later close of the same session and name), the only record of live
@@ -38,6 +44,8 @@ static const char  ngx_http_tunnel_admin_user_action_sql[] =
 static void ngx_http_tunnel_admin_user_button(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *id, const char *action,
     const char *label, ngx_uint_t danger);
+static void ngx_http_tunnel_admin_user_delete(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *id, int row);
 
 
 ngx_int_t
@@ -46,7 +54,7 @@ ngx_http_tunnel_admin_users_get(ngx_http_request_t *r,
 {
     int         i, n;
     ngx_str_t   id;
-    ngx_uint_t  admin, disabled;
+    ngx_uint_t  admin, disabled, self;
 
     if (ctx->step == 0) {
         ctx->step = 1;
@@ -57,6 +65,19 @@ ngx_http_tunnel_admin_users_get(ngx_http_request_t *r,
 
     ngx_http_tunnel_admin_page_start(r, ctx, "Users");
     ngx_http_tunnel_admin_flash(r, ctx);
+
+    if (ctx->s3.len) {
+        /* just made: the only time the link can be shown */
+        ngx_http_tunnel_admin_put(r, ctx,
+            "<div class=\"msg good\"><p>Password link for <strong>");
+        ngx_http_tunnel_admin_esc(r, ctx, &ctx->s1);
+        ngx_http_tunnel_admin_put(r, ctx,
+            "</strong> created.  Send it to them; it is shown only now, "
+            "works once, and replaces their earlier links:</p>\n"
+            "<p class=\"copy mono\" id=\"password-link\">");
+        ngx_http_tunnel_admin_esc(r, ctx, &ctx->s3);
+        ngx_http_tunnel_admin_put(r, ctx, "</p></div>\n");
+    }
 
     ngx_http_tunnel_admin_put(r, ctx,
         "<p>New users join with an <a href=\"/admin/invites\">invitation"
@@ -92,11 +113,20 @@ ngx_http_tunnel_admin_users_get(ngx_http_request_t *r,
         ngx_http_tunnel_admin_put(r, ctx,
                                   "</td><td data-label=\"Tunnels up\">");
         ngx_http_tunnel_admin_esc_cell(r, ctx, i, 7);
-        ngx_http_tunnel_admin_put(r, ctx, "</td><td class=\"opt\">");
+        ngx_http_tunnel_admin_put(r, ctx, "</td><td class=\"opt date\">");
         ngx_http_tunnel_admin_esc_cell(r, ctx, i, 4);
-        ngx_http_tunnel_admin_put(r, ctx, "</td><td class=\"opt\">");
+        ngx_http_tunnel_admin_put(r, ctx, "</td><td class=\"opt date\">");
         ngx_http_tunnel_admin_esc_cell(r, ctx, i, 5);
         ngx_http_tunnel_admin_put(r, ctx, "</td><td>");
+
+        self = (id.len == ctx->user_id_text.len
+                && ngx_strncmp(id.data, ctx->user_id_text.data, id.len) == 0);
+
+        if (self) {
+            ngx_http_tunnel_admin_put(r, ctx,
+                "<span class=\"muted\">your account</span></td></tr>\n");
+            continue;
+        }
 
         if (disabled) {
             ngx_http_tunnel_admin_user_button(r, ctx, &id, "enable",
@@ -114,8 +144,9 @@ ngx_http_tunnel_admin_users_get(ngx_http_request_t *r,
                                               "Make admin", 0);
         }
 
-        ngx_http_tunnel_admin_user_button(r, ctx, &id, "delete", "Delete",
-                                          1);
+        ngx_http_tunnel_admin_user_button(r, ctx, &id, "password-link",
+                                          "Password link", 0);
+        ngx_http_tunnel_admin_user_delete(r, ctx, &id, i);
 
         ngx_http_tunnel_admin_put(r, ctx, "</td></tr>\n");
     }
@@ -127,7 +158,6 @@ ngx_http_tunnel_admin_users_get(ngx_http_request_t *r,
 }
 
 
-/* deleting asks for a ticked box: works without JavaScript */
 static void
 ngx_http_tunnel_admin_user_button(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *id, const char *action,
@@ -136,15 +166,33 @@ ngx_http_tunnel_admin_user_button(ngx_http_request_t *r,
     ngx_http_tunnel_admin_form_start(r, ctx, "/admin/users", action, "id",
                                      id);
 
-    if (ngx_strcmp(action, "delete") == 0) {
-        ngx_http_tunnel_admin_put(r, ctx,
-            "<label class=\"inline\"><input type=\"checkbox\" "
-            "name=\"confirm\" value=\"yes\" required> sure</label> ");
-    }
-
     ngx_http_tunnel_admin_printf(r, ctx,
         "<button class=\"%s\" type=\"submit\">%s</button></form> ",
         danger ? "danger" : "link", label);
+}
+
+
+/*
+ * Delete, in a box of its own with the checkbox it needs, labelled with
+ * what it deletes: works without JavaScript, and the box cannot be read as
+ * guarding the other buttons.
+ */
+static void
+ngx_http_tunnel_admin_user_delete(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *id, int row)
+{
+    ngx_http_tunnel_admin_put(r, ctx, "<span class=\"confirm\">");
+    ngx_http_tunnel_admin_form_start(r, ctx, "/admin/users", "delete", "id",
+                                     id);
+    ngx_http_tunnel_admin_printf(r, ctx,
+        "<label class=\"inline\"><input type=\"checkbox\" "
+        "name=\"confirm\" value=\"yes\" required id=\"del-%V\"> "
+        "Delete ", id);
+    ngx_http_tunnel_admin_esc_cell(r, ctx, row, 1);
+    ngx_http_tunnel_admin_put(r, ctx,
+        " with their keys and names</label> "
+        "<button class=\"danger\" type=\"submit\">Delete</button></form>"
+        "</span>");
 }
 
 
@@ -156,8 +204,34 @@ ngx_http_tunnel_admin_users_post(ngx_http_request_t *r,
     ngx_uint_t   i, self;
 
     static const char  *actions[] = {
-        "disable", "enable", "delete", "promote", "demote", NULL
+        "disable", "enable", "delete", "promote", "demote", "password-link",
+        NULL
     };
+
+    if (ctx->step == 2) {
+        /* a password link was made: show it once, on the list */
+        if (PQntuples(ctx->res) != 1) {
+            ngx_str_null(&ctx->s3);
+            return ngx_http_tunnel_admin_form_error(r, ctx,
+                       NGX_HTTP_TUNNEL_ADMIN_INVALID,
+                       "No such user (maybe already deleted).");
+        }
+
+        if (ngx_http_tunnel_admin_cell_copy(r, ctx, 0, 1, &ctx->s1)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                      "tunnel: admin: \"%V\" made a password link for "
+                      "\"%V\"", &ctx->user_name, &ctx->s1);
+
+        ctx->render = 1;
+        ctx->step = 0;
+
+        return ngx_http_tunnel_admin_users_get(r, ctx);
+    }
 
     if (ctx->step == 0) {
         id = ngx_http_tunnel_admin_field(ctx, "id");
@@ -181,13 +255,34 @@ ngx_http_tunnel_admin_users_post(ngx_http_request_t *r,
                        NGX_HTTP_TUNNEL_ADMIN_INVALID, "Unknown action.");
         }
 
+        self = (id->len == ctx->user_id_text.len
+                && ngx_strncmp(id->data, ctx->user_id_text.data, id->len)
+                   == 0);
+
+        if (self && (ngx_strcmp(actions[i], "disable") == 0
+                     || ngx_strcmp(actions[i], "demote") == 0
+                     || ngx_strcmp(actions[i], "delete") == 0))
+        {
+            return ngx_http_tunnel_admin_form_error(r, ctx,
+                       NGX_HTTP_TUNNEL_ADMIN_INVALID,
+                       "You cannot disable, demote or delete your own "
+                       "account here: it would lock you out of this page.  "
+                       "Another administrator can do it.");
+        }
+
+        if (ngx_strcmp(actions[i], "password-link") == 0) {
+            ctx->step = 2;
+            return ngx_http_tunnel_admin_password_link(r, ctx, id);
+        }
+
         if (ngx_strcmp(actions[i], "delete") == 0
             && !ngx_http_tunnel_admin_field_is(ctx, "confirm", "yes"))
         {
             return ngx_http_tunnel_admin_form_error(r, ctx,
                        NGX_HTTP_TUNNEL_ADMIN_INVALID,
-                       "Tick \"sure\" next to Delete to delete a user.  "
-                       "Deleting removes their keys and names too.");
+                       "To delete a user, tick the box \"Delete ... with "
+                       "their keys and names\" beside that user's Delete "
+                       "button, then press Delete.");
         }
 
         params[0] = ctx->user_id_text;

@@ -2,8 +2,10 @@
 # Admin UI in a real browser (playwright-core + Debian's Chromium, see
 # admin/browser-tests/flow.js): setup -> invitation -> join in a second
 # browser context -> add an SSH key -> that key opens a tunnel with ssh -R
-# -> the tunnel URL answers -> sign out.  Screenshots of every page go to
-# t/artifacts/ (git-ignored).
+# -> the start page shows the exact ssh command for this stack and its Copy
+# button copies it -> the tunnel URL answers -> the users page (own row
+# without actions, dates on one line) -> sign out.  Screenshots of every
+# page go to t/artifacts/ (git-ignored).
 
 use strict;
 use warnings;
@@ -76,6 +78,10 @@ while (!$done) {
                 or diag($ssh->output, tail_log($s, 'tunneld'));
             is($route->{user} // '', 'dave', '... as dave');
             $in .= "tunnel up\n";
+        } elsif ($l =~ /^command (.*)/) {
+            is($1, "ssh -p " . $t->ssh_port
+                   . " -R daveapp:80:localhost:3000 dave\@localhost",
+               'the copied command is exact for this stack');
         } elsif ($l =~ /^fingerprint (\S+)/) {
             is($1, $key->{fingerprint}, 'the page shows the fingerprint '
                . 'ssh-keygen prints');

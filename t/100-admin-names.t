@@ -1,6 +1,8 @@
 #!/usr/bin/perl
-# Admin UI /names: name rules, system names, the per-user quota (also under
-# concurrent requests), ownership, release; admins see and release all.
+# Admin UI /names: name rules (refusals name the name and say what to do),
+# system names from the system_names table (one added by SQL is refused at
+# once), the per-user quota (also under concurrent requests), ownership,
+# release; admins see and release all.
 
 use strict;
 use warnings;
@@ -8,13 +10,14 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use Encode ();
 use NgxTunnel::AdminTest qw(csrf);
 
 my $missing = NgxTunnel::AdminTest::missing();
 plan skip_all => $missing if $missing;
 
-my $t = NgxTunnel::AdminTest->new(http_extra => "    tunnel_admin_name_quota 2;\n"
-                       . "    tunnel_admin_reserved_names www,admin,api;\n");
+my $t = NgxTunnel::AdminTest->new(
+    http_extra => "    tunnel_admin_name_quota 2;\n");
 $t->start_all;
 
 my $alice = $t->setup_admin;
@@ -46,9 +49,47 @@ for my $bad ('-x', 'a_b', 'x' x 64, 'a.b', '') {
     $r = act($bob, action => 'reserve', name => $bad);
     is($r->{status}, 422, "invalid name '$bad' refused");
 }
+# the sentence names the name as typed and says what to do
+my %said = (
+    'Bad_Name' => "\x{201c}Bad_Name\x{201d} is not a valid name: use only "
+                . "letters a-z, digits 0-9 and &#39;-&#39; (not at the start "
+                . "or end), for example \x{201c}bad-name\x{201d}.",
+    '-x'       => "\x{201c}-x\x{201d} is not a valid name: it may not start "
+                . "or end with &#39;-&#39;.",
+    ('y' x 64) => "\x{201c}" . ('y' x 37) . "...\x{201d} is too long for a "
+                . "name: use at most 63 letters a-z, digits 0-9 or &#39;-&#39;.",
+    '_'        => "\x{201c}_\x{201d} is not a valid name: use only letters "
+                . "a-z, digits 0-9 and &#39;-&#39; (not at the start or end).",
+    ''         => "Type a name: 1 to 63 letters a-z, digits 0-9 or &#39;-&#39;.",
+);
+for my $bad (sort keys %said) {
+    $r = act($bob, action => 'reserve', name => $bad);
+    my $html = Encode::decode('UTF-8', $r->{content});
+    my ($msg) = $html =~ m{<p class="msg bad">(.*?)</p>};
+    is($msg, $said{$bad}, "invalid name '$bad': the message names it");
+}
+
 $r = act($bob, action => 'reserve', name => 'www');
 is($r->{status}, 422, 'system name refused');
-like($r->{content}, qr/kept for the system/, '... says so');
+like(Encode::decode('UTF-8', $r->{content}),
+     qr/\x{201c}www\x{201d} is kept for the system/, '... says so, naming it');
+
+# the system list is the table: a name added by SQL is refused at once
+$r = act($bob, action => 'reserve', name => 'opsname');
+is($r->{status}, 303, 'opsname can be reserved while not a system name');
+act($bob, action => 'release', name => 'opsname');
+$t->sql("INSERT INTO system_names (name) VALUES ('opsname')");
+$r = act($bob, action => 'reserve', name => 'OpsName');
+is($r->{status}, 422, 'a name added to system_names is refused on the web');
+like(Encode::decode('UTF-8', $r->{content}),
+     qr/\x{201c}opsname\x{201d} is kept for the system \(the operator&#39;s list/,
+     '... as a system name');
+is($t->sql("SELECT count(*) FROM reserved_names WHERE name = 'opsname'"), 0,
+   '... and not reserved');
+$t->sql("DELETE FROM system_names WHERE name = 'www'");
+$r = act($bob, action => 'reserve', name => 'www');
+is($r->{status}, 303, 'a name removed from system_names can be reserved');
+act($bob, action => 'release', name => 'www');
 
 $r = act($carol, action => 'reserve', name => 'myapp');
 is($r->{status}, 422, "carol cannot reserve bob's name");

@@ -1,7 +1,9 @@
 #!/usr/bin/perl
 # Admin UI /admin/users: role checks on every admin URL and action, the
 # list, promote/demote, disable (ends web sessions) / enable, delete, and
-# never zero enabled administrators.
+# never zero enabled administrators; an administrator's own row offers no
+# disable, demote or delete and the server refuses them; Delete's checkbox
+# says what it confirms; dates do not wrap.
 
 use strict;
 use warnings;
@@ -59,14 +61,38 @@ like($r->{content}, qr/<td>bob<\/td><td data-label="Keys">1<\/td><td data-label=
      'bob: one key, one tunnel up');
 like($r->{content}, qr/<td>carol<\/td><td data-label="Keys">0<\/td><td data-label="Tunnels up">0<\/td>/, 'carol: none');
 
+# --- one's own row -----------------------------------------------------------------
+my ($own) = $r->{content} =~ m{(<tr><td>alice <span.*?</tr>)}s;
+my ($bobs) = $r->{content} =~ m{(<tr><td>bob</td>.*?</tr>)}s;
+ok($own && $bobs, 'rows of alice and bob found');
+unlike($own // '', qr/<form|<button/, 'own row: no action at all');
+like($own // '', qr{<span class="muted">your account</span>},
+     '... says it is your account');
+for my $action ('disable', 'promote', 'delete') {
+    like($bobs // '', qr/name="action" value="$action"/,
+         "bob's row offers $action");
+}
+like($bobs // '', qr{<span class="confirm"><form method="post" action="/admin/users"><input type="hidden" name="action" value="delete">.*?<label class="inline"><input type="checkbox" name="confirm" value="yes" required id="del-\d+"> Delete bob with their keys and names</label> <button class="danger" type="submit">Delete</button></form></span>}s,
+     "Delete's checkbox is in Delete's own form and says what it deletes");
+unlike($r->{content}, qr/> sure</, 'no lone "sure" box');
+like($r->{content}, qr/<td class="opt date">\d{4}-\d\d-\d\d<\/td>/,
+     'date cells are marked');
+like($alice->get('/static/admin.css')->{content},
+     qr/td\.date\{white-space:nowrap\}/, '... and do not wrap');
+
+my $self_msg = 'You cannot disable, demote or delete your own account here: '
+             . 'it would lock you out of this page.  Another administrator '
+             . 'can do it.';
+for my $action ('demote', 'disable', 'delete') {
+    $r = act($alice, 'alice', $action, confirm => 'yes');
+    is($r->{status}, 422, "the server refuses to $action oneself");
+    my ($msg) = $r->{content} =~ m{<p class="msg bad">(.*?)</p>};
+    is($msg, $self_msg, '... and says why');
+}
+is($t->sql("SELECT is_admin AND NOT disabled FROM users WHERE name = 'alice'"),
+   't', 'alice is still an enabled admin');
+
 # --- promote / demote, the last admin ------------------------------------------
-$r = act($alice, 'alice', 'demote');
-is($r->{status}, 422, 'the only admin cannot demote herself');
-like($r->{content}, qr/last enabled administrator/, '... says so');
-$r = act($alice, 'alice', 'disable');
-is($r->{status}, 422, '... nor disable herself');
-$r = act($alice, 'alice', 'delete', confirm => 'yes');
-is($r->{status}, 422, '... nor delete herself');
 
 $r = act($alice, 'bob', 'promote');
 is($r->{status}, 303, 'promote bob');
@@ -78,7 +104,7 @@ is($r->{status}, 303, 'bob demotes alice');
 is($alice->get('/admin/users')->{status}, 403,
    'alice lost admin pages at once');
 $r = act($bob, 'bob', 'demote');
-is($r->{status}, 422, 'now bob is the last admin');
+is($r->{status}, 422, 'bob cannot demote himself (the last admin either)');
 $r = act($bob, 'alice', 'promote');
 is($r->{status}, 303, 'bob promotes alice back');
 
@@ -102,6 +128,8 @@ is($t->sql("SELECT disabled FROM users WHERE name = 'carol'"), 'f',
 # --- delete ---------------------------------------------------------------------
 $r = act($alice, 'carol', 'delete');
 is($r->{status}, 422, 'delete without confirmation refused');
+like($r->{content}, qr/tick the box &quot;Delete \.\.\. with their keys and names&quot; beside/,
+     '... saying which box to tick');
 $r = act($alice, 'carol', 'delete', confirm => 'yes');
 is($r->{status}, 303, 'delete carol');
 is($t->sql("SELECT count(*) FROM users WHERE name = 'carol'"), 0,

@@ -7,8 +7,10 @@
 //
 // Protocol with the driver: results are lines "ok - what" / "not ok - what
 // # detail"; "need tunnel" asks the driver to open the tunnel, which answers
-// "tunnel up" on stdin.  Environment: ADMIN_URL (http://localhost:PORT),
-// TUNNEL_URL, PUBKEY (the public key line), ARTIFACTS, CHROMIUM.
+// "tunnel up" on stdin; "command TEXT" reports the start page's ssh command
+// (as copied by its Copy button) for the driver to compare.  Environment:
+// ADMIN_URL (http://localhost:PORT), TUNNEL_URL, PUBKEY (the public key
+// line), ARTIFACTS, CHROMIUM.
 
 'use strict';
 
@@ -122,7 +124,9 @@ async function main() {
     await snap(a, 'invite-created');
 
     // --- the invitee, in a second browser context -----------------------
-    const daveCtx = await browser.newContext();
+    const daveCtx = await browser.newContext({
+        permissions: ['clipboard-read', 'clipboard-write'],
+    });
     const d = await daveCtx.newPage();
     watch(d, problems);
 
@@ -158,6 +162,34 @@ async function main() {
     ok((await d.textContent('.msg.good')).includes('yours'), 'name reserved');
     await snap(d, 'names');
 
+    // --- the start page's command, copied --------------------------------
+    await d.click('a.brand');
+    ok((await d.textContent('h1')) === 'Start a tunnel', 'start page title');
+    const command = (await d.textContent('#tunnel-command')).trim();
+    const url = await d.textContent('#tunnel-url');
+    ok(url === TUNNEL, 'the start page shows the tunnel URL', url);
+    const copy = d.locator('button[data-copy="tunnel-command"]');
+    ok(await copy.isVisible(), 'the copy button is shown (script allowed by CSP)');
+    await copy.click();
+    await d.waitForFunction(() =>
+        document.querySelector('button[data-copy]').textContent === 'Copied');
+    ok(true, 'the button says Copied');
+    const copied = await d.evaluate(() => navigator.clipboard.readText());
+    ok(copied === command, 'the clipboard holds the command', copied);
+    console.log(`command ${copied}`);
+    await snap(d, 'home-command');
+
+    // without JavaScript: no button, the command still there
+    const noJs = await browser.newContext({ javaScriptEnabled: false });
+    await noJs.addCookies(await daveCtx.cookies());
+    const n = await noJs.newPage();
+    watch(n, problems);
+    await n.goto(`${ADMIN}/`);
+    ok(!(await n.locator('button[data-copy]').isVisible())
+       && (await n.textContent('#tunnel-command')).trim() === command,
+       'without JavaScript: the command, no button');
+    await noJs.close();
+
     // --- the tunnel -------------------------------------------------------
     const answer = await ask('need tunnel');
     ok(answer === 'tunnel up', 'the driver opened the tunnel', answer);
@@ -171,6 +203,24 @@ async function main() {
     // --- the admin sees it; phone layout ---------------------------------
     await a.click('nav >> text=Users');
     ok((await a.textContent('tbody')).includes('dave'), 'admin lists dave');
+    const own = a.locator('tbody tr', { hasText: 'your account' });
+    ok(await own.count() === 1 && (await own.textContent()).startsWith('admin')
+       && await own.locator('button').count() === 0,
+       "the admin's own row offers no action");
+    const daveRow = a.locator('tbody tr', { hasText: 'dave' });
+    ok((await daveRow.locator('.confirm label').textContent()).trim()
+       === 'Delete dave with their keys and names',
+       "Delete's checkbox says what it confirms");
+    // one line box per date: a range over its text has one client rect
+    const wrapped = await a.evaluate(() => [...document.querySelectorAll('td.date')]
+        .filter((td) => {
+            const range = document.createRange();
+            range.selectNodeContents(td);
+            return getComputedStyle(td).whiteSpace !== 'nowrap'
+                   || range.getClientRects().length !== 1;
+        }).map((td) => td.textContent));
+    ok(wrapped.length === 0 && await a.locator('td.date').count() >= 4,
+       'dates stay on one line', wrapped.join(', '));
     await snap(a, 'users');
     await a.setViewportSize({ width: 390, height: 844 });
     const wide = await a.evaluate(() =>

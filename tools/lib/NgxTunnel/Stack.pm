@@ -644,8 +644,12 @@ sub nginx_config {
                . " user=$PG_USER connect_timeout=3";
         $admin_load = 'load_module '
                     . $self->bin('ngx_http_tunnel_admin_module.so') . ';';
+        # the start page shows the exact ssh command and tunnel URL
         $admin_http = "tunnel_admin_database \"$pg\";\n"
                     . "    tunnel_admin_base_url http://$domain:$port;\n"
+                    . "    tunnel_admin_ssh_host $domain;\n"
+                    . "    tunnel_admin_ssh_port $self->{ssh_port};\n"
+                    . "    tunnel_admin_tunnel_url \"http://%s.$domain:$port\";\n"
                     . "    $self->{admin_extra}";
         $admin_loc  = "location / {\n            tunnel_admin;\n        }";
     } else {
