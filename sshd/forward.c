@@ -104,16 +104,28 @@ tnl_forward_random(void)
 }
 
 
+/*
+ * adjective-noun-NN, never a system name nor a name someone reserved (an
+ * operator may put any name on either list): a few draws, then the last
+ * one, which the claim may still refuse as taken (and then draw again)
+ */
 static void
 tnl_forward_random_name(char *out)
 {
     uint32_t  r;
+    int       i;
 
-    r = tnl_forward_random();
+    for (i = 0; i < 8; i++) {
+        r = tnl_forward_random();
 
-    snprintf(out, TNL_NAME_MAX + 1, "%s-%s-%02u",
-             tnl_adjectives[r % 32], tnl_nouns[(r / 32) % 32],
-             (unsigned) (10 + (r / 1024) % 90));
+        snprintf(out, TNL_NAME_MAX + 1, "%s-%s-%02u",
+                 tnl_adjectives[r % 32], tnl_nouns[(r / 32) % 32],
+                 (unsigned) (10 + (r / 1024) % 90));
+
+        if (!tnl_keys_is_system(out) && tnl_keys_reserved_owner(out) == 0) {
+            return;
+        }
+    }
 }
 
 
@@ -535,9 +547,9 @@ tnl_forward_pick_name(tnl_session_t *s, const char *addr, char *name,
         return -1;
     }
 
-    if (tnl_name_is_reserved(name, tnl_conf.reserved_names)) {
-        snprintf(why, why_size, "The name %s is reserved; pick another with "
-                 "-R othername:80:localhost:PORT", name);
+    if (tnl_keys_is_system(name)) {
+        snprintf(why, why_size, "The name %s is kept for the system; pick "
+                 "another with -R othername:80:localhost:PORT", name);
         return -1;
     }
 

@@ -47,7 +47,6 @@ tnl_usage(FILE *f)
         "  --redis-url URL         default $REDIS_URL\n"
         "  --node ID               default the host name\n"
         "  --max-forwards N        per session, default 8\n"
-        "  --reserved-names LIST   comma-separated names nobody may use\n"
         "  --login-grace SECONDS   default 30\n"
         "  --max-startups N        unauthenticated connections, default 100\n"
         "  --keepalive SECONDS     default 60\n"
@@ -93,7 +92,6 @@ tnl_options(int argc, char **argv)
         { "redis-url",      required_argument, NULL, 'R' },
         { "node",           required_argument, NULL, 'n' },
         { "max-forwards",   required_argument, NULL, 'f' },
-        { "reserved-names", required_argument, NULL, 'r' },
         { "login-grace",    required_argument, NULL, 'G' },
         { "max-startups",   required_argument, NULL, 'm' },
         { "keepalive",      required_argument, NULL, 'K' },
@@ -117,7 +115,6 @@ tnl_options(int argc, char **argv)
     tnl_conf.domain = "localhost";
     tnl_conf.database_url = getenv("DATABASE_URL");
     tnl_conf.redis_url = getenv("REDIS_URL");
-    tnl_conf.reserved_names = TNL_NAME_DEFAULT_RESERVED;
     tnl_conf.max_forwards = 8;
     tnl_conf.login_grace = 30;
     tnl_conf.max_startups = 100;
@@ -145,7 +142,6 @@ tnl_options(int argc, char **argv)
         case 'D': tnl_conf.database_url = optarg; break;
         case 'R': tnl_conf.redis_url = optarg; break;
         case 'n': tnl_conf.node = optarg; break;
-        case 'r': tnl_conf.reserved_names = optarg; break;
         case 'f':
             if (tnl_number("--max-forwards", optarg, 1, 1000,
                            &tnl_conf.max_forwards))

@@ -43,7 +43,6 @@ typedef struct {
     const char  *database_url;
     const char  *redis_url;
     const char  *node;
-    const char  *reserved_names;  /* comma-separated */
     int          max_forwards;    /* per session */
     int          login_grace;     /* seconds */
     int          max_startups;    /* unauthenticated connections */
