@@ -43,6 +43,8 @@ tnl_usage(FILE *f)
         "  --socket-group GROUP    group owning the sockets\n"
         "  --domain DOMAIN         default localhost\n"
         "  --public-url TEMPLATE   default http://%%s.DOMAIN\n"
+        "  --admin-url URL         base URL of the web UI (keys page:\n"
+        "                          URL/keys), shown for an unknown key\n"
         "  --database-url URL      default $DATABASE_URL\n"
         "  --redis-url URL         default $REDIS_URL\n"
         "  --node ID               default the host name\n"
@@ -55,6 +57,18 @@ tnl_usage(FILE *f)
         "                          only to OpenSSH clients (fastest), else\n"
         "                          AES-GCM, chacha20-poly1305, AES-CTR\n"
         "  --debug                 log every stream\n");
+}
+
+
+static void
+tnl_admin_url_trim(char *url)
+{
+    size_t  len;
+
+    len = strlen(url);
+    while (len > 0 && url[len - 1] == '/') {
+        url[--len] = '\0';
+    }
 }
 
 
@@ -88,6 +102,7 @@ tnl_options(int argc, char **argv)
         { "socket-group",   required_argument, NULL, 'g' },
         { "domain",         required_argument, NULL, 'd' },
         { "public-url",     required_argument, NULL, 'u' },
+        { "admin-url",      required_argument, NULL, 'a' },
         { "database-url",   required_argument, NULL, 'D' },
         { "redis-url",      required_argument, NULL, 'R' },
         { "node",           required_argument, NULL, 'n' },
@@ -139,6 +154,11 @@ tnl_options(int argc, char **argv)
         case 'g': tnl_conf.socket_group = optarg; break;
         case 'd': tnl_conf.domain = optarg; break;
         case 'u': tnl_conf.public_url = optarg; break;
+        case 'a':
+            /* "http://host/" and "http://host" give the same keys URL */
+            tnl_admin_url_trim(optarg);
+            tnl_conf.admin_url = optarg[0] != '\0' ? optarg : NULL;
+            break;
         case 'D': tnl_conf.database_url = optarg; break;
         case 'R': tnl_conf.redis_url = optarg; break;
         case 'n': tnl_conf.node = optarg; break;

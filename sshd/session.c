@@ -855,14 +855,29 @@ tnl_session_auth_unknown(tnl_session_t *s, const char *fp, const char *user)
      * unknown key; it shows them all, also when a later key succeeds
      */
 
-    snprintf(text, sizeof(text),
-             "\n"
-             "This SSH key is not registered with this tunnel server:\n"
-             "    %s\n"
-             "To use it, register its public key (the .pub file):\n"
-             "    tunnelctl key add USER FILE.pub   (run by the operator)\n"
-             "or add it in the web interface, then connect again.\n"
-             "\n", fp);
+    if (tnl_conf.admin_url != NULL) {
+        snprintf(text, sizeof(text),
+                 "\n"
+                 "This SSH key is not registered with this tunnel server:\n"
+                 "    %s\n"
+                 "To use it, add its public key (the .pub file) on your keys "
+                 "page:\n"
+                 "    %s/keys\n"
+                 "(or the operator runs: tunnelctl key add USER FILE.pub),\n"
+                 "then connect again.\n"
+                 "\n", fp, tnl_conf.admin_url);
+
+    } else {
+        snprintf(text, sizeof(text),
+                 "\n"
+                 "This SSH key is not registered with this tunnel server:\n"
+                 "    %s\n"
+                 "To use it, ask the operator of this server to register its "
+                 "public key\n"
+                 "(the .pub file):  tunnelctl key add USER FILE.pub\n"
+                 "then connect again.\n"
+                 "\n", fp);
+    }
 
     tnl_session_banner(s, text);
 }

@@ -100,6 +100,22 @@ like($ssh->{err}, qr/-R 80:localhost:PORT gets a random name/,
     or diag($ssh->{err});
 $ssh->stop;
 
+
+# --- (issue 8, point 6) without --admin-url (no web UI in this stack): ------
+# an unknown key is told to ask the operator, never "the web interface"
+
+{
+    my $k = new_key($s, 'nobody');
+    my ($krc, $kout, $kerr) = run_ssh($s, key => $k->{key}, user => 'nobody',
+        remote => "nobody:80:localhost:$be->{port}", timeout => 15);
+    is($krc, 255, 'unknown key: refused');
+    like($kerr, qr{^To use it, ask the operator of this server to register its public key\r?\n\(the \.pub file\):  tunnelctl key add USER FILE\.pub\r?\nthen connect again\.\r?$}m,
+        'unknown key, no web UI: ask the operator, with the command')
+        or diag($kerr);
+    unlike($kerr, qr/web interface|keys page/,
+        'unknown key, no web UI: no web page promised');
+}
+
 check_logs($s);
 
 $s->stop_all;

@@ -833,6 +833,9 @@ sub tunneld_command {
         '--redis-url',    $self->redis_url,
     );
     push @cmd, '--socket-group', $WORKER_USER if $self->{is_root};
+    # the web UI's base: an unknown key is told its keys page (URL/keys)
+    push @cmd, '--admin-url', "http://$self->{domain}:$self->{http_port}"
+        if $self->{admin};
     push @cmd, '--workers', $self->{workers}
         if $self->{workers} && !grep { /^--workers/ } @{ $self->{tunneld_args} };
     push @cmd, @{ $self->{tunneld_args} };
