@@ -693,6 +693,8 @@ http {
 
     tunnel_redis unix:$d/redis.sock;
     tunnel_domain $domain;
+    tunnel_ssh_host $domain;
+    tunnel_ssh_port $self->{ssh_port};
     tunnel_lookup_timeout $self->{lookup_timeout};
     tunnel_cache_ttl $self->{cache_ttl};
     $admin_http
@@ -736,6 +738,10 @@ $self->{nginx_http_extra}
             proxy_request_buffering off;
             proxy_read_timeout 1h;
             proxy_send_timeout 1h;
+
+            # tunneld's 502 carries X-Tunnel-Error: the page names the cause
+            proxy_intercept_errors on;
+            proxy_hide_header X-Tunnel-Error;
         }
 
         error_page 502 /__tunnel/offline;
