@@ -56,6 +56,20 @@ static ngx_command_t  ngx_http_tunnel_commands[] = {
       offsetof(ngx_http_tunnel_loc_conf_t, domain),
       NULL },
 
+    { ngx_string("tunnel_ssh_host"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tunnel_loc_conf_t, ssh_host),
+      NULL },
+
+    { ngx_string("tunnel_ssh_port"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tunnel_loc_conf_t, ssh_port),
+      NULL },
+
     { ngx_string("tunnel_lookup_timeout"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
@@ -423,6 +437,7 @@ ngx_http_tunnel_create_loc_conf(ngx_conf_t *cf)
 
     tlcf->lookup_timeout = NGX_CONF_UNSET_MSEC;
     tlcf->lookup = NGX_CONF_UNSET;
+    tlcf->ssh_port = NGX_CONF_UNSET;
 
     return tlcf;
 }
@@ -435,6 +450,14 @@ ngx_http_tunnel_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_tunnel_loc_conf_t *conf = child;
 
     ngx_conf_merge_str_value(conf->domain, prev->domain, "");
+    ngx_conf_merge_str_value(conf->ssh_host, prev->ssh_host, "");
+    ngx_conf_merge_value(conf->ssh_port, prev->ssh_port, 22);
+
+    if (conf->ssh_port < 1 || conf->ssh_port > 65535) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"tunnel_ssh_port\" must be 1..65535");
+        return NGX_CONF_ERROR;
+    }
     ngx_conf_merge_msec_value(conf->lookup_timeout, prev->lookup_timeout,
                               1000);
 

@@ -46,6 +46,9 @@ typedef struct {
 
 typedef struct {
     ngx_str_t                  domain;
+    ngx_str_t                  ssh_host;       /* for the 404 hint; default
+                                                  the domain */
+    ngx_int_t                  ssh_port;       /* default 22: no -p */
     ngx_msec_t                 lookup_timeout;
     ngx_flag_t                 lookup;
     ngx_uint_t                 page;           /* NGX_HTTP_TUNNEL_PAGE_* */

@@ -19,6 +19,8 @@
 
 static ngx_int_t ngx_http_tunnel_page_header(ngx_http_request_t *r,
     char *key, char *value);
+static ngx_int_t ngx_http_tunnel_page_cause(ngx_http_request_t *r,
+    ngx_str_t *cause);
 static ngx_str_t *ngx_http_tunnel_page_escape(ngx_http_request_t *r,
     ngx_str_t *s);
 
@@ -42,12 +44,14 @@ ngx_int_t
 ngx_http_tunnel_page_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *name)
 {
-    size_t        len;
-    u_char       *end;
-    ngx_int_t     rc;
-    ngx_str_t    *what, host;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
+    size_t                       len;
+    u_char                      *end;
+    ngx_int_t                    rc, from_app;
+    ngx_str_t                   *what, *ssh_host, host, cause;
+    ngx_buf_t                   *b;
+    ngx_chain_t                  out;
+    ngx_http_tunnel_loc_conf_t  *tlcf;
+    u_char                       port[sizeof(" -p 65535")];
 
     static ngx_str_t  no_host = ngx_string("this address");
 
@@ -68,10 +72,32 @@ ngx_http_tunnel_page_send(ngx_http_request_t *r, ngx_uint_t status,
         return NGX_ERROR;
     }
 
-    /* the fixed text of the longest page, plus the name up to three times */
+    /* the ssh command of the 404 hint: this installation's host and port */
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tunnel_module);
+
+    ssh_host = ngx_http_tunnel_page_escape(r, tlcf->ssh_host.len
+                                              ? &tlcf->ssh_host
+                                              : &tlcf->domain);
+    if (ssh_host == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (tlcf->ssh_port != 22) {
+        *ngx_sprintf(port, " -p %i", tlcf->ssh_port) = '\0';
+    } else {
+        port[0] = '\0';
+    }
+
+    from_app = ngx_http_tunnel_page_cause(r, &cause);
+
+    /*
+     * the fixed text of the longest page, plus the name up to three times
+     * and the ssh host once
+     */
 
     len = sizeof(ngx_http_tunnel_page_head) + sizeof(ngx_http_tunnel_page_tail)
-          + 512 + 3 * what->len;
+          + 1024 + 3 * what->len + ssh_host->len;
 
     b = ngx_create_temp_buf(r->pool, len);
     if (b == NULL) {
@@ -92,8 +118,9 @@ ngx_http_tunnel_page_send(ngx_http_request_t *r, ngx_uint_t status,
                 "<h1>No tunnel named &ldquo;%V&rdquo;</h1>" CRLF
                 "<p>Nothing is being served under this name right now. "
                 "Check the address; if the tunnel is yours, start it "
-                "again with <code>ssh -R %V:80:localhost:PORT</code>.</p>"
-                CRLF, what, what);
+                "again with <code>ssh -R %V:80:localhost:PORT%s %V</code> "
+                "(PORT: your app's port on your machine).</p>"
+                CRLF, what, what, port, ssh_host);
 
         } else {
             b->last = ngx_slprintf(b->last, end,
@@ -108,11 +135,66 @@ ngx_http_tunnel_page_send(ngx_http_request_t *r, ngx_uint_t status,
         b->last = ngx_slprintf(b->last, end,
                                (char *) ngx_http_tunnel_page_head,
                                "Tunnel offline");
-        b->last = ngx_slprintf(b->last, end,
-            "<h1>Tunnel &ldquo;%V&rdquo; is offline</h1>" CRLF
-            "<p>The tunnel did not answer: its ssh session may have "
-            "ended, or the application behind it is not running. "
-            "Retry once it is back.</p>" CRLF, what);
+        /* what tunneld said (X-Tunnel-Error), else what nginx saw */
+
+        if (from_app == 0) {
+            b->last = ngx_slprintf(b->last, end,
+                "<h1>Tunnel &ldquo;%V&rdquo; is offline</h1>" CRLF
+                "<p>The tunnel did not answer: its ssh session may have "
+                "ended, or the application behind it is not running. "
+                "Retry once it is back.</p>" CRLF, what);
+
+        } else if (cause.len == 0) {
+            b->last = ngx_slprintf(b->last, end,
+                "<h1>Tunnel &ldquo;%V&rdquo;: the app answered 502</h1>"
+                CRLF
+                "<p>The application behind this tunnel answered "
+                "&ldquo;502 Bad Gateway&rdquo; itself. Check its log."
+                "</p>" CRLF, what);
+
+        } else if (cause.len == 7
+                   && ngx_strncmp(cause.data, "refused", 7) == 0)
+        {
+            b->last = ngx_slprintf(b->last, end,
+                "<h1>Tunnel &ldquo;%V&rdquo;: nothing answers on the ssh "
+                "client's machine</h1>" CRLF
+                "<p>The tunnel is up, but on the machine that runs "
+                "<code>ssh -R</code> nothing listens at the local address "
+                "it forwards to (the <code>localhost:PORT</code> of "
+                "<code>ssh -R %V:80:localhost:PORT</code>): the connection "
+                "was refused. Start your app there, or correct that "
+                "address, then reload this page.</p>" CRLF, what, what);
+
+        } else if (cause.len == 7
+                   && ngx_strncmp(cause.data, "timeout", 7) == 0)
+        {
+            b->last = ngx_slprintf(b->last, end,
+                "<h1>Tunnel &ldquo;%V&rdquo;: no answer in time</h1>" CRLF
+                "<p>The tunnel is up, but the ssh client did not connect "
+                "to the app in time: its machine or network is busy, or "
+                "the local address given to <code>ssh -R</code> does not "
+                "answer. Retry in a moment.</p>" CRLF, what);
+
+        } else if (cause.len == 6
+                   && ngx_strncmp(cause.data, "closed", 6) == 0)
+        {
+            b->last = ngx_slprintf(b->last, end,
+                "<h1>Tunnel &ldquo;%V&rdquo;: the app closed the "
+                "connection</h1>" CRLF
+                "<p>The tunnel is up and the app behind it accepted the "
+                "connection, but closed (or reset) it without answering. "
+                "Check the app's log on the ssh client's machine.</p>"
+                CRLF, what);
+
+        } else {
+            b->last = ngx_slprintf(b->last, end,
+                "<h1>Tunnel &ldquo;%V&rdquo;: the app cannot be reached"
+                "</h1>" CRLF
+                "<p>The tunnel is up, but the ssh client could not connect "
+                "to the local address given to <code>ssh -R</code>. Check "
+                "that your app runs there.</p>" CRLF, what);
+        }
+
         break;
 
     default: /* NGX_HTTP_SERVICE_UNAVAILABLE */
@@ -234,6 +316,58 @@ ngx_http_tunnel_page_escape(ngx_http_request_t *r, ngx_str_t *s)
     e->len = len;
 
     return e;
+}
+
+
+/*
+ * Why a 502: returns 1 when the tunnel's side answered 502 itself (then
+ * cause is its X-Tunnel-Error, sent by tunneld: "refused", "timeout",
+ * "closed", "failed"; empty: the app's own 502), 0 when nginx made the 502
+ * (no connection, or nothing answered).  With proxy_intercept_errors the
+ * upstream's headers are still in r->upstream in the error_page location:
+ * an internal redirect keeps r->upstream.
+ */
+static ngx_int_t
+ngx_http_tunnel_page_cause(ngx_http_request_t *r, ngx_str_t *cause)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    ngx_str_null(cause);
+
+    if (r->upstream == NULL
+        || r->upstream->headers_in.status_n != NGX_HTTP_BAD_GATEWAY)
+    {
+        return 0;
+    }
+
+    part = &r->upstream->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("X-Tunnel-Error") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "X-Tunnel-Error",
+                               sizeof("X-Tunnel-Error") - 1)
+               == 0)
+        {
+            *cause = h[i].value;
+            break;
+        }
+    }
+
+    return 1;
 }
 
 

@@ -66,13 +66,15 @@
 
 static const char  tnl_db_sql_listen[] = "LISTEN tunnel_keys";
 
-/* one statement, one snapshot: keys and reserved names agree */
+/* one statement, one snapshot: keys, reserved and system names agree */
 static const char  tnl_db_sql_load[] =
     "SELECT 'k', k.fingerprint, k.user_id, u.name"
     " FROM ssh_keys k JOIN users u ON u.id = k.user_id"
     " WHERE NOT u.disabled"
     " UNION ALL"
-    " SELECT 'r', name, user_id, NULL::text FROM reserved_names";
+    " SELECT 'r', name, user_id, NULL::text FROM reserved_names"
+    " UNION ALL"
+    " SELECT 's', name, 0, NULL::text FROM system_names";
 
 /* $1..$11: arrays of the columns in tnl_db_log_event's order; $12: node */
 static const char  tnl_db_sql_events[] =
@@ -143,6 +145,7 @@ static struct {
     tnl_keys_build_t   *build;
     int                 nkeys;
     int                 nreserved;
+    int                 nsystem;
     tnl_timer_t         timer;         /* connect, query or retry */
     tnl_timer_t         reload;        /* debounce, load retry */
     uint64_t            backoff;
@@ -1079,6 +1082,7 @@ tnl_db_dispatch(void)
         tnl_db.load_wanted = 0;
         tnl_db.nkeys = 0;
         tnl_db.nreserved = 0;
+        tnl_db.nsystem = 0;
         tnl_db.build = tnl_keys_build_start();
         if (tnl_db.build == NULL) {
             tnl_log_error("db: out of memory, reload postponed");
@@ -1129,6 +1133,14 @@ tnl_db_load_rows(PGresult *res)
                 continue;
             }
             tnl_db.nkeys++;
+
+        } else if (kind[0] == 's') {
+            if (tnl_keys_build_add_system(tnl_db.build, s) == -1) {
+                tnl_log_warn("db: system name \"%s\" skipped (not a "
+                             "valid tunnel name, or out of memory)", s);
+                continue;
+            }
+            tnl_db.nsystem++;
 
         } else {
             if (tnl_keys_build_add_reserved(tnl_db.build, s, user_id) == -1)
@@ -1203,8 +1215,9 @@ tnl_db_query_done(void)
             break;
         }
 
-        tnl_log_info("db: loaded %d key(s), %d reserved name(s)",
-                     tnl_db.nkeys, tnl_db.nreserved);
+        tnl_log_info("db: loaded %d key(s), %d reserved name(s), %d system "
+                     "name(s)", tnl_db.nkeys, tnl_db.nreserved,
+                     tnl_db.nsystem);
         tnl_keys_build_commit(tnl_db.build);    /* frees build */
         tnl_db.build = NULL;
         break;

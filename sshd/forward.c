@@ -104,16 +104,28 @@ tnl_forward_random(void)
 }
 
 
+/*
+ * adjective-noun-NN, never a system name nor a name someone reserved (an
+ * operator may put any name on either list): a few draws, then the last
+ * one, which the claim may still refuse as taken (and then draw again)
+ */
 static void
 tnl_forward_random_name(char *out)
 {
     uint32_t  r;
+    int       i;
 
-    r = tnl_forward_random();
+    for (i = 0; i < 8; i++) {
+        r = tnl_forward_random();
 
-    snprintf(out, TNL_NAME_MAX + 1, "%s-%s-%02u",
-             tnl_adjectives[r % 32], tnl_nouns[(r / 32) % 32],
-             (unsigned) (10 + (r / 1024) % 90));
+        snprintf(out, TNL_NAME_MAX + 1, "%s-%s-%02u",
+                 tnl_adjectives[r % 32], tnl_nouns[(r / 32) % 32],
+                 (unsigned) (10 + (r / 1024) % 90));
+
+        if (!tnl_keys_is_system(out) && tnl_keys_reserved_owner(out) == 0) {
+            return;
+        }
+    }
 }
 
 
@@ -199,21 +211,74 @@ tnl_forward_public_url(const char *name, char *out, size_t size)
 }
 
 
-void
-tnl_forward_print_urls(tnl_session_t *s)
+/* "Your tunnel is up" per active forward, oldest first (list: newest first) */
+static unsigned
+tnl_forward_print_up(tnl_session_t *s, tnl_forward_t *f)
 {
-    tnl_forward_t  *f;
-    char            url[512];
+    unsigned  n;
+    char      url[512];
 
-    for (f = s->forwards; f != NULL; f = f->next) {
-        if (f->state != TNL_FORWARD_ACTIVE) {
-            continue;
+    if (f == NULL) {
+        return 0;
+    }
+
+    n = tnl_forward_print_up(s, f->next);
+
+    if (f->state != TNL_FORWARD_ACTIVE) {
+        return n;
+    }
+
+    tnl_forward_public_url(f->name, url, sizeof(url));
+    tnl_session_printf(s, "Your tunnel is up: %s%s", url, tnl_session_eol(s));
+
+    return n + 1;
+}
+
+
+void
+tnl_forward_summary(tnl_session_t *s)
+{
+    const char  *eol;
+    unsigned     up;
+
+    if (s->summary_done || !s->shell || s->closing
+        || s->fw_up + s->fw_refused < s->fw_asked)
+    {
+        return;
+    }
+
+    s->summary_done = 1;
+    eol = tnl_session_eol(s);
+
+    up = tnl_forward_print_up(s, s->forwards);
+
+    if (up > 0) {
+        if (s->fw_refused > 0) {
+            tnl_session_printf(s, "Not opened: %s (see above).%s",
+                               s->refused_names, eol);
         }
 
-        tnl_forward_public_url(f->name, url, sizeof(url));
-        tnl_session_printf(s, "Your tunnel is up: %s%s", url,
-                           tnl_session_eol(s));
+        tnl_session_printf(s, "Press Ctrl-C to stop your tunnel%s.%s",
+                           up > 1 ? "s" : "", eol);
+        return;
     }
+
+    if (s->fw_asked == 0) {
+        tnl_session_printf(s, "No tunnel is open: you asked for none. "
+                           "Add -R NAME:80:localhost:PORT to your ssh "
+                           "command.%s", eol);
+
+    } else if (s->refused_names[0] != '\0') {
+        tnl_session_printf(s, "No tunnel is open: %s %s refused (see "
+                           "above).%s", s->refused_names,
+                           s->fw_refused > 1 ? "were" : "was", eol);
+
+    } else {
+        tnl_session_printf(s, "No tunnel is open (see above).%s", eol);
+    }
+
+    s->no_tunnel = 1;
+    s->exit_status = 1;
 }
 
 
@@ -290,8 +355,26 @@ tnl_reply_free(tnl_reply_t *rp)
 static void
 tnl_reply_decide(tnl_reply_t *rp, tnl_reply_state_e state, int port)
 {
+    tnl_session_t  *s = rp->session;
+    size_t          len;
+
     rp->state = state;
     rp->port = (uint16_t) port;
+
+    if (rp->forward) {
+        if (state == TNL_REPLY_SUCCESS) {
+            s->fw_up++;
+
+        } else {
+            s->fw_refused++;
+            len = strlen(s->refused_names);
+            snprintf(s->refused_names + len, sizeof(s->refused_names) - len,
+                     "%s%s", len ? ", " : "", rp->what);
+        }
+
+        /* the summary may be due (tnl_forward_summary) */
+        tnl_session_post_process(s);
+    }
 
     tnl_forward_replies_run(rp->session);
 }
@@ -535,9 +618,9 @@ tnl_forward_pick_name(tnl_session_t *s, const char *addr, char *name,
         return -1;
     }
 
-    if (tnl_name_is_reserved(name, tnl_conf.reserved_names)) {
-        snprintf(why, why_size, "The name %s is reserved; pick another with "
-                 "-R othername:80:localhost:PORT", name);
+    if (tnl_keys_is_system(name)) {
+        snprintf(why, why_size, "The name %s is kept for the system; pick "
+                 "another with -R othername:80:localhost:PORT", name);
         return -1;
     }
 
@@ -622,6 +705,14 @@ tnl_forward_request(tnl_session_t *s, ssh_message msg)
 
     addr = ssh_message_global_request_address(msg);
     port = ssh_message_global_request_port(msg);
+
+    rp->forward = 1;
+    s->fw_asked++;
+    if (addr != NULL && !tnl_forward_is_wildcard(addr)) {
+        snprintf(rp->what, sizeof(rp->what), "%.64s", addr);
+    } else {
+        snprintf(rp->what, sizeof(rp->what), "-R %d (no name)", port);
+    }
 
     if (addr == NULL || port < 0 || port > 65535) {
         tnl_forward_refuse(s, rp, NULL);
@@ -718,7 +809,8 @@ tnl_forward_up(tnl_forward_t *f, const char *takeover)
                  f->name, s->user, s->id, f->socket_path,
                  takeover ? " took over from " : "", takeover ? takeover : "");
 
-    if (s->shell) {
+    /* before the summary, the summary tells (tnl_forward_summary) */
+    if (s->shell && s->summary_done) {
         tnl_session_printf(s, "Your tunnel is up: %s%s", url,
                            tnl_session_eol(s));
     }

@@ -62,6 +62,9 @@ struct tnl_reply_s {
     uint64_t              shown_ms;    /* refused: when its text was seen
                                           written and flushed, or 0 */
     tnl_timer_t           timer;       /* refused: next look at the hold */
+    unsigned              forward:1;   /* a tcpip-forward, not a cancel */
+    char                  what[72];    /* forward: the name asked, for the
+                                          list of refused ones */
     tnl_reply_t          *next;
 };
 
@@ -115,8 +118,14 @@ void tnl_forward_accept_pause(tnl_forward_t *f, int err);
 /* frees forwards marked closed (called by the session sweep) */
 void tnl_forward_sweep(tnl_session_t *s);
 
-/* prints the public URL of every active forward on the session channel */
-void tnl_forward_print_urls(tnl_session_t *s);
+/*
+ * Once the shell is up and every tcpip-forward asked so far is answered
+ * (OpenSSH sends them all before it opens the session channel): prints
+ * each tunnel that is up, the names refused, and how to stop; with none
+ * up, says so and marks the session to close with exit status 1 once the
+ * refusals went out.  Call in each session pass; does it once.
+ */
+void tnl_forward_summary(tnl_session_t *s);
 
 /* the public URL of a tunnel name, from --public-url */
 void tnl_forward_public_url(const char *name, char *out, size_t size);

@@ -1,8 +1,11 @@
 /*
  * The in-memory key table (see keys.h): open-addressing hash indexes over
  * arrays, built off to the side by db.c and swapped in whole, so a lookup
- * never sees a half-loaded table.  Three indexes: fingerprint -> key,
- * reserved name -> owner, owner -> first reserved name (by name order).
+ * never sees a half-loaded table.  Four indexes: fingerprint -> key,
+ * reserved name -> owner, owner -> first reserved name (by name order),
+ * and the set of system names (table system_names: nobody's, ever).  A
+ * reserved name that is also a system name (reserved before the system
+ * list had it) is left out of the reserved indexes: the system list wins.
  *
  * Ownership: the current table is owned here and freed at the next swap;
  * pointers returned by lookups are valid until then.  Does no I/O.
@@ -29,6 +32,8 @@ typedef struct {
     size_t            nkeys;
     tnl_reserved_t   *reserved;
     size_t            nreserved;
+    tnl_reserved_t   *system;          /* user_id unused */
+    size_t            nsystem;
 
     /* slots hold index + 1; 0 is empty; sizes are powers of two */
     uint32_t         *key_slots;
@@ -36,6 +41,8 @@ typedef struct {
     uint32_t         *res_slots;       /* by name */
     uint32_t         *owner_slots;     /* by user id, first name wins */
     size_t            res_mask;
+    uint32_t         *sys_slots;
+    size_t            sys_mask;
 } tnl_keys_table_t;
 
 
@@ -43,6 +50,7 @@ struct tnl_keys_build_s {
     tnl_keys_table_t  t;
     size_t            keys_cap;
     size_t            reserved_cap;
+    size_t            system_cap;
 };
 
 
@@ -91,7 +99,9 @@ tnl_keys_table_free(tnl_keys_table_t *t)
 
     free(t->keys);
     free(t->reserved);
+    free(t->system);
     free(t->key_slots);
+    free(t->sys_slots);
     free(t->res_slots);
     free(t->owner_slots);
 }
@@ -119,13 +129,63 @@ tnl_keys_reserved_cmp(const void *a, const void *b)
 }
 
 
+static int
+tnl_keys_is_system_in(tnl_keys_table_t *t, const char *name)
+{
+    size_t  j;
+
+    for (j = tnl_keys_hash_str(name) & t->sys_mask;
+         t->sys_slots[j];
+         j = (j + 1) & t->sys_mask)
+    {
+        if (strcmp(t->system[t->sys_slots[j] - 1].name, name) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 /* builds the indexes; duplicates (the database forbids them) keep the first */
 
 static int
 tnl_keys_index(tnl_keys_table_t *t)
 {
-    size_t    i, j, size;
+    size_t    i, j, n, size;
     uint64_t  h;
+
+    size = tnl_keys_slots_for(t->nsystem);
+    t->sys_mask = size - 1;
+    t->sys_slots = calloc(size, sizeof(uint32_t));
+    if (t->sys_slots == NULL) {
+        return -1;
+    }
+
+    for (i = 0; i < t->nsystem; i++) {
+        h = tnl_keys_hash_str(t->system[i].name);
+
+        for (j = h & t->sys_mask; t->sys_slots[j]; j = (j + 1) & t->sys_mask)
+        {
+            if (strcmp(t->system[t->sys_slots[j] - 1].name,
+                       t->system[i].name) == 0)
+            {
+                break;
+            }
+        }
+
+        if (t->sys_slots[j] == 0) {
+            t->sys_slots[j] = (uint32_t) i + 1;
+        }
+    }
+
+    /* the system list wins over an older reservation of the same name */
+    for (i = 0, n = 0; i < t->nreserved; i++) {
+        if (!tnl_keys_is_system_in(t, t->reserved[i].name)) {
+            t->reserved[n++] = t->reserved[i];
+        }
+    }
+    t->nreserved = n;
 
     size = tnl_keys_slots_for(t->nkeys);
     t->key_mask = size - 1;
@@ -259,6 +319,19 @@ tnl_keys_reserved_name_of(int64_t user_id)
 }
 
 
+int
+tnl_keys_is_system(const char *name)
+{
+    tnl_keys_table_t  *t = tnl_keys_current;
+
+    if (t == NULL || name == NULL) {
+        return 0;
+    }
+
+    return tnl_keys_is_system_in(t, name);
+}
+
+
 int64_t
 tnl_keys_reserved_owner(const char *name)
 {
@@ -364,6 +437,39 @@ tnl_keys_build_add_reserved(tnl_keys_build_t *b, const char *name,
     r = &b->t.reserved[b->t.nreserved++];
     strcpy(r->name, folded);
     r->user_id = user_id;
+
+    return 0;
+}
+
+
+int
+tnl_keys_build_add_system(tnl_keys_build_t *b, const char *name)
+{
+    tnl_reserved_t  *sys;
+    size_t           cap;
+    char             folded[TNL_NAME_MAX + 1];
+
+    if (tnl_name_validate(name, strlen(name), folded, NULL) == -1) {
+        return -1;
+    }
+
+    if (b->t.nsystem == UINT32_MAX - 1) {
+        return -1;
+    }
+
+    if (b->t.nsystem == b->system_cap) {
+        cap = b->system_cap ? b->system_cap * 2 : 32;
+        sys = realloc(b->t.system, cap * sizeof(tnl_reserved_t));
+        if (sys == NULL) {
+            return -1;
+        }
+        b->t.system = sys;
+        b->system_cap = cap;
+    }
+
+    strcpy(b->t.system[b->t.nsystem].name, folded);
+    b->t.system[b->t.nsystem].user_id = 0;
+    b->t.nsystem++;
 
     return 0;
 }

@@ -1,5 +1,6 @@
 /*
- * The in-memory table of authorized SSH keys and reserved names, the only
+ * The in-memory table of authorized SSH keys, reserved names and system
+ * names (nobody may open those: table system_names), the only
  * thing the libssh auth callback consults (it must answer synchronously).
  * Filled and replaced wholesale by db.c after each (re)load from
  * PostgreSQL; read by session/auth code on the same loop thread.  Entries
@@ -28,6 +29,9 @@ const tnl_key_t *tnl_keys_find(const char *fingerprint);
 /* the first name reserved by user_id (by name order), or NULL */
 const char *tnl_keys_reserved_name_of(int64_t user_id);
 
+/* 1 if name (valid, lower case) is on the system list, else 0 */
+int tnl_keys_is_system(const char *name);
+
 /* owner user id of a reserved name, or 0 if nobody reserved it */
 int64_t tnl_keys_reserved_owner(const char *name);
 
@@ -48,6 +52,7 @@ int tnl_keys_build_add_key(tnl_keys_build_t *b, const char *fingerprint,
     int64_t user_id, const char *user);
 int tnl_keys_build_add_reserved(tnl_keys_build_t *b, const char *name,
     int64_t user_id);
+int tnl_keys_build_add_system(tnl_keys_build_t *b, const char *name);
 void tnl_keys_build_commit(tnl_keys_build_t *b);  /* swaps, frees old */
 void tnl_keys_build_abort(tnl_keys_build_t *b);
 

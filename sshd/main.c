@@ -43,11 +43,12 @@ tnl_usage(FILE *f)
         "  --socket-group GROUP    group owning the sockets\n"
         "  --domain DOMAIN         default localhost\n"
         "  --public-url TEMPLATE   default http://%%s.DOMAIN\n"
+        "  --admin-url URL         base URL of the web UI (keys page:\n"
+        "                          URL/keys), shown for an unknown key\n"
         "  --database-url URL      default $DATABASE_URL\n"
         "  --redis-url URL         default $REDIS_URL\n"
         "  --node ID               default the host name\n"
         "  --max-forwards N        per session, default 8\n"
-        "  --reserved-names LIST   comma-separated names nobody may use\n"
         "  --login-grace SECONDS   default 30\n"
         "  --max-startups N        unauthenticated connections, default 100\n"
         "  --keepalive SECONDS     default 60\n"
@@ -56,6 +57,18 @@ tnl_usage(FILE *f)
         "                          only to OpenSSH clients (fastest), else\n"
         "                          AES-GCM, chacha20-poly1305, AES-CTR\n"
         "  --debug                 log every stream\n");
+}
+
+
+static void
+tnl_admin_url_trim(char *url)
+{
+    size_t  len;
+
+    len = strlen(url);
+    while (len > 0 && url[len - 1] == '/') {
+        url[--len] = '\0';
+    }
 }
 
 
@@ -89,11 +102,11 @@ tnl_options(int argc, char **argv)
         { "socket-group",   required_argument, NULL, 'g' },
         { "domain",         required_argument, NULL, 'd' },
         { "public-url",     required_argument, NULL, 'u' },
+        { "admin-url",      required_argument, NULL, 'a' },
         { "database-url",   required_argument, NULL, 'D' },
         { "redis-url",      required_argument, NULL, 'R' },
         { "node",           required_argument, NULL, 'n' },
         { "max-forwards",   required_argument, NULL, 'f' },
-        { "reserved-names", required_argument, NULL, 'r' },
         { "login-grace",    required_argument, NULL, 'G' },
         { "max-startups",   required_argument, NULL, 'm' },
         { "keepalive",      required_argument, NULL, 'K' },
@@ -117,7 +130,6 @@ tnl_options(int argc, char **argv)
     tnl_conf.domain = "localhost";
     tnl_conf.database_url = getenv("DATABASE_URL");
     tnl_conf.redis_url = getenv("REDIS_URL");
-    tnl_conf.reserved_names = TNL_NAME_DEFAULT_RESERVED;
     tnl_conf.max_forwards = 8;
     tnl_conf.login_grace = 30;
     tnl_conf.max_startups = 100;
@@ -142,10 +154,14 @@ tnl_options(int argc, char **argv)
         case 'g': tnl_conf.socket_group = optarg; break;
         case 'd': tnl_conf.domain = optarg; break;
         case 'u': tnl_conf.public_url = optarg; break;
+        case 'a':
+            /* "http://host/" and "http://host" give the same keys URL */
+            tnl_admin_url_trim(optarg);
+            tnl_conf.admin_url = optarg[0] != '\0' ? optarg : NULL;
+            break;
         case 'D': tnl_conf.database_url = optarg; break;
         case 'R': tnl_conf.redis_url = optarg; break;
         case 'n': tnl_conf.node = optarg; break;
-        case 'r': tnl_conf.reserved_names = optarg; break;
         case 'f':
             if (tnl_number("--max-forwards", optarg, 1, 1000,
                            &tnl_conf.max_forwards))

@@ -29,6 +29,7 @@
 #define TNL_STREAM_DOWN_MAX  (64 * 1024)
 #define TNL_PUMP_ACCEPTS     64
 #define TNL_STREAM_REFUSED_MS  1000  /* wait for nginx's request, at most */
+#define TNL_STREAM_OPEN_MS     10000 /* the client answers an open within */
 
 
 static void tnl_stream_io_handler(tnl_io_t *io, uint32_t events);
@@ -134,6 +135,58 @@ tnl_stream_close_unix(tnl_stream_t *st)
     tnl_io_del(&st->io);
     close(st->fd);
     st->fd = -1;
+}
+
+
+/*
+ * Tells nginx why nothing answers, while nothing went to it yet on this
+ * connection: a 502 response carrying X-Tunnel-Error (refused, timeout,
+ * closed, failed), which nginx's offline page turns into a sentence
+ * (proxy_intercept_errors; the header is hidden from browsers).  Without
+ * it nginx would only see a connection closed without a byte.
+ */
+static void
+tnl_stream_answer_error(tnl_stream_t *st, const char *cause)
+{
+    char  buf[192];
+    int   n;
+
+    if (st->fd == -1 || st->bytes_down != 0 || st->unix_shut) {
+        return;
+    }
+
+    n = snprintf(buf, sizeof(buf), "HTTP/1.1 502 Bad Gateway\r\n"
+                 "X-Tunnel-Error: %s\r\n"
+                 "Content-Length: 0\r\n"
+                 "Connection: close\r\n"
+                 "\r\n", cause);
+
+    /* nothing was written: the socket buffer takes it whole */
+    if (write(st->fd, buf, (size_t) n) == n) {
+        st->bytes_down += (uint64_t) n;
+    }
+}
+
+
+/* the reason of a refused forwarded-tcpip open, from libssh's error text */
+static const char *
+tnl_stream_open_cause(tnl_session_t *s)
+{
+    const char  *err;
+
+    /* "Channel opening failure: channel 43 error (2) Connection refused" */
+
+    err = ssh_get_error(s->ssh);
+
+    if (err != NULL && strcasestr(err, "refused") != NULL) {
+        return "refused";
+    }
+
+    if (err != NULL && strcasestr(err, "timed out") != NULL) {
+        return "timeout";
+    }
+
+    return "failed";
 }
 
 
@@ -444,6 +497,8 @@ tnl_stream_opened(tnl_stream_t *st, int rc)
         return;
     }
 
+    tnl_timer_del(&st->timer);           /* the open timeout */
+
     if (rc == SSH_OK) {
         st->state = TNL_STREAM_OPEN;
 
@@ -468,6 +523,7 @@ tnl_stream_opened(tnl_stream_t *st, int rc)
      */
 
     st->failed = 1;
+    st->cause = tnl_stream_open_cause(st->session);
     st->state = TNL_STREAM_CLOSED;
 
     if (st->fd != -1 && st->http.up_total == 0) {
@@ -502,6 +558,7 @@ tnl_stream_refused_read(tnl_stream_t *st)
 
     st->refused = 0;
     tnl_timer_del(&st->timer);
+    tnl_stream_answer_error(st, st->cause != NULL ? st->cause : "failed");
     tnl_stream_close_unix(st);
     tnl_session_post_sweep(st->session);
 }
@@ -512,7 +569,22 @@ tnl_stream_refused_timer(tnl_timer_t *t)
 {
     tnl_stream_t  *st = t->data;
 
+    if (st->state == TNL_STREAM_OPENING) {
+        /*
+         * the client did not answer the open: nginx is told so, and the
+         * channel is closed once the open resolves (never freed before)
+         */
+        tnl_log_info("tunnel %s: the client did not answer a channel open "
+                     "within %d s", st->name, TNL_STREAM_OPEN_MS / 1000);
+        st->failed = 1;
+        st->cause = "timeout";
+        tnl_stream_answer_error(st, st->cause);
+        tnl_stream_abort(st);
+        return;
+    }
+
     st->refused = 0;               /* nginx sent nothing: close as is */
+    tnl_stream_answer_error(st, st->cause != NULL ? st->cause : "failed");
     tnl_stream_close_unix(st);
     tnl_session_post_sweep(st->session);
 }
@@ -576,6 +648,7 @@ tnl_stream_start(tnl_forward_t *f, int fd)
 
     tnl_io_init(&st->io, s->loop, fd, tnl_stream_io_handler, st);
     tnl_timer_init(&st->timer, s->loop, tnl_stream_refused_timer, st);
+    tnl_timer_add(&st->timer, TNL_STREAM_OPEN_MS);
 
     st->next = s->streams;
     if (s->streams != NULL) {
@@ -684,6 +757,11 @@ tnl_stream_check_done(tnl_stream_t *st)
     if (st->chan_eof && !st->unix_shut && st->down_len == 0
         && st->down_pending == 0 && st->fd != -1)
     {
+        /* the app took a request and closed without a byte of answer */
+        if (st->bytes_down == 0 && st->bytes_up > 0) {
+            tnl_stream_answer_error(st, "closed");
+        }
+
         (void) shutdown(st->fd, SHUT_WR);
         st->unix_shut = 1;
     }
@@ -772,6 +850,22 @@ tnl_stream_size(char *buf, size_t size, uint64_t bytes)
 }
 
 
+static const char *
+tnl_stream_cause_text(tnl_stream_t *st)
+{
+    if (st->cause != NULL && strcmp(st->cause, "timeout") == 0) {
+        return "your ssh client did not open the connection to your local "
+               "app in time";
+    }
+
+    if (st->cause != NULL && strcmp(st->cause, "failed") == 0) {
+        return "your ssh client could not connect to your local app";
+    }
+
+    return "your local app refused the connection (is it running?)";
+}
+
+
 /*
  * One record of the stream's HTTP observer: a line for the person on the
  * session channel, and for tunneld's debug log.  Runs from the observer,
@@ -838,9 +932,8 @@ tnl_stream_log_record(void *data, const tnl_httplog_record_t *r)
 
     case TNL_HTTPLOG_INCOMPLETE:
         if (st->failed) {
-            tnl_session_printf_later(s, "%s %s -> 502: your local app "
-                                     "refused the connection (is it "
-                                     "running?)%s", method, path, eol);
+            tnl_session_printf_later(s, "%s %s -> 502: %s%s", method, path,
+                                     tnl_stream_cause_text(st), eol);
 
         } else if (r->status != 0) {
             tnl_session_printf_later(s, "%s %s %s %s %llu ms (cut short)%s",
@@ -888,8 +981,8 @@ tnl_stream_log(tnl_stream_t *st)
 
     if (st->failed && st->records == 0 && s->shell && !s->closing) {
         /* refused before nginx sent a byte */
-        tnl_session_printf_later(s, "- - -> 502: your local app refused "
-                                 "the connection (is it running?)%s",
+        tnl_session_printf_later(s, "- - -> 502: %s%s",
+                                 tnl_stream_cause_text(st),
                                  tnl_session_eol(s));
     }
 }

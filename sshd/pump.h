@@ -52,7 +52,8 @@ struct tnl_stream_s {
     struct ssh_channel_callbacks_struct  cb;
     int                   fd;          /* nginx's connection, -1 if closed */
     tnl_io_t              io;
-    tnl_timer_t           timer;       /* refused: bounds the wait */
+    tnl_timer_t           timer;       /* opening: bounds the open;
+                                          refused: bounds the wait */
     int                   origin_port; /* what we told the client */
     uint64_t              open_packets; /* session's packets parsed when
                                            the open was last asked */
@@ -68,6 +69,8 @@ struct tnl_stream_s {
     unsigned              refused:1;   /* ... and we wait for nginx's
                                           request before closing (timer) */
     unsigned              logged:1;
+    const char           *cause;       /* failed: "refused", "timeout",
+                                          "failed" (X-Tunnel-Error) */
 
     char                 *up;          /* nginx -> client, own buffer */
     size_t                up_len;

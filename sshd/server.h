@@ -40,10 +40,10 @@ typedef struct {
     gid_t        socket_gid;      /* resolved; (gid_t) -1: leave as is */
     const char  *domain;
     const char  *public_url;      /* template, "%s" = tunnel name */
+    const char  *admin_url;       /* web UI base (no trailing /), or NULL */
     const char  *database_url;
     const char  *redis_url;
     const char  *node;
-    const char  *reserved_names;  /* comma-separated */
     int          max_forwards;    /* per session */
     int          login_grace;     /* seconds */
     int          max_startups;    /* unauthenticated connections */

@@ -674,10 +674,18 @@ tnl_session_process(tnl_session_t *s)
 
     tnl_pump_process(s);
 
+    tnl_forward_summary(s);
+
     tnl_session_flush_text(s);
 
     /* after the text: a held refusal goes once its explanation is out */
     tnl_forward_replies_run(s);
+
+    /* no tunnel up: close (exit status 1) once the refusals went out */
+    if (s->no_tunnel && s->replies == NULL) {
+        tnl_session_close(s, NULL, "no tunnel open");
+        return;
+    }
 
     if (s->quit) {
         tnl_session_close(s, "Closing your tunnels, bye.",
@@ -847,14 +855,29 @@ tnl_session_auth_unknown(tnl_session_t *s, const char *fp, const char *user)
      * unknown key; it shows them all, also when a later key succeeds
      */
 
-    snprintf(text, sizeof(text),
-             "\n"
-             "This SSH key is not registered with this tunnel server:\n"
-             "    %s\n"
-             "To use it, register its public key (the .pub file):\n"
-             "    tunnelctl key add USER FILE.pub   (run by the operator)\n"
-             "or add it in the web interface, then connect again.\n"
-             "\n", fp);
+    if (tnl_conf.admin_url != NULL) {
+        snprintf(text, sizeof(text),
+                 "\n"
+                 "This SSH key is not registered with this tunnel server:\n"
+                 "    %s\n"
+                 "To use it, add its public key (the .pub file) on your keys "
+                 "page:\n"
+                 "    %s/keys\n"
+                 "(or the operator runs: tunnelctl key add USER FILE.pub),\n"
+                 "then connect again.\n"
+                 "\n", fp, tnl_conf.admin_url);
+
+    } else {
+        snprintf(text, sizeof(text),
+                 "\n"
+                 "This SSH key is not registered with this tunnel server:\n"
+                 "    %s\n"
+                 "To use it, ask the operator of this server to register its "
+                 "public key\n"
+                 "(the .pub file):  tunnelctl key add USER FILE.pub\n"
+                 "then connect again.\n"
+                 "\n", fp);
+    }
 
     tnl_session_banner(s, text);
 }
@@ -864,21 +887,40 @@ tnl_session_auth_unknown(tnl_session_t *s, const char *fp, const char *user)
  * The only text an `ssh -N` client shows is the USERAUTH banner, and it
  * must go before the auth success (RFC 4252 5.4); the forward request, and
  * so a random name, comes later.  Say who signed in and where tunnels
- * appear; a reserved name is known already.
+ * appear; a reserved name is known already.  A client with a session
+ * channel shows the banner too, and the server cannot tell the two apart
+ * yet: every line must be true in both modes (what is up, or refused,
+ * the session text says: tnl_forward_summary).
+ *
+ * The key decides who signs in; the user name the client sent (ssh's
+ * local login name unless the person typed one) is not used: the banner
+ * says so when it differs from the key's owner.
  */
 static void
-tnl_session_auth_banner(tnl_session_t *s, const tnl_key_t *key)
+tnl_session_auth_banner(tnl_session_t *s, const tnl_key_t *key,
+    const char *sent_user)
 {
-    char         text[1024], url[512], reserved_url[512];
+    char         text[1280], url[512], reserved_url[512];
     const char  *reserved;
     int          n;
 
     tnl_forward_public_url("NAME", url, sizeof(url));
 
-    n = snprintf(text, sizeof(text),
-                 "\nngx-tunnel: signed in as %s.\n"
-                 "  -R NAME:80:localhost:PORT serves your app at %s\n",
-                 key->user, url);
+    if (sent_user != NULL && sent_user[0] != '\0'
+        && strcmp(sent_user, key->user) != 0)
+    {
+        n = snprintf(text, sizeof(text),
+                     "\nngx-tunnel: signed in as %s (by your key; the user "
+                     "name \"%.64s\" that ssh sent is not used).\n",
+                     key->user, sent_user);
+
+    } else {
+        n = snprintf(text, sizeof(text), "\nngx-tunnel: signed in as %s.\n",
+                     key->user);
+    }
+
+    n += snprintf(text + n, sizeof(text) - n,
+                  "  -R NAME:80:localhost:PORT serves your app at %s\n", url);
 
     reserved = tnl_keys_reserved_name_of(key->user_id);
 
@@ -889,8 +931,8 @@ tnl_session_auth_banner(tnl_session_t *s, const tnl_key_t *key)
                       "(your name)\n", reserved_url);
     } else {
         n += snprintf(text + n, sizeof(text) - n,
-                      "  -R 80:localhost:PORT gets a random name: run "
-                      "without -N to see it\n");
+                      "  -R 80:localhost:PORT gets a random name, printed "
+                      "when the tunnel is up (not with -N)\n");
     }
 
     if ((size_t) n < sizeof(text)) {
@@ -907,7 +949,7 @@ tnl_session_auth_ok(tnl_session_t *s, const tnl_key_t *key, const char *fp,
 {
     tnl_db_event_t  ev;
 
-    tnl_session_auth_banner(s, key);
+    tnl_session_auth_banner(s, key, ssh_message_auth_user(msg));
 
     if (ssh_message_auth_reply_success(msg, 0) != SSH_OK) {
         tnl_session_close(s, NULL, "cannot send auth success");
@@ -1106,12 +1148,13 @@ tnl_session_channel_request(tnl_session_t *s, ssh_message msg)
         return;
 
     case SSH_CHANNEL_REQUEST_SHELL:
+        /*
+         * the auth banner said who signed in; which tunnels are up (or
+         * why none is) follows once every forward is answered
+         */
         s->shell = 1;
         ssh_message_channel_request_reply_success(msg);
-        tnl_session_printf(s, "Welcome %s.%s", s->user, tnl_session_eol(s));
-        tnl_forward_print_urls(s);
-        tnl_session_printf(s, "Press Ctrl-C to stop your tunnels.%s",
-                           tnl_session_eol(s));
+        tnl_forward_summary(s);
         return;
 
     case SSH_CHANNEL_REQUEST_EXEC:
@@ -1242,7 +1285,8 @@ tnl_session_close(tnl_session_t *s, const char *text, const char *reason)
         tnl_session_flush_text(s);
 
         if (ssh_channel_is_open(s->chan)) {
-            (void) ssh_channel_request_send_exit_status(s->chan, 0);
+            (void) ssh_channel_request_send_exit_status(s->chan,
+                                                        s->exit_status);
             (void) ssh_channel_send_eof(s->chan);
             (void) ssh_channel_close(s->chan);
         }

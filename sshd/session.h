@@ -92,6 +92,10 @@ struct tnl_session_s {
     unsigned            msg_check:1;     /* read the message queue even
                                             without new packets */
     unsigned            text_hold:1;     /* text may wait for text_timer */
+    unsigned            summary_done:1;  /* the shell was told which
+                                            tunnels are up (forward.c) */
+    unsigned            no_tunnel:1;     /* none is: close once the
+                                            replies went out */
 
     char                id[128];      /* "<node>/<pid>/<counter>" */
     char                client[64];   /* "ip:port" */
@@ -101,6 +105,13 @@ struct tnl_session_s {
     char                close_reason[96];  /* in the DISCONNECT message */
     int64_t             user_id;
     uint64_t            started_ms;
+    int                 exit_status;  /* sent on the session channel */
+
+    /* tcpip-forward requests: asked, answered with success, refused */
+    unsigned            fw_asked;
+    unsigned            fw_up;
+    unsigned            fw_refused;
+    char                refused_names[256];  /* "www, Bad_Name" */
 
     ssh_channel         chan;         /* the "session" channel, or NULL */
     struct ssh_channel_callbacks_struct  chan_cb;

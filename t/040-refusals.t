@@ -19,7 +19,8 @@ use NgxTunnel::Test;
 
 watchdog(240);
 
-my $s = start_stack();
+# admin => 1: the web UI is served, and tunneld knows its keys page
+my $s = start_stack(admin => 1);
 my $port = $s->env->{HTTP_PORT};
 
 my $alice = new_user($s, 'alice');
@@ -41,6 +42,11 @@ my $be = start_backend($s, 'one');
         or diag("fingerprint $k->{fingerprint}\nerr: $err");
     like($err, qr/tunnelctl key add/,
         'unknown key: the banner says how to register the key');
+    # the exact keys page of this installation (tunneld --admin-url, which
+    # the dev stack passes), not just "the web interface"
+    like($err, qr{^To use it, add its public key \(the \.pub file\) on your keys page:\r?\n    \Qhttp://localhost:$port/keys\E\r?$}m,
+        'unknown key: the banner gives the URL of the keys page')
+        or diag("err: $err");
     is($s->redis_cli('KEYS', 'tunnel:route:*'), '',
         'unknown key: nothing registered');
 

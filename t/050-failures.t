@@ -80,8 +80,9 @@ sub timed_get {
     for my $i (1 .. 2) {
         my ($st, $dt, $r) = timed_get('deadport');
         is($st, 502, "dead local port: 502 ($i)");
-        like(page_text($r ? $r->{body} : ''), qr/tunnel "deadport" is offline/i,
-            "dead local port: offline page ($i)");
+        like(page_text($r ? $r->{body} : ''),
+            qr/Tunnel "deadport": nothing answers on the ssh client's machine/,
+            "dead local port: the page names the cause ($i)");
         ok($dt < 5, sprintf "dead local port: no hang (%.2f s)", $dt);
     }
     ok($ssh->alive, 'dead local port: the ssh session stays up');

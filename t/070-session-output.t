@@ -5,7 +5,8 @@
 # requests on one upstream connection that nginx keeps alive, which the
 # line-per-connection logging used to miss.  Then a WebSocket (one line
 # at close), a refused connection (502 line), and with -N the same lines
-# in tunneld's debug log only.
+# in tunneld's debug log only.  The banner and the session text, exactly,
+# in both modes, and with a user name that is not the key's owner.
 
 use strict;
 use warnings;
@@ -38,6 +39,26 @@ ok($ssh->wait_for(qr{http://logapp\.localhost:$port\b}, 10),
 ok($ssh->wait_for(qr{Ctrl-C}, 5), 'session: says how to stop (Ctrl-C)')
     or diag($ssh->output);
 ok(wait_route($s, 'logapp', 5), 'route registered');
+
+# each thing said once, and only what applies (issue 8, point 4): the
+# banner (sent before the server knows the mode) is true in both modes;
+# the session text says what is up, without a second greeting
+my @banner = (
+    'ngx-tunnel: signed in as dana.',
+    "  -R NAME:80:localhost:PORT serves your app at http://NAME.localhost:$port",
+    '  -R 80:localhost:PORT gets a random name, printed when the tunnel is '
+        . 'up (not with -N)',
+);
+sub text_lines { [grep { $_ ne '' } map { s/\r$//r } split /\n/, $_[0]] }
+# stderr: the banner, without OpenSSH's own known-hosts warning
+sub banner_lines { [grep { !/^Warning: Permanently added/ } @{ text_lines($_[0]) }] }
+is_deeply(banner_lines($ssh->{err}), \@banner, 'session: the banner, exactly')
+    or diag(explain(text_lines($ssh->{err})));
+is_deeply(text_lines($ssh->{out}),
+    ["Your tunnel is up: http://logapp.localhost:$port",
+     'Press Ctrl-C to stop your tunnel.'],
+    'session: the text, exactly: no "Welcome", no "without -N"')
+    or diag(explain(text_lines($ssh->{out})));
 
 
 # --- three requests on one kept-alive upstream connection -----------------
@@ -136,16 +157,28 @@ my $lines = wait_until(5, sub {
 ok($lines, '-N: one debug line per request in the tunneld log')
     or diag(tail_log($s, 'tunneld'));
 
-# -N shows only the auth banner: who signed in and where tunnels appear
+# -N shows only the auth banner: who signed in and where tunnels appear,
+# the same lines as with a session
 $quiet->wait_for(qr/random name/, 5);
-my $banner = $quiet->{err};
-like($banner, qr/^ngx-tunnel: signed in as dana\.$/m,
-    '-N: the auth banner says who signed in') or diag($banner);
-like($banner,
-    qr{-R NAME:80:localhost:PORT serves your app at \Qhttp://NAME.localhost:$port\E$}m,
-    '-N: the auth banner shows the URL form');
-like($banner, qr/-R 80:localhost:PORT gets a random name: run without -N/,
-    '-N: without a reserved name, how to see a random one');
+is_deeply(banner_lines($quiet->{err}), \@banner, '-N: the banner, exactly')
+    or diag(explain(text_lines($quiet->{err})));
+is($quiet->{out}, '', '-N: nothing else');
+
+# the key decides who signs in; a user name that is not the key's owner
+# is not used, and the banner says so once (issue 8, point 10)
+my $other = start_ssh($s, key => $dana->{key}, user => 'root', session => 1,
+    remote => "logother:80:localhost:$web2->{port}");
+ok($other->wait_for(qr/Press Ctrl-C/, 10), 'ssh root@: the tunnel is up')
+    or diag($other->output);
+is_deeply(banner_lines($other->{err}), [
+    'ngx-tunnel: signed in as dana (by your key; the user name "root" that '
+        . 'ssh sent is not used).',
+    @banner[1 .. $#banner],
+], 'ssh root@ with dana\'s key: signed in as dana, "root" named once')
+    or diag(explain(text_lines($other->{err})));
+is((wait_route($s, 'logother', 5) // {})->{user}, 'dana',
+    'ssh root@: the route belongs to dana');
+$other->stop;
 
 diag("session output:\n" . $ssh->output) if $ENV{TEST_VERBOSE};
 $quiet->stop;

@@ -697,6 +697,8 @@ http {
 
     tunnel_redis unix:$d/redis.sock;
     tunnel_domain $domain;
+    tunnel_ssh_host $domain;
+    tunnel_ssh_port $self->{ssh_port};
     tunnel_lookup_timeout $self->{lookup_timeout};
     tunnel_cache_ttl $self->{cache_ttl};
     $admin_http
@@ -740,6 +742,10 @@ $self->{nginx_http_extra}
             proxy_request_buffering off;
             proxy_read_timeout 1h;
             proxy_send_timeout 1h;
+
+            # tunneld's 502 carries X-Tunnel-Error: the page names the cause
+            proxy_intercept_errors on;
+            proxy_hide_header X-Tunnel-Error;
         }
 
         error_page 502 /__tunnel/offline;
@@ -837,6 +843,9 @@ sub tunneld_command {
         '--redis-url',    $self->redis_url,
     );
     push @cmd, '--socket-group', $WORKER_USER if $self->{is_root};
+    # the web UI's base: an unknown key is told its keys page (URL/keys)
+    push @cmd, '--admin-url', "http://$self->{domain}:$self->{http_port}"
+        if $self->{admin};
     push @cmd, '--workers', $self->{workers}
         if $self->{workers} && !grep { /^--workers/ } @{ $self->{tunneld_args} };
     push @cmd, @{ $self->{tunneld_args} };
