@@ -26,6 +26,7 @@
 #include "tnl_name.h"
 #include "db.h"
 #include "forward.h"
+#include "live.h"
 #include "keys.h"
 #include "log.h"
 #include "pump.h"
@@ -968,4 +969,25 @@ tnl_forward_sweep(tnl_session_t *s)
         free(f->bind_address);
         free(f);
     }
+}
+
+
+int
+tnl_forward_live_stats(void *data, struct tnl_live_stats_s *st)
+{
+    tnl_forward_t  *f = data;
+
+    if (f == NULL || f->state != TNL_FORWARD_ACTIVE) {
+        return -1;
+    }
+
+    st->fingerprint = f->session->fingerprint;
+    st->bytes_in = f->bytes_in;
+    st->bytes_out = f->bytes_out;
+    st->requests = f->requests;
+    st->streams = f->streams;
+    st->open_streams = f->open_streams;
+    st->last_request = f->last_request;
+
+    return 0;
 }

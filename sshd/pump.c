@@ -18,6 +18,7 @@
 
 #include "forward.h"
 #include "log.h"
+#include "metrics.h"
 #include "pump.h"
 #include "session.h"
 
@@ -794,7 +795,10 @@ tnl_stream_log_record(void *data, const tnl_httplog_record_t *r)
 
     if (st->forward != NULL) {
         st->forward->requests++;
+        st->forward->last_request = time(NULL);
     }
+
+    tnl_metric_add(TNL_M_REQUESTS, 1);
 
     method = r->method[0] ? r->method : "-";
     path = r->path[0] ? r->path : "-";

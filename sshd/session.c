@@ -22,6 +22,7 @@
 #include "forward.h"
 #include "keys.h"
 #include "log.h"
+#include "metrics.h"
 #include "pump.h"
 #include "server.h"
 #include "session.h"
@@ -1399,4 +1400,69 @@ tnl_sessions_close_all(const char *text, const char *reason)
     for (s = tnl_sessions; s != NULL; s = s->next) {
         tnl_session_close(s, text, reason);
     }
+}
+
+
+void
+tnl_session_close_tunnel(const char *session_id, const char *name,
+    int whole_session, const char *by, const char *reason)
+{
+    tnl_session_t  *s;
+    tnl_forward_t  *f, *target;
+    char            text[512], why[160];
+    int             others;
+
+    for (s = tnl_sessions; s != NULL; s = s->next) {
+        if (strcmp(s->id, session_id) == 0) {
+            break;
+        }
+    }
+
+    if (s == NULL || s->closing) {
+        return;
+    }
+
+    target = NULL;
+    others = 0;
+
+    for (f = s->forwards; f != NULL; f = f->next) {
+        if (f->state != TNL_FORWARD_ACTIVE) {
+            continue;
+        }
+        if (strcmp(f->name, name) == 0) {
+            target = f;
+        } else {
+            others++;
+        }
+    }
+
+    if (reason[0] != '\0') {
+        snprintf(text, sizeof(text), "Tunnel %s was closed by an "
+                 "administrator: %s", name, reason);
+    } else {
+        snprintf(text, sizeof(text), "Tunnel %s was closed by an "
+                 "administrator.", name);
+    }
+
+    snprintf(why, sizeof(why), "kicked by %s", by[0] ? by : "the API");
+
+    tnl_metric_add(TNL_M_TUNNELS_KICKED, 1);
+
+    if (!whole_session && target != NULL && others > 0) {
+        /* the session keeps its other tunnels */
+        tnl_session_printf(s, "%s%s", text, tnl_session_eol(s));
+        tnl_forward_close(target, why);
+        tnl_session_post_process(s);
+        return;
+    }
+
+    if (whole_session) {
+        size_t  len = strlen(text);
+
+        snprintf(text + len, sizeof(text) - len, "  Your SSH session is "
+                 "closed too.");
+    }
+
+    tnl_session_close(s, text, why);
+    tnl_session_post_process(s);
 }

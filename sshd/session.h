@@ -173,6 +173,15 @@ void tnl_session_kick(const char *session_id);
 /* keys.h change handler: closes sessions whose key is no longer valid */
 void tnl_sessions_keys_changed(void);
 
+/*
+ * A kick (tunnel:close, see live.h): closes tunnel name of session_id,
+ * telling its client why; the whole session when whole_session or when
+ * it was the session's last tunnel (a -N client then exits, showing the
+ * text in the disconnect message).  Unknown ids are someone else's.
+ */
+void tnl_session_close_tunnel(const char *session_id, const char *name,
+    int whole_session, const char *by, const char *reason);
+
 int tnl_sessions_unauthenticated(void);
 int tnl_sessions_count(void);
 
