@@ -131,10 +131,10 @@ tnl_api_metrics(tnl_api_conn_t *c, const tnl_api_request_t *r)
                 "# TYPE tunneld_postgres_up gauge\n"
                 "tunneld_postgres_up %d\n", tnl_db_is_up());
     TNL_API_PUT("# HELP tunneld_heartbeat_lag_seconds how late the last "
-                "route heartbeat tick ran\n"
+                "route heartbeat tick ran (the worst worker)\n"
                 "# TYPE tunneld_heartbeat_lag_seconds gauge\n"
                 "tunneld_heartbeat_lag_seconds %.3f\n",
-                tnl_metric_total(TNL_M_HEARTBEAT_LAG_MS) / 1000.0);
+                tnl_metric_max(TNL_M_HEARTBEAT_LAG_MS) / 1000.0);
 
 #undef TNL_API_PUT
 

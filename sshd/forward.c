@@ -27,6 +27,7 @@
 #include "db.h"
 #include "forward.h"
 #include "live.h"
+#include "metrics.h"
 #include "keys.h"
 #include "log.h"
 #include "pump.h"
@@ -494,6 +495,8 @@ tnl_forward_listen(tnl_forward_t *f)
 static void
 tnl_forward_refuse(tnl_session_t *s, tnl_reply_t *rp, const char *text)
 {
+    tnl_metric_add(TNL_M_TUNNELS_REFUSED, 1);
+
     if (text == NULL) {
         tnl_reply_decide(rp, TNL_REPLY_FAILURE, 0);
         return;
@@ -705,6 +708,7 @@ tnl_forward_up(tnl_forward_t *f, const char *takeover)
     char             url[512];
 
     f->state = TNL_FORWARD_ACTIVE;
+    tnl_metric_add(TNL_M_TUNNELS_OPENED, 1);
     f->started = time(NULL);
 
     if (tnl_io_set(&f->io, EPOLLIN) == -1) {

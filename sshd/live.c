@@ -166,6 +166,8 @@ tnl_live_tick(tnl_timer_t *t)
     tnl_timer_add(t, TNL_LIVE_STATS_MS);
 
     tnl_metric_set(TNL_M_REDIS_UP, (uint64_t) tnl_routes_available());
+    tnl_metric_set(TNL_M_TUNNELS_UP, (uint64_t) tnl_routes_count());
+    tnl_metric_set(TNL_M_SESSIONS, (uint64_t) tnl_sessions_count());
 
     if (!tnl_routes_available() || tnl_routes_count() == 0) {
         return;

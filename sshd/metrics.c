@@ -100,3 +100,19 @@ tnl_metric_total(tnl_metric_e m)
 
     return sum;
 }
+
+
+uint64_t
+tnl_metric_max(tnl_metric_e m)
+{
+    uint64_t  max = 0;
+    int       i;
+
+    for (i = 0; i < tnl_metrics_nslots; i++) {
+        if (tnl_metrics_slots[i].v[m] > max) {
+            max = tnl_metrics_slots[i].v[m];
+        }
+    }
+
+    return max;
+}

@@ -56,4 +56,7 @@ void tnl_metric_set(tnl_metric_e m, uint64_t v);
 /* the sum over every slot */
 uint64_t tnl_metric_total(tnl_metric_e m);
 
+/* the largest value in any slot (the worst heartbeat lag) */
+uint64_t tnl_metric_max(tnl_metric_e m);
+
 #endif /* TNL_METRICS_H */

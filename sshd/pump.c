@@ -81,6 +81,7 @@ tnl_stream_chan_data(ssh_session session, ssh_channel channel, void *data,
         st->bytes_down += (uint64_t) n;
         if (st->forward != NULL) {
             st->forward->bytes_in += (uint64_t) n;
+            tnl_metric_add(TNL_M_BYTES_IN, (uint64_t) n);
         }
     }
 
@@ -229,6 +230,7 @@ tnl_stream_flush_up(tnl_stream_t *st)
         st->bytes_up += (uint64_t) rc;
         if (st->forward != NULL) {
             st->forward->bytes_out += (uint64_t) rc;
+            tnl_metric_add(TNL_M_BYTES_OUT, (uint64_t) rc);
         }
     }
 
@@ -382,6 +384,7 @@ tnl_stream_drain_down(tnl_stream_t *st)
             st->bytes_down += (uint64_t) n;
             if (st->forward != NULL) {
                 st->forward->bytes_in += (uint64_t) n;
+                tnl_metric_add(TNL_M_BYTES_IN, (uint64_t) n);
             }
             continue;
         }
@@ -586,6 +589,7 @@ tnl_stream_start(tnl_forward_t *f, int fd)
     s->nstreams++;
 
     f->streams++;
+    tnl_metric_add(TNL_M_STREAMS, 1);
     f->open_streams++;
 
     /* echo exactly what the client asked for, or it will not match */

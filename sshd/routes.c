@@ -33,6 +33,7 @@
 
 #include "tnl_embedded.h"
 #include "log.h"
+#include "metrics.h"
 #include "redis.h"
 #include "routes.h"
 
@@ -772,7 +773,12 @@ tnl_routes_slices(void)
 static void
 tnl_routes_heartbeat(tnl_timer_t *t)
 {
-    int  slices;
+    uint64_t  now;
+    int       slices;
+
+    /* a busy loop runs timers late: that delay is the heartbeat's lag */
+    now = tnl_now_ms();
+    tnl_metric_set(TNL_M_HEARTBEAT_LAG_MS, now > t->when ? now - t->when : 0);
 
     slices = tnl_routes_slices();
 

@@ -909,6 +909,7 @@ tnl_session_auth_ok(tnl_session_t *s, const tnl_key_t *key, const char *fp,
     tnl_db_event_t  ev;
 
     tnl_session_auth_banner(s, key);
+    tnl_metric_add(TNL_M_AUTH_OK, 1);
 
     if (ssh_message_auth_reply_success(msg, 0) != SSH_OK) {
         tnl_session_close(s, NULL, "cannot send auth success");
@@ -959,7 +960,16 @@ tnl_session_auth(tnl_session_t *s, ssh_message msg)
         return;
     }
 
+    if (!s->kex_counted) {
+        /* the first userauth request comes after the key exchange */
+        s->kex_counted = 1;
+        tnl_metric_add(TNL_M_HANDSHAKES, 1);
+    }
+
     if (ssh_message_subtype(msg) != SSH_AUTH_METHOD_PUBLICKEY) {
+        if (ssh_message_subtype(msg) != SSH_AUTH_METHOD_NONE) {
+            tnl_metric_add(TNL_M_AUTH_OTHER, 1);
+        }
         ssh_message_auth_set_methods(msg, SSH_AUTH_METHOD_PUBLICKEY);
         ssh_message_reply_default(msg);
         return;
@@ -983,6 +993,7 @@ tnl_session_auth(tnl_session_t *s, ssh_message msg)
         }
         tnl_log_warn("session %s: key list not loaded yet, refusing %s",
                      s->id, fp);
+        tnl_metric_add(TNL_M_AUTH_NOT_READY, 1);
         tnl_session_auth_failed(s, msg);
         return;
     }
@@ -990,6 +1001,7 @@ tnl_session_auth(tnl_session_t *s, ssh_message msg)
     key = tnl_keys_find(fp);
 
     if (key == NULL) {
+        tnl_metric_add(TNL_M_AUTH_UNKNOWN_KEY, 1);
         tnl_session_auth_unknown(s, fp, ssh_message_auth_user(msg));
         tnl_session_auth_failed(s, msg);
         return;

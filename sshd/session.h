@@ -92,6 +92,7 @@ struct tnl_session_s {
     unsigned            msg_check:1;     /* read the message queue even
                                             without new packets */
     unsigned            text_hold:1;     /* text may wait for text_timer */
+    unsigned            kex_counted:1;   /* in tunneld_handshakes_total */
 
     char                id[128];      /* "<node>/<pid>/<counter>" */
     char                client[64];   /* "ip:port" */
