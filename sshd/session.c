@@ -1306,8 +1306,20 @@ tnl_session_finish(tnl_session_t *s)
     }
 
     if (ssh_is_connected(s->ssh)) {
-        (void) ssh_session_set_disconnect_message(s->ssh, s->close_reason);
-        ssh_disconnect(s->ssh);       /* sends DISCONNECT, closes the fd */
+        /*
+         * libssh 0.10.6 writes only while its socket is marked writable,
+         * and every write clears that mark until a poll sees POLLOUT
+         * again; ssh_disconnect then closes the fd, so the DISCONNECT
+         * (with the text a -N client prints) was often dropped.  One
+         * poll without waiting sets the mark on a writable socket.
+         */
+        (void) ssh_event_dopoll(s->event, 0);
+
+        if (ssh_is_connected(s->ssh)) {
+            (void) ssh_session_set_disconnect_message(s->ssh,
+                                                      s->close_reason);
+            ssh_disconnect(s->ssh);   /* sends DISCONNECT, closes the fd */
+        }
     }
 
     tnl_session_post_sweep(s);
@@ -1419,10 +1431,11 @@ void
 tnl_session_close_tunnel(const char *session_id, const char *name,
     int whole_session, const char *by, const char *reason)
 {
-    tnl_session_t  *s;
-    tnl_forward_t  *f, *target;
-    char            text[512], why[160];
-    int             others;
+    tnl_session_t   *s;
+    tnl_forward_t   *f, *target;
+    tnl_db_event_t   ev;
+    char             text[512], why[160];
+    int              others;
 
     for (s = tnl_sessions; s != NULL; s = s->next) {
         if (strcmp(s->id, session_id) == 0) {
@@ -1458,6 +1471,19 @@ tnl_session_close_tunnel(const char *session_id, const char *name,
 
     snprintf(why, sizeof(why), "kicked by %s", by[0] ? by : "the API");
 
+    tnl_log_info("session %s: tunnel %s kicked by %s%s%s", s->id, name,
+                 by[0] ? by : "the API", reason[0] ? ": " : "", reason);
+
+    memset(&ev, 0, sizeof(ev));
+    ev.event = "kick";
+    ev.name = name;
+    ev.user_id = s->user_id;
+    ev.fingerprint = s->fingerprint;
+    ev.client = s->client;
+    ev.session = s->id;
+    ev.detail = why;
+    tnl_db_log_event(&ev);
+
     tnl_metric_add(TNL_M_TUNNELS_KICKED, 1);
 
     if (!whole_session && target != NULL && others > 0) {
@@ -1475,6 +1501,7 @@ tnl_session_close_tunnel(const char *session_id, const char *name,
                  "closed too.");
     }
 
-    tnl_session_close(s, text, why);
+    /* the text is also the DISCONNECT message a -N client prints */
+    tnl_session_close(s, text, text);
     tnl_session_post_process(s);
 }

@@ -99,7 +99,7 @@ struct tnl_session_s {
     int                 local_port;   /* our port it connected to */
     char                fingerprint[64];
     char                user[64];
-    char                close_reason[96];  /* in the DISCONNECT message */
+    char                close_reason[320]; /* in the DISCONNECT message */
     int64_t             user_id;
     uint64_t            started_ms;
 
