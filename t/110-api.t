@@ -375,7 +375,41 @@ like($r->{body}, qr/^tunneld_tunnels_kicked_total [1-9]\d*$/m,
 like($r->{body}, qr/^tunneld_requests_total [1-9]\d*$/m,
     '/metrics counts requests');
 
-$ssh_b2->stop;
+
+# --- tunnelctl tunnels / kick: the same API ----------------------------------
+
+my ($rc2, $out, $err) = $s->tunnelctl('tunnels');
+is($rc2, 0, 'tunnelctl tunnels: exit 0');
+like($out, qr/^NAME\s+USER\s+CLIENT\s+NODE\s+UP\s+IN\s+OUT\s+REQUESTS\s+LAST$/m,
+    'a table with headers');
+like($out, qr/^bone\s+bob\s+127\.0\.0\.1:\d+\s+\S+\s+\d+s\s/m,
+    'bob\'s tunnel in it') or diag($out . $err);
+($rc2, $out, $err) = $s->tunnelctl('tunnels', '--user', 'alice');
+is($rc2, 0, 'tunnelctl tunnels --user alice: exit 0');
+is($out, '', 'alice has none: nothing on stdout');
+like($err, qr/user "alice" has no live tunnel/, 'and says so');
+($rc2, $out) = $s->tunnelctl('tunnels', '--json');
+is_deeply([ map { $_->{name} } @{ ($json->decode($out))->{tunnels} } ],
+    ['bone'], 'tunnelctl tunnels --json: the API\'s JSON');
+
+($rc2, $out, $err) = $s->tunnelctl('kick', 'bone', '--reason', 'maintenance');
+is($rc2, 0, 'tunnelctl kick: exit 0');
+like($out, qr/closed tunnel "bone" of user "bob"/, 'says what it closed');
+ok($ssh_b2->finish(3) != -1, 'the ssh client exits');
+like($ssh_b2->output, qr/closed by an administrator: maintenance/,
+    'with the reason');
+($rc2, $out, $err) = $s->tunnelctl('kick', 'bone');
+is($rc2, 1, 'tunnelctl kick of a name not live: exit 1');
+like($err, qr/no live tunnel is named "bone"/, 'says so');
+($rc2, $out, $err) = $s->tunnelctl('kick', 'Bad_Name!');
+is($rc2, 1, 'tunnelctl kick of a malformed name: exit 1');
+{
+    local $s->{dir} = "$s->{_test_dir}/nowhere";
+    ($rc2, $out, $err) = $s->tunnelctl('tunnels');
+}
+is($rc2, 1, 'tunneld unreachable: exit 1');
+like($err, qr/cannot reach tunneld's API at .*is tunneld running/,
+    'says what to check');
 
 check_logs($s);
 
