@@ -7,7 +7,8 @@
 --                            overwritten, the old session is kicked
 --   {"taken", <user>}        held by another user: nothing written
 -- Also publishes tunnel:invalidate <name> whenever the route changes hands
--- (takeover, or a free name claimed: nginx may cache "no such tunnel").
+-- (takeover, or a free name claimed: nginx may cache "no such tunnel"),
+-- and adds the name to tunnel:index (list.lua).
 
 local key = KEYS[1]
 local socket, user, user_id, session = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -29,6 +30,7 @@ redis.call('HSET', key, 'socket', socket, 'user', user, 'user_id', user_id,
            'session', session, 'node', node, 'started', started,
            'client', client)
 redis.call('PEXPIRE', key, ttl)
+redis.call('ZADD', 'tunnel:index', 0, name)
 
 if status == 'takeover' then
     redis.call('PUBLISH', 'tunnel:kick', detail)

@@ -13,6 +13,8 @@
 --                            given the session only, nothing written
 --                            ("missing": send it again with its fields)
 --   held by another session: nothing written ("lost", that session)
+--   missing and kicked (tunnel:kicked:<name> names this session, see
+--                            kick.lua): nothing written ("lost", "kicked")
 -- Returns a flat array of {index, status, detail} (index into KEYS from
 -- 1) for every key not simply refreshed: empty when all were, which keeps
 -- the heartbeat's answer small.
@@ -44,6 +46,12 @@ for i, key in ipairs(KEYS) do
         out[#out + 1] = 'lost'
         out[#out + 1] = cur
 
+    elseif redis.call('GET', 'tunnel:kicked:' .. string.sub(key, prefix + 1))
+           == session then
+        out[#out + 1] = i
+        out[#out + 1] = 'lost'
+        out[#out + 1] = 'kicked'
+
     elseif nf == 1 then
         out[#out + 1] = i
         out[#out + 1] = 'missing'
@@ -56,6 +64,7 @@ for i, key in ipairs(KEYS) do
                    'node', ARGV[a + 5], 'started', ARGV[a + 6],
                    'client', ARGV[a + 7])
         redis.call('PEXPIRE', key, ttl)
+        redis.call('ZADD', 'tunnel:index', 0, string.sub(key, prefix + 1))
         redis.call('PUBLISH', 'tunnel:invalidate',
                    string.sub(key, prefix + 1))
         out[#out + 1] = i

@@ -2,7 +2,8 @@
 -- (docs/INTERNALS.md).
 -- KEYS[1] = tunnel:route:<name>
 -- ARGV[1] = session
--- Returns 1 if deleted (and tunnel:invalidate <name> published), else 0.
+-- Returns 1 if deleted (and tunnel:invalidate <name> published, the name
+-- taken out of tunnel:index), else 0.
 
 local key = KEYS[1]
 
@@ -10,8 +11,10 @@ if redis.call('HGET', key, 'session') ~= ARGV[1] then
     return 0
 end
 
+local name = string.sub(key, string.len('tunnel:route:') + 1)
+
 redis.call('DEL', key)
-redis.call('PUBLISH', 'tunnel:invalidate',
-           string.sub(key, string.len('tunnel:route:') + 1))
+redis.call('ZREM', 'tunnel:index', name)
+redis.call('PUBLISH', 'tunnel:invalidate', name)
 
 return 1

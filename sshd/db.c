@@ -1478,3 +1478,10 @@ tnl_db_stop(int ms)
     tnl_db.state = TNL_DB_DOWN;
     tnl_db.started = 0;
 }
+
+
+int
+tnl_db_is_up(void)
+{
+    return tnl_db.state == TNL_DB_READY || tnl_db.state == TNL_DB_BUSY;
+}

@@ -47,4 +47,7 @@ void tnl_db_key_used(const char *fingerprint);
 /* flushes what it can within ms, then closes (shutdown) */
 void tnl_db_stop(int ms);
 
+/* 1 while the PostgreSQL connection is up (for /healthz and /metrics) */
+int tnl_db_is_up(void);
+
 #endif /* TNL_DB_H */

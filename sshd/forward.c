@@ -26,6 +26,8 @@
 #include "tnl_name.h"
 #include "db.h"
 #include "forward.h"
+#include "live.h"
+#include "metrics.h"
 #include "keys.h"
 #include "log.h"
 #include "pump.h"
@@ -576,6 +578,8 @@ tnl_forward_listen(tnl_forward_t *f)
 static void
 tnl_forward_refuse(tnl_session_t *s, tnl_reply_t *rp, const char *text)
 {
+    tnl_metric_add(TNL_M_TUNNELS_REFUSED, 1);
+
     if (text == NULL) {
         tnl_reply_decide(rp, TNL_REPLY_FAILURE, 0);
         return;
@@ -795,6 +799,7 @@ tnl_forward_up(tnl_forward_t *f, const char *takeover)
     char             url[512];
 
     f->state = TNL_FORWARD_ACTIVE;
+    tnl_metric_add(TNL_M_TUNNELS_OPENED, 1);
     f->started = time(NULL);
 
     if (tnl_io_set(&f->io, EPOLLIN) == -1) {
@@ -1060,4 +1065,25 @@ tnl_forward_sweep(tnl_session_t *s)
         free(f->bind_address);
         free(f);
     }
+}
+
+
+int
+tnl_forward_live_stats(void *data, struct tnl_live_stats_s *st)
+{
+    tnl_forward_t  *f = data;
+
+    if (f == NULL || f->state != TNL_FORWARD_ACTIVE) {
+        return -1;
+    }
+
+    st->fingerprint = f->session->fingerprint;
+    st->bytes_in = f->bytes_in;
+    st->bytes_out = f->bytes_out;
+    st->requests = f->requests;
+    st->streams = f->streams;
+    st->open_streams = f->open_streams;
+    st->last_request = f->last_request;
+
+    return 0;
 }

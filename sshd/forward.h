@@ -95,6 +95,7 @@ struct tnl_forward_s {
     uint64_t              requests;    /* HTTP exchanges seen (httplog) */
     unsigned              open_streams;
     time_t                started;
+    time_t                last_request;  /* 0: none yet */
 
     tnl_forward_t        *next;
 };
@@ -136,5 +137,12 @@ void tnl_forward_public_url(const char *name, char *out, size_t size);
  * once the session is closing: the sweep drops what is left.
  */
 void tnl_forward_replies_run(tnl_session_t *s);
+
+/*
+ * The counters of a live tunnel (data: the forward a route was made for)
+ * for live.c; -1 when it is not live.
+ */
+struct tnl_live_stats_s;
+int tnl_forward_live_stats(void *data, struct tnl_live_stats_s *st);
 
 #endif /* TNL_FORWARD_H */

@@ -20,8 +20,10 @@
 
 #include <libssh/libssh.h>
 
+#include "api.h"
 #include "hostkey.h"
 #include "log.h"
+#include "metrics.h"
 #include "server.h"
 #include "session.h"
 #include "tnl_name.h"
@@ -56,6 +58,10 @@ tnl_usage(FILE *f)
         "  --ciphers LIST          SSH ciphers to offer, default: AES-GCM\n"
         "                          only to OpenSSH clients (fastest), else\n"
         "                          AES-GCM, chacha20-poly1305, AES-CTR\n"
+        "  --api HOST:PORT         also serve the management API over TCP\n"
+        "                          (always on DIR/api.sock); a non-loopback\n"
+        "                          address needs --api-token-file\n"
+        "  --api-token-file FILE   TCP API requests need this bearer token\n"
         "  --debug                 log every stream\n");
 }
 
@@ -112,6 +118,8 @@ tnl_options(int argc, char **argv)
         { "keepalive",      required_argument, NULL, 'K' },
         { "workers",        required_argument, NULL, 'w' },
         { "ciphers",        required_argument, NULL, 'c' },
+        { "api",            required_argument, NULL, 'A' },
+        { "api-token-file", required_argument, NULL, 'T' },
         { "debug",          no_argument,       NULL, 'v' },
         { "help",           no_argument,       NULL, 'h' },
         { NULL, 0, NULL, 0 }
@@ -162,6 +170,8 @@ tnl_options(int argc, char **argv)
         case 'D': tnl_conf.database_url = optarg; break;
         case 'R': tnl_conf.redis_url = optarg; break;
         case 'n': tnl_conf.node = optarg; break;
+        case 'A': tnl_conf.api_listen = optarg; break;
+        case 'T': tnl_conf.api_token_file = optarg; break;
         case 'f':
             if (tnl_number("--max-forwards", optarg, 1, 1000,
                            &tnl_conf.max_forwards))
@@ -383,6 +393,19 @@ main(int argc, char **argv)
         ssh_finalize();
         return 1;
     }
+
+    /* inherited by every worker, like the SSH listeners */
+
+    if (tnl_api_listen() == -1) {
+        for (rc = 0; rc < tnl_conf.nlisten; rc++) {
+            close(fds[rc]);
+        }
+        ssh_key_free(key);
+        ssh_finalize();
+        return 1;
+    }
+
+    (void) tnl_metrics_init(tnl_conf.workers);
 
     /* both take the key and the fds */
 

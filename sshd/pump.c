@@ -18,6 +18,7 @@
 
 #include "forward.h"
 #include "log.h"
+#include "metrics.h"
 #include "pump.h"
 #include "session.h"
 
@@ -81,6 +82,7 @@ tnl_stream_chan_data(ssh_session session, ssh_channel channel, void *data,
         st->bytes_down += (uint64_t) n;
         if (st->forward != NULL) {
             st->forward->bytes_in += (uint64_t) n;
+            tnl_metric_add(TNL_M_BYTES_IN, (uint64_t) n);
         }
     }
 
@@ -281,6 +283,7 @@ tnl_stream_flush_up(tnl_stream_t *st)
         st->bytes_up += (uint64_t) rc;
         if (st->forward != NULL) {
             st->forward->bytes_out += (uint64_t) rc;
+            tnl_metric_add(TNL_M_BYTES_OUT, (uint64_t) rc);
         }
     }
 
@@ -434,6 +437,7 @@ tnl_stream_drain_down(tnl_stream_t *st)
             st->bytes_down += (uint64_t) n;
             if (st->forward != NULL) {
                 st->forward->bytes_in += (uint64_t) n;
+                tnl_metric_add(TNL_M_BYTES_IN, (uint64_t) n);
             }
             continue;
         }
@@ -658,6 +662,7 @@ tnl_stream_start(tnl_forward_t *f, int fd)
     s->nstreams++;
 
     f->streams++;
+    tnl_metric_add(TNL_M_STREAMS, 1);
     f->open_streams++;
 
     /* echo exactly what the client asked for, or it will not match */
@@ -888,7 +893,10 @@ tnl_stream_log_record(void *data, const tnl_httplog_record_t *r)
 
     if (st->forward != NULL) {
         st->forward->requests++;
+        st->forward->last_request = time(NULL);
     }
+
+    tnl_metric_add(TNL_M_REQUESTS, 1);
 
     method = r->method[0] ? r->method : "-";
     path = r->path[0] ? r->path : "-";

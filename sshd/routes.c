@@ -33,6 +33,7 @@
 
 #include "tnl_embedded.h"
 #include "log.h"
+#include "metrics.h"
 #include "redis.h"
 #include "routes.h"
 
@@ -40,6 +41,7 @@
 #define TNL_ROUTE_CMD_TIMEOUT_MS  2000
 #define TNL_ROUTE_KEY_PREFIX      "tunnel:route:"
 #define TNL_ROUTE_KICK_CHANNEL    "tunnel:kick"
+#define TNL_ROUTE_CLOSE_CHANNEL   "tunnel:close"
 #define TNL_ROUTES_FLUSH_MS       1000
 
 /*
@@ -92,6 +94,7 @@ struct tnl_route_s {
     size_t               session_len;
     char                 user_id[24];
     char                 started[24];
+    uint64_t             stats_sum;    /* live.c: last counters published */
 };
 
 
@@ -99,6 +102,9 @@ typedef enum {
     TNL_SCRIPT_CLAIM = 0,
     TNL_SCRIPT_REFRESH,
     TNL_SCRIPT_RELEASE,
+    TNL_SCRIPT_STATS,          /* live.c, through tnl_routes_script */
+    TNL_SCRIPT_KICK,
+    TNL_SCRIPT_LIST,
     TNL_SCRIPT_N
 } tnl_script_e;
 
@@ -126,14 +132,32 @@ static tnl_script_t  tnl_scripts[TNL_SCRIPT_N] = {
     { "claim.lua", NULL, "" },
     { "refresh.lua", NULL, "" },
     { "release.lua", NULL, "" },
+    { "stats.lua", NULL, "" },
+    { "kick.lua", NULL, "" },
+    { "list.lua", NULL, "" },
 };
+
+
+/* a tnl_routes_script call: its arguments are copied, for a NOSCRIPT
+ * retry with the script's text */
+
+typedef struct {
+    tnl_script_e         script;
+    unsigned             retried:1;
+    tnl_redis_reply_pt   cb;
+    void                *data;
+    int                  argc;         /* after the script and key count */
+    const char         **argv;         /* argc + 3 slots; [0..2] ours */
+    size_t              *lens;
+} tnl_script_call_t;
 
 
 static struct {
     tnl_loop_t            *loop;
     tnl_redis_t           *cmd;        /* claims, refreshes, releases */
-    tnl_redis_t           *sub;        /* SUBSCRIBE tunnel:kick */
+    tnl_redis_t           *sub;        /* SUBSCRIBE tunnel:kick, :close */
     tnl_session_kick_pt    kick;
+    tnl_routes_close_pt    close;
     tnl_timer_t            heartbeat;
     tnl_route_t           *held;       /* HELD routes, oldest first */
     tnl_route_t           *tail;
@@ -749,7 +773,12 @@ tnl_routes_slices(void)
 static void
 tnl_routes_heartbeat(tnl_timer_t *t)
 {
-    int  slices;
+    uint64_t  now;
+    int       slices;
+
+    /* a busy loop runs timers late: that delay is the heartbeat's lag */
+    now = tnl_now_ms();
+    tnl_metric_set(TNL_M_HEARTBEAT_LAG_MS, now > t->when ? now - t->when : 0);
 
     slices = tnl_routes_slices();
 
@@ -827,10 +856,42 @@ tnl_routes_kick_posted(void *data)
 
 
 static void
+tnl_routes_close_posted(void *data)
+{
+    char  *msg = data, *f[5], *p;
+    int    i;
+
+    /* "<session>\t<name>\t<scope>\t<by>\t<reason>" (kick.lua) */
+
+    p = msg;
+    for (i = 0; i < 5; i++) {
+        f[i] = p;
+        p = (i < 4) ? strchr(p, '\t') : NULL;
+        if (i < 4) {
+            if (p == NULL) {
+                tnl_log_warn("routes: malformed close message ignored");
+                free(msg);
+                return;
+            }
+            *p++ = '\0';
+        }
+    }
+
+    if (tnl_routes.close) {
+        tnl_routes.close(f[0], f[1], strcmp(f[2], "session") == 0, f[3],
+                         f[4]);
+    }
+
+    free(msg);
+}
+
+
+static void
 tnl_routes_kick_message(tnl_redis_t *rc, redisReply *reply, void *data)
 {
-    redisReply  *payload;
-    char        *session;
+    redisReply  *payload, *channel;
+    char        *msg;
+    int          close;
 
     (void) rc;
     (void) data;
@@ -843,20 +904,28 @@ tnl_routes_kick_message(tnl_redis_t *rc, redisReply *reply, void *data)
         return;     /* the "subscribe" confirmation, or the end */
     }
 
+    channel = reply->element[1];
     payload = reply->element[2];
-    if (payload->type != REDIS_REPLY_STRING || payload->len == 0) {
+    if (payload->type != REDIS_REPLY_STRING || payload->len == 0
+        || channel->type != REDIS_REPLY_STRING)
+    {
         return;
     }
 
-    /* the handler closes sessions: run it outside hiredis */
-    session = strndup(payload->str, payload->len);
-    if (session == NULL
-        || tnl_loop_post(tnl_routes.loop, tnl_routes_kick_posted, session)
+    close = strcmp(channel->str, TNL_ROUTE_CLOSE_CHANNEL) == 0;
+
+    /* the handlers close sessions: run them outside hiredis */
+    msg = strndup(payload->str, payload->len);
+    if (msg == NULL
+        || tnl_loop_post(tnl_routes.loop, close ? tnl_routes_close_posted
+                                                : tnl_routes_kick_posted,
+                         msg)
            == -1)
     {
-        free(session);
-        tnl_log_error("routes: out of memory, kick of \"%.*s\" dropped",
-                      (int) payload->len, payload->str);
+        free(msg);
+        tnl_log_error("routes: out of memory, %s \"%.*s\" dropped",
+                      close ? "close" : "kick", (int) payload->len,
+                      payload->str);
     }
 }
 
@@ -866,12 +935,13 @@ tnl_routes_sub_state(tnl_redis_t *rc, int up, void *data)
 {
     (void) data;
 
-    if (up && tnl_redis_subscribe(rc, TNL_ROUTE_KICK_CHANNEL,
-                                  tnl_routes_kick_message, NULL)
-              == -1)
+    if (up && (tnl_redis_subscribe(rc, TNL_ROUTE_KICK_CHANNEL,
+                                   tnl_routes_kick_message, NULL) == -1
+               || tnl_redis_subscribe(rc, TNL_ROUTE_CLOSE_CHANNEL,
+                                      tnl_routes_kick_message, NULL) == -1))
     {
-        tnl_log_error("routes: cannot subscribe to %s, reconnecting",
-                      TNL_ROUTE_KICK_CHANNEL);
+        tnl_log_error("routes: cannot subscribe to %s and %s, reconnecting",
+                      TNL_ROUTE_KICK_CHANNEL, TNL_ROUTE_CLOSE_CHANNEL);
         tnl_redis_reset(rc);
     }
 }
@@ -1068,4 +1138,191 @@ tnl_routes_stop(void)
     tnl_redis_destroy(tnl_routes.sub);
     tnl_routes.cmd = NULL;
     tnl_routes.sub = NULL;
+}
+
+
+void
+tnl_routes_on_close(tnl_routes_close_pt handler)
+{
+    tnl_routes.close = handler;
+}
+
+
+tnl_redis_t *
+tnl_routes_redis(void)
+{
+    return tnl_routes.cmd;
+}
+
+
+void
+tnl_routes_each(void (*fn)(tnl_route_t *route, void *data, void *arg),
+    void *arg)
+{
+    tnl_route_t  *route, *next;
+
+    for (route = tnl_routes.held; route != NULL; route = next) {
+        next = route->next;
+        fn(route, route->data, arg);
+    }
+}
+
+
+int
+tnl_routes_count(void)
+{
+    return tnl_routes.nheld;
+}
+
+
+const char *
+tnl_route_key(const tnl_route_t *route, size_t *len)
+{
+    *len = route->key_len;
+    return route->key;
+}
+
+
+const char *
+tnl_route_session(const tnl_route_t *route, size_t *len)
+{
+    *len = route->session_len;
+    return route->session;
+}
+
+
+/* generic script calls (stats.lua, kick.lua) */
+
+static void tnl_routes_script_send(tnl_script_call_t *call);
+
+
+static void
+tnl_routes_script_reply(tnl_redis_t *rc, redisReply *reply, void *data)
+{
+    tnl_script_call_t  *call = data;
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR
+        && strncmp(reply->str, "NOSCRIPT", 8) == 0 && !call->retried)
+    {
+        tnl_scripts[call->script].sha[0] = '\0';
+        call->retried = 1;
+        tnl_routes_script_send(call);
+        return;
+    }
+
+    call->cb(rc, reply, call->data);
+    free(call);
+}
+
+
+static void
+tnl_routes_script_fail(void *data)
+{
+    tnl_script_call_t  *call = data;
+
+    call->cb(tnl_routes.cmd, NULL, call->data);
+    free(call);
+}
+
+
+static void
+tnl_routes_script_send(tnl_script_call_t *call)
+{
+    tnl_script_t  *script = &tnl_scripts[call->script];
+
+    if (script->sha[0] != '\0') {
+        call->argv[0] = "EVALSHA";
+        call->argv[1] = script->sha;
+        call->lens[1] = 40;
+    } else {
+        call->argv[0] = "EVAL";
+        call->argv[1] = script->text;
+        call->lens[1] = strlen(script->text);
+    }
+    call->lens[0] = strlen(call->argv[0]);
+
+    if (tnl_redis_command(tnl_routes.cmd, call->argc + 2, call->argv,
+                          call->lens, TNL_ROUTE_CMD_TIMEOUT_MS,
+                          tnl_routes_script_reply, call)
+        == 0)
+    {
+        return;
+    }
+
+    if (tnl_loop_post(tnl_routes.loop, tnl_routes_script_fail, call) == -1) {
+        call->cb(tnl_routes.cmd, NULL, call->data);
+        free(call);
+    }
+}
+
+
+int
+tnl_routes_script(const char *file, int nkeys, int argc, const char **argv,
+    const size_t *lens, tnl_redis_reply_pt cb, void *data)
+{
+    tnl_script_call_t  *call;
+    size_t              size, n;
+    char               *p;
+    int                 i, script;
+
+    for (script = 0; script < TNL_SCRIPT_N; script++) {
+        if (strcmp(tnl_scripts[script].file, file) == 0) {
+            break;
+        }
+    }
+
+    if (script == TNL_SCRIPT_N) {
+        return -1;
+    }
+
+    /* one block: the call, argv, lens, the key count, copies of args */
+
+    size = sizeof(tnl_script_call_t)
+           + (argc + 3) * (sizeof(char *) + sizeof(size_t)) + 16;
+    for (i = 0; i < argc; i++) {
+        size += lens[i] + 1;
+    }
+
+    call = malloc(size);
+    if (call == NULL) {
+        return -1;
+    }
+
+    memset(call, 0, sizeof(tnl_script_call_t));
+    call->script = (tnl_script_e) script;
+    call->cb = cb;
+    call->data = data;
+    call->argc = argc + 1;
+    call->argv = (const char **) (call + 1);
+    call->lens = (size_t *) (call->argv + argc + 3);
+
+    p = (char *) (call->lens + argc + 3);
+    n = (size_t) snprintf(p, 16, "%d", nkeys);
+    call->argv[2] = p;
+    call->lens[2] = n;
+    p += 16;
+
+    for (i = 0; i < argc; i++) {
+        memcpy(p, argv[i], lens[i]);
+        p[lens[i]] = '\0';
+        call->argv[3 + i] = p;
+        call->lens[3 + i] = lens[i];
+        p += lens[i] + 1;
+    }
+
+    tnl_routes_script_send(call);
+
+    return 0;
+}
+
+
+int
+tnl_route_stats_changed(tnl_route_t *route, uint64_t sum)
+{
+    if (route->stats_sum == sum) {
+        return 0;
+    }
+
+    route->stats_sum = sum;
+    return 1;
 }

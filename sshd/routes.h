@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "loop.h"
+#include "redis.h"
 
 
 #define TNL_ROUTE_TTL_MS        10000
@@ -68,6 +69,39 @@ void tnl_route_claim(tnl_route_t *route, tnl_claim_pt cb);
 void tnl_route_release(tnl_route_t *route);
 
 const char *tnl_route_name(const tnl_route_t *route);
+
+/*
+ * A tunnel:close message (kick.lua): close name of session_id (or, with
+ * whole_session, the whole session) and tell its client reason (may be
+ * empty); by says who asked.  Runs from the loop, never inside hiredis.
+ */
+typedef void (*tnl_routes_close_pt)(const char *session_id, const char *name,
+    int whole_session, const char *by, const char *reason);
+
+void tnl_routes_on_close(tnl_routes_close_pt handler);
+
+/* the command connection, for readers of the live state (api_tunnels.c) */
+tnl_redis_t *tnl_routes_redis(void);
+
+/* calls fn for every held route with its data (live.c: counters) */
+void tnl_routes_each(void (*fn)(tnl_route_t *route, void *data, void *arg),
+    void *arg);
+int tnl_routes_count(void);
+const char *tnl_route_key(const tnl_route_t *route, size_t *len);
+const char *tnl_route_session(const tnl_route_t *route, size_t *len);
+
+/* 1 if sum differs from the last one given for route (then stored) */
+int tnl_route_stats_changed(tnl_route_t *route, uint64_t sum);
+
+/*
+ * Runs one of the embedded scripts (stats.lua, kick.lua) by EVALSHA, with
+ * a NOSCRIPT retry by EVAL: argv (the keys, then the arguments) is
+ * copied.  cb gets NULL on a timeout (2 s) or when Redis is down.  0, or
+ * -1 for an unknown script or no memory.
+ */
+int tnl_routes_script(const char *file, int nkeys, int argc,
+    const char **argv, const size_t *lens, tnl_redis_reply_pt cb,
+    void *data);
 
 /* closes the connection at shutdown (routes are released by callers) */
 void tnl_routes_stop(void);

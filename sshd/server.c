@@ -21,6 +21,7 @@
 #include <libssh/server.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "server.h"
 #include "session.h"
 #include "worker.h"
@@ -243,6 +244,7 @@ tnl_server_accept(tnl_io_t *io, uint32_t events)
                          : ((struct sockaddr_in *) &local)->sin_port);
         }
 
+        tnl_metric_add(TNL_M_CONNECTIONS, 1);
         (void) tnl_session_accept(io->loop, tnl_bind, fd, peer, port);
     }
 }

@@ -49,6 +49,8 @@ typedef struct {
     int          max_startups;    /* unauthenticated connections */
     int          keepalive;       /* seconds between SSH_MSG_IGNOREs */
     int          workers;         /* processes accepting (1: no fork) */
+    const char  *api_listen;      /* --api HOST:PORT, or NULL */
+    const char  *api_token_file;  /* --api-token-file, or NULL */
 } tnl_conf_t;
 
 

@@ -22,6 +22,7 @@
 #include "forward.h"
 #include "keys.h"
 #include "log.h"
+#include "metrics.h"
 #include "pump.h"
 #include "server.h"
 #include "session.h"
@@ -950,6 +951,7 @@ tnl_session_auth_ok(tnl_session_t *s, const tnl_key_t *key, const char *fp,
     tnl_db_event_t  ev;
 
     tnl_session_auth_banner(s, key, ssh_message_auth_user(msg));
+    tnl_metric_add(TNL_M_AUTH_OK, 1);
 
     if (ssh_message_auth_reply_success(msg, 0) != SSH_OK) {
         tnl_session_close(s, NULL, "cannot send auth success");
@@ -1000,7 +1002,16 @@ tnl_session_auth(tnl_session_t *s, ssh_message msg)
         return;
     }
 
+    if (!s->kex_counted) {
+        /* the first userauth request comes after the key exchange */
+        s->kex_counted = 1;
+        tnl_metric_add(TNL_M_HANDSHAKES, 1);
+    }
+
     if (ssh_message_subtype(msg) != SSH_AUTH_METHOD_PUBLICKEY) {
+        if (ssh_message_subtype(msg) != SSH_AUTH_METHOD_NONE) {
+            tnl_metric_add(TNL_M_AUTH_OTHER, 1);
+        }
         ssh_message_auth_set_methods(msg, SSH_AUTH_METHOD_PUBLICKEY);
         ssh_message_reply_default(msg);
         return;
@@ -1024,6 +1035,7 @@ tnl_session_auth(tnl_session_t *s, ssh_message msg)
         }
         tnl_log_warn("session %s: key list not loaded yet, refusing %s",
                      s->id, fp);
+        tnl_metric_add(TNL_M_AUTH_NOT_READY, 1);
         tnl_session_auth_failed(s, msg);
         return;
     }
@@ -1031,6 +1043,7 @@ tnl_session_auth(tnl_session_t *s, ssh_message msg)
     key = tnl_keys_find(fp);
 
     if (key == NULL) {
+        tnl_metric_add(TNL_M_AUTH_UNKNOWN_KEY, 1);
         tnl_session_auth_unknown(s, fp, ssh_message_auth_user(msg));
         tnl_session_auth_failed(s, msg);
         return;
@@ -1337,8 +1350,20 @@ tnl_session_finish(tnl_session_t *s)
     }
 
     if (ssh_is_connected(s->ssh)) {
-        (void) ssh_session_set_disconnect_message(s->ssh, s->close_reason);
-        ssh_disconnect(s->ssh);       /* sends DISCONNECT, closes the fd */
+        /*
+         * libssh 0.10.6 writes only while its socket is marked writable,
+         * and every write clears that mark until a poll sees POLLOUT
+         * again; ssh_disconnect then closes the fd, so the DISCONNECT
+         * (with the text a -N client prints) was often dropped.  One
+         * poll without waiting sets the mark on a writable socket.
+         */
+        (void) ssh_event_dopoll(s->event, 0);
+
+        if (ssh_is_connected(s->ssh)) {
+            (void) ssh_session_set_disconnect_message(s->ssh,
+                                                      s->close_reason);
+            ssh_disconnect(s->ssh);   /* sends DISCONNECT, closes the fd */
+        }
     }
 
     tnl_session_post_sweep(s);
@@ -1443,4 +1468,87 @@ tnl_sessions_close_all(const char *text, const char *reason)
     for (s = tnl_sessions; s != NULL; s = s->next) {
         tnl_session_close(s, text, reason);
     }
+}
+
+
+void
+tnl_session_close_tunnel(const char *session_id, const char *name,
+    int whole_session, const char *by, const char *reason)
+{
+    tnl_session_t   *s;
+    tnl_forward_t   *f, *target;
+    tnl_db_event_t   ev;
+    char             text[512], why[160];
+    int              others;
+
+    for (s = tnl_sessions; s != NULL; s = s->next) {
+        if (strcmp(s->id, session_id) == 0) {
+            break;
+        }
+    }
+
+    if (s == NULL || s->closing) {
+        return;
+    }
+
+    target = NULL;
+    others = 0;
+
+    for (f = s->forwards; f != NULL; f = f->next) {
+        if (f->state != TNL_FORWARD_ACTIVE) {
+            continue;
+        }
+        if (strcmp(f->name, name) == 0) {
+            target = f;
+        } else {
+            others++;
+        }
+    }
+
+    if (reason[0] != '\0') {
+        snprintf(text, sizeof(text), "Tunnel %s was closed by an "
+                 "administrator: %s", name, reason);
+    } else {
+        snprintf(text, sizeof(text), "Tunnel %s was closed by an "
+                 "administrator.", name);
+    }
+
+    snprintf(why, sizeof(why), "kicked by %s", by[0] ? by : "the API");
+
+    tnl_log_info("session %s: tunnel %s kicked by %s%s%s", s->id, name,
+                 by[0] ? by : "the API", reason[0] ? ": " : "", reason);
+
+    memset(&ev, 0, sizeof(ev));
+    ev.event = "kick";
+    ev.name = name;
+    ev.user_id = s->user_id;
+    ev.fingerprint = s->fingerprint;
+    ev.client = s->client;
+    ev.session = s->id;
+    ev.detail = why;
+    tnl_db_log_event(&ev);
+
+    tnl_metric_add(TNL_M_TUNNELS_KICKED, 1);
+
+    if (!whole_session && target != NULL && others > 0) {
+        /* the session keeps its other tunnels */
+        tnl_session_printf(s, "%s%s", text, tnl_session_eol(s));
+        tnl_forward_close(target, why);
+        tnl_session_post_process(s);
+        return;
+    }
+
+    if (whole_session) {
+        size_t  len = strlen(text);
+
+        snprintf(text + len, sizeof(text) - len, "  Your SSH session is "
+                 "closed too.");
+    }
+
+    /* scripts notice: the tunnel did not end by the client's choice */
+    s->exit_status = 1;
+
+    /* the text is also the DISCONNECT message a -N client prints */
+    tnl_session_close(s, text, text);
+    tnl_session_post_process(s);
 }

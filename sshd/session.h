@@ -96,13 +96,14 @@ struct tnl_session_s {
                                             tunnels are up (forward.c) */
     unsigned            no_tunnel:1;     /* none is: close once the
                                             replies went out */
+    unsigned            kex_counted:1;   /* in tunneld_handshakes_total */
 
     char                id[128];      /* "<node>/<pid>/<counter>" */
     char                client[64];   /* "ip:port" */
     int                 local_port;   /* our port it connected to */
     char                fingerprint[64];
     char                user[64];
-    char                close_reason[96];  /* in the DISCONNECT message */
+    char                close_reason[320]; /* in the DISCONNECT message */
     int64_t             user_id;
     uint64_t            started_ms;
     int                 exit_status;  /* sent on the session channel */
@@ -183,6 +184,15 @@ void tnl_session_kick(const char *session_id);
 
 /* keys.h change handler: closes sessions whose key is no longer valid */
 void tnl_sessions_keys_changed(void);
+
+/*
+ * A kick (tunnel:close, see live.h): closes tunnel name of session_id,
+ * telling its client why; the whole session when whole_session or when
+ * it was the session's last tunnel (a -N client then exits, showing the
+ * text in the disconnect message).  Unknown ids are someone else's.
+ */
+void tnl_session_close_tunnel(const char *session_id, const char *name,
+    int whole_session, const char *by, const char *reason);
 
 int tnl_sessions_unauthenticated(void);
 int tnl_sessions_count(void);

@@ -25,10 +25,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "db.h"
 #include "keys.h"
+#include "live.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics.h"
 #include "routes.h"
 #include "server.h"
 #include "session.h"
@@ -310,6 +313,7 @@ tnl_worker_shutdown(tnl_loop_t *loop)
 
     tnl_timer_del(&tnl_worker_late);
     tnl_server_stop_listening();
+    tnl_api_stop();
 
     tnl_sessions_close_all("The tunnel server is restarting: your tunnels "
                            "are closed; reconnect in a moment.",
@@ -332,6 +336,7 @@ tnl_worker_shutdown(tnl_loop_t *loop)
         }
     }
 
+    tnl_live_stop();
     tnl_routes_stop();
     tnl_db_stop(1000);
 }
@@ -388,6 +393,15 @@ tnl_worker_run(int number, int nworkers, ssh_key key, const int *fds,
     if (tnl_routes_start(loop, tnl_conf.redis_url, tnl_session_kick) == -1) {
         tnl_log_error("unusable Redis URL \"%s\"", tnl_conf.redis_url);
         rc = TNL_WORKER_EXIT_CONFIG;
+        tnl_db_stop(0);
+        goto done;
+    }
+
+    tnl_metrics_use_slot(number);
+
+    if (tnl_live_start(loop) == -1 || tnl_api_start(loop) == -1) {
+        tnl_log_error("cannot start the management API");
+        tnl_routes_stop();
         tnl_db_stop(0);
         goto done;
     }
@@ -718,6 +732,8 @@ tnl_sup_reaped(tnl_worker_proc_t *p, int status)
 {
     uint64_t  lived, delay;
     char      how[96];
+
+    tnl_metrics_clear_gauges(p->number);
 
     tnl_sup_describe(status, how, sizeof(how));
     lived = tnl_now_ms() - p->started_ms;

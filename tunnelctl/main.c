@@ -6,10 +6,9 @@
  * command line (see tunnelctl.h).
  *
  * Environment: DATABASE_URL is read by db.c when a command needs the
- * database.  REDIS_URL (redis://HOST:PORT or unix:/path, see
- * docs/INTERNALS.md) is not used by any command yet; commands that act on
- * live tunnels (list live routes, kick a session) will read it here, next
- * to tnl_ctl_commands, and publish on tunnel:kick / tunnel:invalidate.
+ * database; TUNNELD_API (and TUNNELD_API_TOKEN) by api.c for the commands
+ * that act on live tunnels (tunnels, kick), which go through tunneld's
+ * management API like the web dashboard.
  */
 
 #include <stdarg.h>
@@ -26,6 +25,8 @@ static const tnl_ctl_command_t  tnl_ctl_commands[] = {
     { "name",    tnl_ctl_name },
     { "invite",  tnl_ctl_invite },
     { "system-name", tnl_ctl_system_name },
+    { "tunnels", tnl_ctl_tunnels },
+    { "kick",    tnl_ctl_kick },
     { NULL, NULL }
 };
 
@@ -80,6 +81,15 @@ static const char  tnl_ctl_usage_text[] =
 "                            whom, expired, revoked), role, created,\n"
 "                            expires, created by, note\n"
 "  invite revoke ID          make an unused invitation unusable\n"
+"  tunnels [--user USER] [--json]\n"
+"                            list the live tunnels of every node: name,\n"
+"                            user, client, node, up for, bytes in and out,\n"
+"                            requests, last request (tunneld's API)\n"
+"  kick NAME [--reason TEXT] [--session]\n"
+"                            close a live tunnel on whichever node holds\n"
+"                            it; its ssh client is told TEXT (at most 200\n"
+"                            characters); --session closes the whole SSH\n"
+"                            session.  Not a ban: it may reconnect\n"
 "\n"
 "environment:\n"
 "  DATABASE_URL      PostgreSQL URI or conninfo, e.g.\n"
@@ -88,8 +98,9 @@ static const char  tnl_ctl_usage_text[] =
 "                    create', 'user add' and 'user password', e.g.\n"
 "                    https://admin.example.com (--base-url wins); unset:\n"
 "                    they print the path (/join/TOKEN, /password/TOKEN)\n"
-"  REDIS_URL         redis://HOST:PORT or unix:/path (not used by these\n"
-"                    commands yet)\n"
+"  TUNNELD_API       tunneld's management API for 'tunnels' and 'kick':\n"
+"                    the path of its api.sock (SOCKET_DIR/api.sock), or\n"
+"                    http://HOST:PORT with TUNNELD_API_TOKEN\n"
 "\n"
 "Times are shown in UTC.  Exit status: 0 done, 1 failed (the message says\n"
 "why and what to do), 2 bad command line.\n";

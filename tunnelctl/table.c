@@ -19,13 +19,12 @@
 
 
 void
-tnl_ctl_table_print(PGresult *res, const char *const *headers)
+tnl_ctl_table_print_cells(int ncols, int nrows, const char *const *headers,
+    const char *(*cell)(void *data, int row, int col), void *data)
 {
-    int     row, col, ncols, nrows;
-    size_t  width[TNL_CTL_TABLE_COLS], len;
-
-    ncols = PQnfields(res);
-    nrows = PQntuples(res);
+    int          row, col;
+    size_t       width[TNL_CTL_TABLE_COLS], len;
+    const char  *v;
 
     if (ncols > TNL_CTL_TABLE_COLS) {
         ncols = TNL_CTL_TABLE_COLS;
@@ -35,7 +34,7 @@ tnl_ctl_table_print(PGresult *res, const char *const *headers)
         width[col] = strlen(headers[col]);
 
         for (row = 0; row < nrows; row++) {
-            len = (size_t) PQgetlength(res, row, col);
+            len = strlen(cell(data, row, col));
 
             if (len > width[col]) {
                 width[col] = len;
@@ -45,15 +44,30 @@ tnl_ctl_table_print(PGresult *res, const char *const *headers)
 
     for (row = -1; row < nrows; row++) {
         for (col = 0; col < ncols; col++) {
+            v = row < 0 ? headers[col] : cell(data, row, col);
+
             if (col == ncols - 1) {
-                printf("%s\n", row < 0 ? headers[col]
-                                       : PQgetvalue(res, row, col));
+                printf("%s\n", v);
             } else {
-                printf("%-*s  ", (int) width[col],
-                       row < 0 ? headers[col] : PQgetvalue(res, row, col));
+                printf("%-*s  ", (int) width[col], v);
             }
         }
     }
+}
+
+
+static const char *
+tnl_ctl_table_pg_cell(void *data, int row, int col)
+{
+    return PQgetvalue(data, row, col);
+}
+
+
+void
+tnl_ctl_table_print(PGresult *res, const char *const *headers)
+{
+    tnl_ctl_table_print_cells(PQnfields(res), PQntuples(res), headers,
+                              tnl_ctl_table_pg_cell, res);
 }
 
 

@@ -150,6 +150,22 @@ void tnl_ctl_link_hint(const char *base);
 /* table.c: prints a PGresult as a column-aligned table with headers */
 void tnl_ctl_table_print(PGresult *res, const char *const *headers);
 
+/* the same for any cells: cell(data, row, col) returns a string */
+void tnl_ctl_table_print_cells(int ncols, int nrows,
+    const char *const *headers,
+    const char *(*cell)(void *data, int row, int col), void *data);
+
+
+/*
+ * api.c: one request to tunneld's management API (docs/API.md) at
+ * $TUNNELD_API (the path of api.sock, or http://HOST:PORT with
+ * $TUNNELD_API_TOKEN), 10 s at most.  Returns the HTTP status and the
+ * decoded body (malloc'ed, NUL-terminated; free it), or -1 after printing
+ * why the API could not be reached and what to check.
+ */
+int tnl_ctl_api(const char *method, const char *path, const char *body,
+    char **out);
+
 /*
  * A list command ('user list', 'key list [USER]', ...): one query whose
  * rows are printed as a table, or one sentence on stderr when there are
@@ -177,5 +193,7 @@ int tnl_ctl_key(int argc, char **argv);
 int tnl_ctl_name(int argc, char **argv);
 int tnl_ctl_invite(int argc, char **argv);
 int tnl_ctl_system_name(int argc, char **argv);
+int tnl_ctl_tunnels(int argc, char **argv);
+int tnl_ctl_kick(int argc, char **argv);
 
 #endif /* TNL_CTL_H */

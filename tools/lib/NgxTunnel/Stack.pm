@@ -215,6 +215,7 @@ sub env {
         HTTP_PORT     => $self->{http_port},
         SSH_PORT      => $self->{ssh_port},
         TUNNEL_DOMAIN => $self->{domain},
+        TUNNELD_API   => $self->socket_dir . '/api.sock',
     };
 }
 
