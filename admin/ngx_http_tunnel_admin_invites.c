@@ -61,8 +61,6 @@ static void ngx_http_tunnel_admin_invite_by(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx, int row, int col);
 static ngx_int_t ngx_http_tunnel_admin_invite_create(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
-static ngx_int_t ngx_http_tunnel_admin_join_token(ngx_http_request_t *r,
-    ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *param);
 static ngx_int_t ngx_http_tunnel_admin_join_refused(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *status);
 
@@ -407,7 +405,7 @@ ngx_http_tunnel_admin_join_get(ngx_http_request_t *r,
     ngx_str_t  param, status;
 
     if (ctx->step == 0 && !ctx->render) {
-        if (ngx_http_tunnel_admin_join_token(r, ctx, &param) != NGX_OK) {
+        if (ngx_http_tunnel_admin_link_token(r, ctx, &param) != NGX_OK) {
             return ngx_http_tunnel_admin_join_refused(r, ctx, NULL);
         }
 
@@ -477,7 +475,7 @@ ngx_http_tunnel_admin_join_post(ngx_http_request_t *r,
     switch (ctx->step) {
 
     case NGX_HTTP_TUNNEL_ADMIN_JOIN_CHECK:
-        if (ngx_http_tunnel_admin_join_token(r, ctx, &ctx->s2) != NGX_OK) {
+        if (ngx_http_tunnel_admin_link_token(r, ctx, &ctx->s2) != NGX_OK) {
             return ngx_http_tunnel_admin_join_refused(r, ctx, NULL);
         }
 
@@ -524,21 +522,6 @@ ngx_http_tunnel_admin_join_post(ngx_http_request_t *r,
     default: /* NGX_HTTP_TUNNEL_ADMIN_JOIN_SIGNED_IN */
         return ngx_http_tunnel_admin_welcome(r, ctx);
     }
-}
-
-
-/* the token of /join/<token> as a bytea parameter (its sha256) */
-static ngx_int_t
-ngx_http_tunnel_admin_join_token(ngx_http_request_t *r,
-    ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *param)
-{
-    if (ctx->arg.len < 16 || ctx->arg.len > 128
-        || !ngx_http_tunnel_admin_is_base64url(&ctx->arg))
-    {
-        return NGX_DECLINED;
-    }
-
-    return ngx_http_tunnel_admin_sha256_param(r->pool, &ctx->arg, param);
 }
 
 

@@ -209,6 +209,8 @@ ngx_int_t ngx_http_tunnel_admin_token(ngx_pool_t *pool, size_t bytes,
 ngx_int_t ngx_http_tunnel_admin_is_base64url(ngx_str_t *s);
 ngx_int_t ngx_http_tunnel_admin_sha256_param(ngx_pool_t *pool,
     ngx_str_t *in, ngx_str_t *param);
+ngx_int_t ngx_http_tunnel_admin_link_token(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *param);
 ngx_int_t ngx_http_tunnel_admin_set_cookie(ngx_http_request_t *r,
     const char *name, ngx_str_t *value, time_t max_age);
 ngx_int_t ngx_http_tunnel_admin_session_query(ngx_http_request_t *r,

@@ -42,8 +42,6 @@ static const char  ngx_http_tunnel_admin_passlink_create_sql[] =
     "  FROM users u WHERE u.id = $2";
 
 
-static ngx_int_t ngx_http_tunnel_admin_passlink_token(ngx_http_request_t *r,
-    ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *param);
 static ngx_int_t ngx_http_tunnel_admin_passlink_refused(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx, ngx_uint_t checked);
 
@@ -56,7 +54,7 @@ ngx_http_tunnel_admin_passlink_get(ngx_http_request_t *r,
     const char  *title;
 
     if (ctx->step == 0) {
-        if (ngx_http_tunnel_admin_passlink_token(r, ctx, &param) != NGX_OK) {
+        if (ngx_http_tunnel_admin_link_token(r, ctx, &param) != NGX_OK) {
             return ngx_http_tunnel_admin_passlink_refused(r, ctx, 0);
         }
 
@@ -130,7 +128,7 @@ ngx_http_tunnel_admin_passlink_post(ngx_http_request_t *r,
     switch (ctx->step) {
 
     case NGX_HTTP_TUNNEL_ADMIN_PASSLINK_CHECK:
-        if (ngx_http_tunnel_admin_passlink_token(r, ctx, &ctx->s2) != NGX_OK)
+        if (ngx_http_tunnel_admin_link_token(r, ctx, &ctx->s2) != NGX_OK)
         {
             return ngx_http_tunnel_admin_passlink_refused(r, ctx, 0);
         }
@@ -201,21 +199,6 @@ ngx_http_tunnel_admin_passlink_post(ngx_http_request_t *r,
                                    ? "/?done=password-set"
                                    : "/login?done=password-set-login");
     }
-}
-
-
-/* the token of /password/<token> as a bytea parameter (its sha256) */
-static ngx_int_t
-ngx_http_tunnel_admin_passlink_token(ngx_http_request_t *r,
-    ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *param)
-{
-    if (ctx->arg.len < 16 || ctx->arg.len > 128
-        || !ngx_http_tunnel_admin_is_base64url(&ctx->arg))
-    {
-        return NGX_DECLINED;
-    }
-
-    return ngx_http_tunnel_admin_sha256_param(r->pool, &ctx->arg, param);
 }
 
 

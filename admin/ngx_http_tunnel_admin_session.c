@@ -170,6 +170,25 @@ ngx_http_tunnel_admin_sha256_param(ngx_pool_t *pool, ngx_str_t *in,
 }
 
 
+/*
+ * The token of a one-time link (/join/<token>, /password/<token>) in
+ * ctx->arg as a bytea parameter (its SHA-256); NGX_DECLINED if it cannot
+ * be one of ours (length, alphabet).
+ */
+ngx_int_t
+ngx_http_tunnel_admin_link_token(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *param)
+{
+    if (ctx->arg.len < 16 || ctx->arg.len > 128
+        || !ngx_http_tunnel_admin_is_base64url(&ctx->arg))
+    {
+        return NGX_DECLINED;
+    }
+
+    return ngx_http_tunnel_admin_sha256_param(r->pool, &ctx->arg, param);
+}
+
+
 ngx_int_t
 ngx_http_tunnel_admin_set_cookie(ngx_http_request_t *r, const char *name,
     ngx_str_t *value, time_t max_age)
