@@ -179,6 +179,18 @@ tnl_api_tunnel_json(const char *name, redisReply *h)
 }
 
 
+/* 503: Redis is down or did not answer in time */
+static void
+tnl_api_unavailable(tnl_api_conn_t *c, int kick)
+{
+    tnl_api_error(c, 503, "redis_unavailable", kick
+                  ? "the live state (Redis) did not answer: nothing was "
+                    "closed; try again in a moment"
+                  : "the live state (Redis) did not answer: try again in a "
+                    "moment", NULL);
+}
+
+
 /* GET /tunnels */
 
 static void
@@ -448,8 +460,7 @@ tnl_api_tunnels_list(tnl_api_conn_t *c, const tnl_api_request_t *r)
 
     if (!tnl_routes_available()) {
         free(job);
-        tnl_api_error(c, 503, "redis_unavailable", "the live state (Redis) "
-                      "is unreachable: try again in a moment", NULL);
+        tnl_api_unavailable(c, 0);
         return;
     }
 
@@ -542,8 +553,7 @@ tnl_api_tunnel_get(tnl_api_conn_t *c, const tnl_api_request_t *r,
         == -1)
     {
         free(job);
-        tnl_api_error(c, 503, "redis_unavailable", "the live state (Redis) "
-                      "is unreachable: try again in a moment", NULL);
+        tnl_api_unavailable(c, 0);
         return;
     }
 
@@ -606,9 +616,7 @@ tnl_api_kick_reply(tnl_redis_t *rc, redisReply *reply, void *data)
         || reply->elements < 1
         || reply->element[0]->type != REDIS_REPLY_INTEGER)
     {
-        tnl_api_error(job->c, 503, "redis_unavailable", "the live state "
-                      "(Redis) did not answer: nothing was closed; try "
-                      "again in a moment", NULL);
+        tnl_api_unavailable(job->c, 1);
         tnl_api_job_free(job);
         return;
     }
@@ -732,9 +740,7 @@ tnl_api_tunnel_delete(tnl_api_conn_t *c, const tnl_api_request_t *r,
 
     if (!tnl_routes_available()) {
         free(job);
-        tnl_api_error(c, 503, "redis_unavailable", "the live state (Redis) "
-                      "is unreachable: nothing was closed; try again in a "
-                      "moment", NULL);
+        tnl_api_unavailable(c, 1);
         return;
     }
 
