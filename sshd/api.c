@@ -737,6 +737,8 @@ tnl_api_stream_write(tnl_api_conn_t *c, const char *piece, size_t len)
     tnl_api_outf(c, "%zx\r\n", len);
     tnl_api_out(c, piece, len);
     tnl_api_out(c, "\r\n", 2);
+
+    (void) tnl_io_set(&c->io, EPOLLOUT);
 }
 
 
@@ -801,9 +803,20 @@ tnl_api_write(tnl_api_conn_t *c)
         return;
     }
 
-    if (c->state == TNL_API_STREAMING && c->more != NULL
-        && !c->more_posted)
-    {
+    if (c->state != TNL_API_STREAMING) {
+        return;
+    }
+
+    /*
+     * Drained while the handler waits for its next piece (a Redis reply):
+     * a level-triggered EPOLLOUT would wake us for nothing until then;
+     * only a hang-up or an error (always reported) is of interest
+     * (tnl_api_stream_write asks for EPOLLOUT again).  Not EPOLLRDHUP: a
+     * client may half-close after its request and still read.
+     */
+    (void) tnl_io_set(&c->io, 0);
+
+    if (c->more != NULL && !c->more_posted) {
         /* from the loop, never inside the handler's own call */
         if (tnl_loop_post(tnl_api_loop, tnl_api_more, c) == 0) {
             c->more_posted = 1;
@@ -1187,12 +1200,13 @@ tnl_api_conn_io(tnl_io_t *io, uint32_t events)
         return;
     }
 
-    if (events & EPOLLERR) {
+    if (events & (EPOLLERR | EPOLLHUP)) {
+        /* the client is gone both ways: nothing it could still read */
         tnl_api_finish(c);
         return;
     }
 
-    if (events & (EPOLLOUT | EPOLLHUP)) {
+    if (events & EPOLLOUT) {
         tnl_api_write(c);
     }
 }
