@@ -881,6 +881,9 @@ tnl_api_decode(const char *in, size_t len, char *out, size_t size,
 }
 
 
+const char  tnl_api_bad_param[] = "";
+
+
 const char *
 tnl_api_query(tnl_api_conn_t *c, const char *name, char *buf, size_t size)
 {
@@ -910,7 +913,7 @@ tnl_api_query(tnl_api_conn_t *c, const char *name, char *buf, size_t size)
             if (tnl_api_decode(eq + 1, (size_t) (amp - eq - 1), buf, size, 1)
                 == -1)
             {
-                return NULL;
+                return tnl_api_bad_param;
             }
 
             return buf;

@@ -58,9 +58,12 @@ void tnl_api_stop(void);
 const tnl_api_request_t *tnl_api_request(tnl_api_conn_t *c);
 
 /*
- * The value of query parameter name, decoded into buf; NULL when absent.
- * A parameter given twice: the first one.
+ * The value of query parameter name, decoded into buf; NULL when absent,
+ * tnl_api_bad_param when present but not decodable into size bytes (a bad
+ * %-escape, a NUL, too long).  A parameter given twice: the first one.
  */
+extern const char  tnl_api_bad_param[];
+
 const char *tnl_api_query(tnl_api_conn_t *c, const char *name, char *buf,
     size_t size);
 

@@ -368,10 +368,11 @@ tnl_api_param(tnl_api_conn_t *c, const char *name, char *buf, size_t size,
     buf[0] = '\0';
 
     if (v == NULL) {
-        if (strstr(tnl_api_request(c)->query, name) != NULL) {
-            goto bad;
-        }
         return 0;
+    }
+
+    if (v == tnl_api_bad_param) {
+        goto bad;
     }
 
     if (strlen(v) >= size) {
@@ -672,6 +673,12 @@ tnl_api_tunnel_delete(tnl_api_conn_t *c, const tnl_api_request_t *r,
     job->stream = p != NULL && (strcmp(p, "1") == 0 || strcmp(p, "true") == 0);
 
     reason = tnl_api_query(c, "reason", tmp, sizeof(tmp));
+    if (reason == tnl_api_bad_param) {
+        free(job);
+        tnl_api_error(c, 400, "bad_parameter", "the reason parameter is not "
+                      "valid (a bad %-escape, or far too long)", NULL);
+        return;
+    }
 
     body = NULL;
     if (r->body_len > 0) {
@@ -721,7 +728,8 @@ tnl_api_tunnel_delete(tnl_api_conn_t *c, const tnl_api_request_t *r,
     }
 
     if (job->by[0] == '\0'
-        && (p = tnl_api_query(c, "by", tmp, sizeof(tmp))) != NULL)
+        && (p = tnl_api_query(c, "by", tmp, sizeof(tmp))) != NULL
+        && p != tnl_api_bad_param)
     {
         (void) tnl_api_clean(p, job->by, sizeof(job->by), 64);
     }

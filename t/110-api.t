@@ -197,6 +197,9 @@ is(api(GET => '/tunnels/Bad_Name')->{status}, 400, 'malformed name: 400');
 is(api(GET => '/tunnels?limit=0')->{status}, 400, 'limit=0: 400');
 is(api(GET => '/tunnels?limit=x')->{status}, 400, 'limit=x: 400');
 is(api(GET => '/tunnels?name=a%2Fb')->{status}, 400, 'bad prefix: 400');
+is(api(GET => '/tunnels?user=%zz')->{status}, 400, 'bad escape: 400');
+is(scalar @{ api(GET => '/tunnels?username=alice')->{json}{tunnels} }, 3,
+    'an unknown parameter that contains a known name is ignored');
 $r = api(POST => '/tunnels');
 is($r->{status}, 405, 'POST /tunnels: 405');
 is($r->{headers}{allow}, 'GET, HEAD', 'with Allow');
