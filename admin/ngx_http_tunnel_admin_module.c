@@ -498,7 +498,7 @@ ngx_http_tunnel_admin_gate(ngx_http_request_t *r,
     }
 
     if (access >= NGX_HTTP_TUNNEL_ADMIN_USER && !ctx->logged_in) {
-        return ngx_http_tunnel_admin_redirect(r, ctx, "/login");
+        return ngx_http_tunnel_admin_login_redirect(r, ctx);
     }
 
     if (access == NGX_HTTP_TUNNEL_ADMIN_ADMIN && !ctx->is_admin) {

@@ -321,6 +321,8 @@ ngx_int_t ngx_http_tunnel_admin_login_post(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
 ngx_int_t ngx_http_tunnel_admin_logout_post(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
+ngx_int_t ngx_http_tunnel_admin_login_redirect(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
 ngx_int_t ngx_http_tunnel_admin_invites_get(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
 ngx_int_t ngx_http_tunnel_admin_invites_post(ngx_http_request_t *r,
