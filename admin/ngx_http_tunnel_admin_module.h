@@ -348,6 +348,16 @@ ngx_int_t ngx_http_tunnel_admin_passlink_get(ngx_http_request_t *r,
 ngx_int_t ngx_http_tunnel_admin_passlink_post(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
 
+/* activate.c: the device flow's web side (issue 10) */
+ngx_int_t ngx_http_tunnel_admin_activate_get(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
+ngx_int_t ngx_http_tunnel_admin_activate_post(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
+ngx_int_t ngx_http_tunnel_admin_activations_get(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
+ngx_int_t ngx_http_tunnel_admin_activations_post(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
+
 /* invites.c, passlink.c: links to hand out, one-time password links */
 ngx_int_t ngx_http_tunnel_admin_link(ngx_http_request_t *r, const char *path,
     ngx_str_t *token, ngx_str_t *link);
