@@ -87,7 +87,7 @@ static const char  ngx_http_tunnel_admin_act_deny_id_sql[] =
 
 static const char  ngx_http_tunnel_admin_act_pending_sql[] =
     "SELECT id, key_type, fingerprint, coalesce(client_addr, '?'),"
-    "       to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),"
+    "       to_char(created_at AT TIME ZONE 'UTC', 'HH24:MI'),"
     "       to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),"
     "       greatest(0, ceil(extract(epoch FROM expires_at - now())))"
     "           ::integer,"
@@ -555,7 +555,7 @@ ngx_http_tunnel_admin_act_form(ngx_http_request_t *r,
 }
 
 
-/* "2026-12-05 14:03:00 UTC (3 min ago)": a time and a span in seconds */
+/* a span of seconds: "3 min ago", "in 40 s" (before, after) */
 static void
 ngx_http_tunnel_admin_act_span(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *secs, const char *before,
@@ -570,10 +570,10 @@ ngx_http_tunnel_admin_act_span(ngx_http_request_t *r,
     }
 
     if (n < 60) {
-        ngx_http_tunnel_admin_printf(r, ctx, " (%s%i s%s)", before, n, after);
+        ngx_http_tunnel_admin_printf(r, ctx, "%s%i s%s", before, n, after);
 
     } else {
-        ngx_http_tunnel_admin_printf(r, ctx, " (%s%i min%s)", before,
+        ngx_http_tunnel_admin_printf(r, ctx, "%s%i min%s", before,
                                      (n + 30) / 60, after);
     }
 }
@@ -653,16 +653,14 @@ ngx_http_tunnel_admin_act_show(ngx_http_request_t *r,
     ngx_http_tunnel_admin_put(r, ctx,
         "</td></tr>\n<tr><th>Code made</th><td id=\"act-created\">");
     ngx_http_tunnel_admin_esc_cell(r, ctx, 0, 6);
-    ngx_http_tunnel_admin_put(r, ctx, " UTC");
     s = ngx_http_tunnel_admin_cell(ctx, 0, 8);
-    ngx_http_tunnel_admin_act_span(r, ctx, &s, "", " ago");
+    ngx_http_tunnel_admin_act_span(r, ctx, &s, " UTC (", " ago)");
 
     ngx_http_tunnel_admin_put(r, ctx,
         "</td></tr>\n<tr><th>Expires</th><td id=\"act-expires\">");
     ngx_http_tunnel_admin_esc_cell(r, ctx, 0, 7);
-    ngx_http_tunnel_admin_put(r, ctx, " UTC");
     s = ngx_http_tunnel_admin_cell(ctx, 0, 9);
-    ngx_http_tunnel_admin_act_span(r, ctx, &s, "in ", "");
+    ngx_http_tunnel_admin_act_span(r, ctx, &s, " UTC (in ", ")");
 
     /* one form, two buttons: no text field, so Enter submits nothing */
     ngx_http_tunnel_admin_put(r, ctx,
@@ -887,15 +885,17 @@ ngx_http_tunnel_admin_activations_get(ngx_http_request_t *r,
             ngx_http_tunnel_admin_put(r, ctx, "</span>");
         }
 
+        /* codes live minutes: the time they were made, how long to go */
         ngx_http_tunnel_admin_put(r, ctx,
-            "</td><td class=\"mono\" data-label=\"Client\">");
+            "</td><td class=\"date\" data-label=\"Client\">");
         ngx_http_tunnel_admin_esc_cell(r, ctx, i, 3);
         ngx_http_tunnel_admin_put(r, ctx, "</td><td class=\"opt date\">");
         ngx_http_tunnel_admin_esc_cell(r, ctx, i, 4);
         ngx_http_tunnel_admin_put(r, ctx,
-            " UTC</td><td class=\"date\" data-label=\"Expires\">");
+            " UTC</td><td class=\"date\" data-label=\"Expires\" "
+            "title=\"");
         ngx_http_tunnel_admin_esc_cell(r, ctx, i, 5);
-        ngx_http_tunnel_admin_put(r, ctx, " UTC");
+        ngx_http_tunnel_admin_put(r, ctx, " UTC\">");
         s = ngx_http_tunnel_admin_cell(ctx, i, 6);
         ngx_http_tunnel_admin_act_span(r, ctx, &s, "in ", "");
         ngx_http_tunnel_admin_put(r, ctx, "</td><td>");
