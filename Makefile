@@ -16,7 +16,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 ALL_CFLAGS = $(CFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -Icommon \
              -I$(B)/gen $(PKG_CFLAGS)
 
-COMMON_SRC   = common/tnl_name.c common/tnl_embedded.c
+COMMON_SRC   = common/tnl_name.c common/tnl_embedded.c common/tnl_code.c
 TUNNELD_SRC  = $(sort $(wildcard sshd/*.c)) $(COMMON_SRC) $(B)/gen/redis_scripts.c
 TUNNELCTL_SRC = $(sort $(wildcard tunnelctl/*.c)) $(COMMON_SRC) $(B)/gen/sql_migrations.c
 MODULE_SRC   = $(wildcard ngx_tunnel_module/*.c ngx_tunnel_module/*.h) \

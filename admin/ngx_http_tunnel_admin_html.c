@@ -310,7 +310,8 @@ ngx_http_tunnel_admin_page_start(ngx_http_request_t *r,
     if (ctx->logged_in) {
         ngx_http_tunnel_admin_put(r, ctx,
             "<nav>\n<a href=\"/keys\">SSH keys</a>\n"
-            "<a href=\"/names\">Names</a>\n");
+            "<a href=\"/names\">Names</a>\n"
+            "<a href=\"/activate\">Activate</a>\n");
 
         if (ctx->is_admin) {
             ngx_http_tunnel_admin_put(r, ctx,

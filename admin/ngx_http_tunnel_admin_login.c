@@ -8,6 +8,13 @@
  * password.  An unknown user costs the same argon2id work as a wrong
  * password and gets the same sentence.  A disabled account is only named as
  * such after the right password.
+ *
+ * Back to the page: a signed-out visitor of a page listed in
+ * ngx_http_tunnel_admin_return_paths (/activate?code=..., opened from a
+ * terminal on a phone) is sent to /login?next=PATH%3FQUERY, and returns
+ * there after signing in.  Only those paths, with a query of plain
+ * characters, are ever followed: nothing in a request can send the browser
+ * to another site.
  */
 
 #include "ngx_http_tunnel_admin_module.h"
@@ -41,6 +48,18 @@ static const char  ngx_http_tunnel_admin_logout_sql[] =
     "DELETE FROM sessions WHERE token_hash = $1::bytea";
 
 
+/* the pages a sign-in returns to, with their query */
+static ngx_str_t  ngx_http_tunnel_admin_return_paths[] = {
+    ngx_string("/activate"),
+    ngx_null_string
+};
+
+#define NGX_HTTP_TUNNEL_ADMIN_NEXT_MAX  128
+
+
+static ngx_int_t ngx_http_tunnel_admin_next_ok(ngx_str_t *next);
+static ngx_int_t ngx_http_tunnel_admin_login_next(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *next);
 static ngx_int_t ngx_http_tunnel_admin_login_lookup(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
 static ngx_int_t ngx_http_tunnel_admin_login_verify(ngx_http_request_t *r,
@@ -53,8 +72,14 @@ ngx_int_t
 ngx_http_tunnel_admin_login_get(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx)
 {
+    ngx_int_t  has_next;
+    ngx_str_t  next;
+
+    has_next = (ngx_http_tunnel_admin_login_next(r, ctx, &next) == NGX_OK);
+
     if (ctx->logged_in && !ctx->render) {
-        return ngx_http_tunnel_admin_redirect(r, ctx, "/");
+        return ngx_http_tunnel_admin_redirect(r, ctx,
+                                   has_next ? (char *) next.data : "/");
     }
 
     ngx_http_tunnel_admin_page_start(r, ctx, "Sign in");
@@ -63,6 +88,13 @@ ngx_http_tunnel_admin_login_get(ngx_http_request_t *r,
     ngx_http_tunnel_admin_put(r, ctx,
         "<div class=\"card\">\n<form method=\"post\" action=\"/login\">\n");
     ngx_http_tunnel_admin_csrf_field(r, ctx);
+
+    if (has_next) {
+        ngx_http_tunnel_admin_put(r, ctx,
+                            "<input type=\"hidden\" name=\"next\" value=\"");
+        ngx_http_tunnel_admin_esc(r, ctx, &next);
+        ngx_http_tunnel_admin_put(r, ctx, "\">\n");
+    }
 
     ngx_http_tunnel_admin_input(r, ctx, "User name", "name", "text",
                                 "username", NULL, 1);
@@ -86,7 +118,7 @@ ngx_http_tunnel_admin_login_post(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx)
 {
     ngx_int_t   rc;
-    ngx_str_t   params[2];
+    ngx_str_t   params[2], next;
 
     switch (ctx->step) {
 
@@ -133,8 +165,168 @@ ngx_http_tunnel_admin_login_post(ngx_http_request_t *r,
                        "This account is disabled.  Ask an administrator.");
         }
 
+        if (ngx_http_tunnel_admin_login_next(r, ctx, &next) == NGX_OK) {
+            return ngx_http_tunnel_admin_redirect(r, ctx,
+                                                  (char *) next.data);
+        }
+
         return ngx_http_tunnel_admin_redirect(r, ctx, "/?done=signed-in");
     }
+}
+
+
+/*
+ * The way to /login for a signed-out visitor: with ?next= when the page
+ * is one to come back to (a GET of a return path, query included).
+ */
+ngx_int_t
+ngx_http_tunnel_admin_login_redirect(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx)
+{
+    u_char     *p, *loc;
+    size_t      i;
+    ngx_str_t   next;
+
+    if (ctx->post || !(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return ngx_http_tunnel_admin_redirect(r, ctx, "/login");
+    }
+
+    next.len = r->uri.len + (r->args.len ? 1 + r->args.len : 0);
+    next.data = ngx_pnalloc(r->pool, next.len);
+    if (next.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(next.data, r->uri.data, r->uri.len);
+    if (r->args.len) {
+        *p++ = '?';
+        ngx_memcpy(p, r->args.data, r->args.len);
+    }
+
+    if (!ngx_http_tunnel_admin_next_ok(&next)) {
+        return ngx_http_tunnel_admin_redirect(r, ctx, "/login");
+    }
+
+    /* next_ok() leaves '?', '=' and '&' to escape: 3 bytes each at most */
+    loc = ngx_pnalloc(r->pool, sizeof("/login?next=") + 3 * next.len);
+    if (loc == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(loc, "/login?next=", sizeof("/login?next=") - 1);
+
+    for (i = 0; i < next.len; i++) {
+        switch (next.data[i]) {
+        case '?':
+            p = ngx_cpymem(p, "%3F", 3);
+            break;
+        case '=':
+            p = ngx_cpymem(p, "%3D", 3);
+            break;
+        case '&':
+            p = ngx_cpymem(p, "%26", 3);
+            break;
+        default:
+            *p++ = next.data[i];
+        }
+    }
+
+    *p = '\0';
+
+    return ngx_http_tunnel_admin_redirect(r, ctx, (char *) loc);
+}
+
+
+/* 1 if next is a return path, alone or with a query of plain characters */
+static ngx_int_t
+ngx_http_tunnel_admin_next_ok(ngx_str_t *next)
+{
+    u_char      c;
+    size_t      i;
+    ngx_str_t  *path;
+
+    if (next->len > NGX_HTTP_TUNNEL_ADMIN_NEXT_MAX) {
+        return 0;
+    }
+
+    for (path = ngx_http_tunnel_admin_return_paths; path->len; path++) {
+        if (next->len >= path->len
+            && ngx_strncmp(next->data, path->data, path->len) == 0
+            && (next->len == path->len || next->data[path->len] == '?'))
+        {
+            break;
+        }
+    }
+
+    if (path->len == 0) {
+        return 0;
+    }
+
+    for (i = path->len + 1; i < next->len; i++) {
+        c = next->data[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.'
+              || c == '=' || c == '&'))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/*
+ * The "next" of the sign-in form (a POST) or of /login's query (a GET,
+ * percent-decoded), NUL-terminated in r->pool.  NGX_OK if there is one
+ * and it is a return path.
+ */
+static ngx_int_t
+ngx_http_tunnel_admin_login_next(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *next)
+{
+    u_char     *src, *dst;
+    ngx_str_t  *field, raw;
+
+    if (ctx->post) {
+        field = ngx_http_tunnel_admin_field(ctx, "next");
+        if (field == NULL) {
+            return NGX_DECLINED;
+        }
+
+        raw = *field;
+        src = NULL;
+
+    } else {
+        if (ngx_http_tunnel_admin_arg(r, "next", &raw) != NGX_OK) {
+            return NGX_DECLINED;
+        }
+
+        src = raw.data;
+    }
+
+    if (raw.len > NGX_HTTP_TUNNEL_ADMIN_NEXT_MAX * 3) {
+        return NGX_DECLINED;
+    }
+
+    next->data = ngx_pnalloc(r->pool, raw.len + 1);
+    if (next->data == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (src) {
+        dst = next->data;
+        ngx_unescape_uri(&dst, &src, raw.len, 0);
+        next->len = dst - next->data;
+
+    } else {
+        next->len = ngx_cpymem(next->data, raw.data, raw.len) - next->data;
+    }
+
+    next->data[next->len] = '\0';
+
+    return ngx_http_tunnel_admin_next_ok(next) ? NGX_OK : NGX_DECLINED;
 }
 
 

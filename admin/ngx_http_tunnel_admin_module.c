@@ -237,6 +237,14 @@ static ngx_http_tunnel_admin_route_t  ngx_http_tunnel_admin_routes[] = {
     { ngx_string("/admin/users"), 0, NGX_HTTP_TUNNEL_ADMIN_ADMIN,
       ngx_http_tunnel_admin_users_get, ngx_http_tunnel_admin_users_post },
 
+    { ngx_string("/activate"), 0, NGX_HTTP_TUNNEL_ADMIN_USER,
+      ngx_http_tunnel_admin_activate_get,
+      ngx_http_tunnel_admin_activate_post },
+
+    { ngx_string("/admin/activations"), 0, NGX_HTTP_TUNNEL_ADMIN_ADMIN,
+      ngx_http_tunnel_admin_activations_get,
+      ngx_http_tunnel_admin_activations_post },
+
     { ngx_null_string, 0, 0, NULL, NULL }
 };
 
@@ -498,7 +506,7 @@ ngx_http_tunnel_admin_gate(ngx_http_request_t *r,
     }
 
     if (access >= NGX_HTTP_TUNNEL_ADMIN_USER && !ctx->logged_in) {
-        return ngx_http_tunnel_admin_redirect(r, ctx, "/login");
+        return ngx_http_tunnel_admin_login_redirect(r, ctx);
     }
 
     if (access == NGX_HTTP_TUNNEL_ADMIN_ADMIN && !ctx->is_admin) {

@@ -323,6 +323,8 @@ ngx_int_t ngx_http_tunnel_admin_login_post(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
 ngx_int_t ngx_http_tunnel_admin_logout_post(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
+ngx_int_t ngx_http_tunnel_admin_login_redirect(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
 ngx_int_t ngx_http_tunnel_admin_invites_get(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
 ngx_int_t ngx_http_tunnel_admin_invites_post(ngx_http_request_t *r,
@@ -346,6 +348,16 @@ ngx_int_t ngx_http_tunnel_admin_users_post(ngx_http_request_t *r,
 ngx_int_t ngx_http_tunnel_admin_passlink_get(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
 ngx_int_t ngx_http_tunnel_admin_passlink_post(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
+
+/* activate.c: the device flow's web side (issue 10) */
+ngx_int_t ngx_http_tunnel_admin_activate_get(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
+ngx_int_t ngx_http_tunnel_admin_activate_post(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
+ngx_int_t ngx_http_tunnel_admin_activations_get(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
+ngx_int_t ngx_http_tunnel_admin_activations_post(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
 
 /* invites.c, passlink.c: links to hand out, one-time password links */

@@ -27,6 +27,7 @@ static const tnl_ctl_command_t  tnl_ctl_commands[] = {
     { "system-name", tnl_ctl_system_name },
     { "tunnels", tnl_ctl_tunnels },
     { "kick",    tnl_ctl_kick },
+    { "activation", tnl_ctl_activation },
     { NULL, NULL }
 };
 
@@ -90,6 +91,14 @@ static const char  tnl_ctl_usage_text[] =
 "                            it; its ssh client is told TEXT (at most 200\n"
 "                            characters); --session closes the whole SSH\n"
 "                            session.  Not a ban: it may reconnect\n"
+"  activation list           list the pending device-flow codes of unknown\n"
+"                            keys waiting in ssh: id, fingerprint, type,\n"
+"                            client, created, expires\n"
+"  activation approve CODE --user USER\n"
+"                            add the key waiting with CODE (as ssh printed\n"
+"                            it, e.g. WDJB-MJHT) to USER's keys; its ssh\n"
+"                            session goes on\n"
+"  activation deny CODE|ID   refuse it; its ssh session is closed\n"
 "\n"
 "environment:\n"
 "  DATABASE_URL      PostgreSQL URI or conninfo, e.g.\n"

@@ -1,10 +1,10 @@
 /*
  * tunnelctl: the operator's command line.  Shared declarations of its
  * parts: main.c (dispatch, usage), db.c (connection, error reporting),
- * migrate.c, users.c, keys.c, names.c, system_names.c, invites.c
- * (commands), links.c (tokens and bases of the web admin's one-time
- * links), pubkey.c (public key line parsing with libssh), table.c (aligned
- * text tables and the list commands built on them).
+ * migrate.c, users.c, keys.c, names.c, system_names.c, invites.c,
+ * activation.c (commands), links.c (tokens and bases of the web admin's
+ * one-time links), pubkey.c (public key line parsing with libssh), table.c
+ * (aligned text tables and the list commands built on them).
  *
  * A CLI may block: libpq is used in blocking mode throughout.  Every
  * command returns its exit status: TNL_CTL_OK, TNL_CTL_FAIL (a bad input
@@ -195,5 +195,6 @@ int tnl_ctl_invite(int argc, char **argv);
 int tnl_ctl_system_name(int argc, char **argv);
 int tnl_ctl_tunnels(int argc, char **argv);
 int tnl_ctl_kick(int argc, char **argv);
+int tnl_ctl_activation(int argc, char **argv);
 
 #endif /* TNL_CTL_H */
