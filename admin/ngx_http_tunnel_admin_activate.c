@@ -126,6 +126,52 @@ static void ngx_http_tunnel_admin_act_span(ngx_http_request_t *r,
     const char *after);
 
 
+/*
+ * A lookup counts towards the wrong-code limit, so it only happens when the
+ * person asked for it: a URL typed, pasted or opened from outside the
+ * browser (Sec-Fetch-Site: none, as from ssh's output) or our own form
+ * (same-origin).  A page on a tunnel host (same-site: tunnel subdomains
+ * share the site with this host, and SameSite cookies go along) or
+ * anywhere else (cross-site) could otherwise make a signed-in browser use
+ * up the limit and lock its owner out of /activate; it gets the form,
+ * filled in, and one click looks the code up.  Browsers that send no such
+ * header are let through.
+ */
+static ngx_uint_t
+ngx_http_tunnel_admin_act_asked(ngx_http_request_t *r)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return 1;
+            }
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("Sec-Fetch-Site") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Sec-Fetch-Site",
+                               sizeof("Sec-Fetch-Site") - 1) == 0)
+        {
+            return (h[i].value.len == 4
+                    && ngx_strncmp(h[i].value.data, "none", 4) == 0)
+                   || (h[i].value.len == 11
+                       && ngx_strncmp(h[i].value.data, "same-origin", 11)
+                          == 0);
+        }
+    }
+}
+
+
 /* GET /activate: the form, or what the code in ?code= is for */
 ngx_int_t
 ngx_http_tunnel_admin_activate_get(ngx_http_request_t *r,
@@ -143,6 +189,10 @@ ngx_http_tunnel_admin_activate_get(ngx_http_request_t *r,
     switch (ctx->step) {
 
     case NGX_HTTP_TUNNEL_ADMIN_ACT_START:
+        if (!ngx_http_tunnel_admin_act_asked(r)) {
+            return ngx_http_tunnel_admin_act_form(r, ctx);
+        }
+
         rc = ngx_http_tunnel_admin_act_code(r, ctx, &shown, &hash, &err);
 
         if (rc == NGX_DECLINED) {

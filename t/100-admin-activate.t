@@ -329,14 +329,27 @@ is(failures(), 1, '... counted as a wrong code');
 is($t->sql("SELECT client_addr || ' ' || session_id FROM "
            . "activation_failures"), '127.0.0.1 ' . session_id($bob),
    '... for the address and the web session');
+for my $site (qw(same-site cross-site)) {
+    $r = $bob->get('/activate?code=ZZZZ-ZZZZ',
+                   headers => { 'Sec-Fetch-Site' => $site });
+    is($r->{status}, 200, "a lookup a page elsewhere ($site) asked for: "
+       . 'the form only');
+    like($r->{content}, qr/name="code" type="text"[^>]*value="ZZZZ-ZZZZ"/,
+         '... filled in, one click away');
+    unlike($r->{content}, qr/No machine is waiting/, '... not looked up');
+    is(failures(), 1, '... and not counted (no lock-out from a tunnel page)');
+}
+$r = $bob->get('/activate?code=ZZZZ-ZZZZ',
+               headers => { 'Sec-Fetch-Site' => 'none' });
+is($r->{status}, 404, 'opened from outside the browser: looked up');
 $r = decide($bob, 'ZZZZ-ZZZZ', 'approve');
 is($r->{status}, 404, 'approving an unknown code: 404');
-is(failures(), 2, '... counted too');
+is(failures(), 3, '... counted too');
 $r = decide($bob, 'ZZZZ-ZZZZ', 'frobnicate');
 is($r->{status}, 422, 'an unknown action: 422');
 $r = decide($bob, 'AEIOU', 'approve');
 is($r->{status}, 422, 'approving a malformed code: 422');
-is(failures(), 2, '... not counted');
+is(failures(), 3, '... not counted');
 
 
 # --- key registered meanwhile ------------------------------------------------
