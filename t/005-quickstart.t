@@ -167,6 +167,28 @@ open my $ef, '<', "$run_dir/env" or die "no $run_dir/env";
 while (<$ef>) { $runenv{$1} = $2 if /^export (\w+)='(.*)'$/ }
 close $ef;
 
+# a second `make run` on the same RUN_DIR (other ports, as the port-busy
+# hint suggests) is refused before it touches anything of the first
+{
+    my ($out2, $http2, $ssh2) = ('', NgxTunnel::Stack::free_port(),
+                                 NgxTunnel::Stack::free_port());
+    my $env_before = do { local (@ARGV, $/) = "$run_dir/env"; <> };
+    IPC::Run::run([ "$root/tools/run" ], '<', \undef, '>&', \$out2,
+        init => sub { chdir $root; %ENV = (%env, HTTP_PORT => $http2,
+                                           SSH_PORT => $ssh2) },
+        timeout(60));
+    is($? >> 8, 1, 'a second make run on the same RUN_DIR: exit 1');
+    my $want = "run: another 'make run' (pid ";
+    my $how = 'RUN_DIR=/tmp/run2 HTTP_PORT=';
+    my $re = '^' . quotemeta($want) . '\d+\) is using ' . quotemeta($run_dir)
+           . '\. .*' . quotemeta($how) . '\d+ SSH_PORT=\d+ make run$';
+    like($out2, qr/$re/m,
+         '... saying which, and how to run a second stack') or diag($out2);
+    my $env_after = do { local (@ARGV, $/) = "$run_dir/env"; <> };
+    is($env_after, $env_before, '... the first one\'s env untouched');
+    ok(-S "$run_dir/sockets/api.sock", "... and its tunneld's API socket");
+}
+
 # state 1: a fresh database
 is(db(q{SELECT tunnel_admin_needs_setup(), count(*) FROM users}), 't|0',
    'fresh database: setup open, no users');
