@@ -261,6 +261,9 @@ has_lines($steps, "  1. sign in at http://localhost:$http/ as alice, "
      'admin exists: sign in as alice');
 has_lines($steps, "       ssh -p $ssh -R myapp:80:localhost:3000 "
           . "alice\@localhost", '... the ssh command for alice');
+has_lines($steps, "  2. alice has 1 SSH key(s) registered (build/tunnelctl "
+          . "key list alice);", '... whose key is known: no key step');
+unlike($steps, qr/key add/, '... no "key add" to repeat');
 
 # state 3: users, but no administrator can sign in (bob has no password)
 my $ctl = sub {
