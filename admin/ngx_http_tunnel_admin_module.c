@@ -876,7 +876,8 @@ ngx_http_tunnel_admin_init_main_conf(ngx_conf_t *cf, void *conf)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "the location \"%V\" of \"tunnel_admin_api\" "
                            "must be \"internal\": tunneld's API would "
-                           "answer anyone who asks for it", &amcf->api_location);
+                           "answer anyone who asks for it",
+                           &amcf->api_location);
         return NGX_CONF_ERROR;
     }
 

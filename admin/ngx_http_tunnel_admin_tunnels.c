@@ -1080,6 +1080,7 @@ ngx_http_tunnel_admin_tunnels_post(ngx_http_request_t *r,
 {
     u_char                        name[TNL_NAME_MAX + 1], *p;
     size_t                        n;
+    ngx_int_t                     rc;
     ngx_str_t                    *f, *reason, args, owner;
     ngx_http_tunnel_admin_view_t  v;
 
@@ -1141,13 +1142,13 @@ ngx_http_tunnel_admin_tunnels_post(ngx_http_request_t *r,
         *ngx_sprintf(p, "/tunnels/%V", &ctx->s1) = '\0';
         ctx->step = 1;
 
-        if (ngx_http_tunnel_admin_api(r, ctx, NGX_HTTP_GET, (char *) p, NULL)
-            == NGX_DECLINED)
-        {
+        rc = ngx_http_tunnel_admin_api(r, ctx, NGX_HTTP_GET, (char *) p,
+                                       NULL);
+        if (rc == NGX_DECLINED) {
             goto unavailable;
         }
 
-        return NGX_HTTP_TUNNEL_ADMIN_WAIT;
+        return rc;
 
     case 1:
         if (ctx->api_status == NGX_HTTP_NOT_FOUND) {
@@ -1198,14 +1199,13 @@ ngx_http_tunnel_admin_tunnels_post(ngx_http_request_t *r,
         *ngx_sprintf(p, "/tunnels/%V", &ctx->s1) = '\0';
         ctx->step = 2;
 
-        if (ngx_http_tunnel_admin_api(r, ctx, NGX_HTTP_DELETE, (char *) p,
-                                      &args)
-            == NGX_DECLINED)
-        {
+        rc = ngx_http_tunnel_admin_api(r, ctx, NGX_HTTP_DELETE, (char *) p,
+                                       &args);
+        if (rc == NGX_DECLINED) {
             goto unavailable;
         }
 
-        return NGX_HTTP_TUNNEL_ADMIN_WAIT;
+        return rc;
 
     default: /* 2: the kick's answer */
         if (ctx->api_status == NGX_HTTP_NOT_FOUND) {
