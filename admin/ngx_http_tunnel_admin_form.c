@@ -241,6 +241,29 @@ ngx_http_tunnel_admin_arg(ngx_http_request_t *r, const char *name,
 }
 
 
+/*
+ * A query argument decoded ('+' and %XX) and checked as form fields are
+ * (UTF-8, no control characters); NGX_DECLINED when absent or malformed.
+ */
+ngx_int_t
+ngx_http_tunnel_admin_arg_text(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value)
+{
+    ngx_str_t  raw;
+
+    if (ngx_http_arg(r, (u_char *) name, ngx_strlen(name), &raw) != NGX_OK
+        || ngx_http_tunnel_admin_decode(r->pool, raw.data,
+                                        raw.data + raw.len, value)
+           != NGX_OK)
+    {
+        ngx_str_null(value);
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
 void
 ngx_http_tunnel_admin_trim(ngx_str_t *s)
 {

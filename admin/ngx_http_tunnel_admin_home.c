@@ -13,10 +13,11 @@
  * someone else under that name is in Redis, which this module does not
  * read: ssh then says the name is taken.)
  *
- * It does not list live tunnels: that data is tunneld's and not here yet,
- * so the page does not pretend to.  The copy button needs the small script
- * /static/copy.js; without JavaScript the button stays hidden and the
- * command is plain selectable text.
+ * Above the command: the user's own live tunnels with their URLs, asked
+ * from tunneld's API (GET /tunnels?user=THEM, tunnels.c); when the API does
+ * not answer the page says so and shows the rest.  The copy button needs
+ * the small script /static/copy.js; without JavaScript the button stays
+ * hidden and the command is plain selectable text.
  */
 
 #include "ngx_http_tunnel_admin_module.h"
@@ -51,6 +52,8 @@ static const char  ngx_http_tunnel_admin_home_sql[] =
 
 
 static void ngx_http_tunnel_admin_home_account(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
+static void ngx_http_tunnel_admin_home_live(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
 static void ngx_http_tunnel_admin_home_command(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
@@ -114,6 +117,7 @@ ngx_int_t
 ngx_http_tunnel_admin_home(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx)
 {
+    ngx_int_t  rc;
     ngx_str_t  params[2];
 
     if (ctx->step == 0) {
@@ -126,10 +130,21 @@ ngx_http_tunnel_admin_home(ngx_http_request_t *r,
                                            2, params);
     }
 
-    ngx_http_tunnel_admin_page_start(r, ctx, "Start a tunnel");
+    if (ctx->step == 1) {
+        /* the query's result stays in ctx->res meanwhile */
+        ctx->step = 2;
+
+        rc = ngx_http_tunnel_admin_live_list(r, ctx, &ctx->user_name);
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+    }
+
+    ngx_http_tunnel_admin_page_start(r, ctx, "Your tunnels");
     ngx_http_tunnel_admin_flash(r, ctx);
 
     ngx_http_tunnel_admin_home_account(r, ctx);
+    ngx_http_tunnel_admin_home_live(r, ctx);
     ngx_http_tunnel_admin_home_command(r, ctx);
 
     ctx->script = 1;
@@ -187,6 +202,70 @@ ngx_http_tunnel_admin_home_account(ngx_http_request_t *r,
 }
 
 
+/* the user's live tunnels, from tunneld */
+static void
+ngx_http_tunnel_admin_home_live(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx)
+{
+    size_t      i, n;
+    json_t     *a, *t;
+    ngx_str_t   name, url, user;
+
+    ngx_http_tunnel_admin_put(r, ctx, "<h2>Live now</h2>\n");
+
+    a = ngx_http_tunnel_admin_live_tunnels(ctx);
+
+    if (a == NULL) {
+        ngx_http_tunnel_admin_live_unavailable(r, ctx);
+        return;
+    }
+
+    ngx_http_tunnel_admin_put(r, ctx, "<div class=\"card\" id=\"live-now\">"
+                              "\n");
+
+    n = json_array_size(a);
+
+    for (i = 0; i < n; i++) {
+        t = json_array_get(a, i);
+        name = ngx_http_tunnel_admin_json_str(t, "name");
+        url = ngx_http_tunnel_admin_json_str(t, "url");
+        user = ngx_http_tunnel_admin_json_str(t, "user");
+
+        /* asked with ?user=: never show another user's, whatever came */
+        if (name.len == 0 || user.len != ctx->user_name.len
+            || ngx_strncmp(user.data, ctx->user_name.data, user.len) != 0)
+        {
+            continue;
+        }
+
+        ngx_http_tunnel_admin_put(r, ctx, "<p class=\"live\"><strong "
+                                  "class=\"mono\">");
+        ngx_http_tunnel_admin_esc(r, ctx, &name);
+        ngx_http_tunnel_admin_put(r, ctx, "</strong> is up at ");
+
+        if (url.len > 7 && (ngx_strncmp(url.data, "http://", 7) == 0
+                            || ngx_strncmp(url.data, "https://", 8) == 0))
+        {
+            ngx_http_tunnel_admin_put(r, ctx, "<a class=\"mono\" href=\"");
+            ngx_http_tunnel_admin_esc(r, ctx, &url);
+            ngx_http_tunnel_admin_put(r, ctx, "\">");
+            ngx_http_tunnel_admin_esc(r, ctx, &url);
+            ngx_http_tunnel_admin_put(r, ctx, "</a>");
+
+        } else {
+            ngx_http_tunnel_admin_esc(r, ctx, &url);
+        }
+
+        ngx_http_tunnel_admin_put(r, ctx, "</p>\n");
+    }
+
+    ngx_http_tunnel_admin_put(r, ctx, n ? "<p class=\"hint\">Counters, "
+        "and Kick, on <a href=\"/tunnels\">My tunnels</a>.</p>\n</div>\n"
+        : "<p class=\"muted\">None of your tunnels is up right now: start "
+          "one with the command below.</p>\n</div>\n");
+}
+
+
 /* the command, its copy button and what it gives */
 static void
 ngx_http_tunnel_admin_home_command(ngx_http_request_t *r,
@@ -213,7 +292,7 @@ ngx_http_tunnel_admin_home_command(ngx_http_request_t *r,
     host = amcf->ssh_host.len ? amcf->ssh_host : r->headers_in.server;
 
     ngx_http_tunnel_admin_put(r, ctx,
-        "<h2>Open a tunnel</h2>\n<div class=\"card\">\n"
+        "<h2>Start a tunnel</h2>\n<div class=\"card\">\n"
         "<p>With one of your keys, run this on the machine where your app "
         "listens on port 3000 (or put your app's port instead of 3000):</p>\n"
         "<div class=\"cmd\"><code class=\"copy mono\" id=\"tunnel-command\">"
@@ -254,8 +333,8 @@ ngx_http_tunnel_admin_home_command(ngx_http_request_t *r,
     ngx_http_tunnel_admin_put(r, ctx,
         "  Without a name (<span class=\"mono\">-R 80:localhost:3000</span>)"
         " you get your reserved name, or a random one.  ssh prints your "
-        "tunnel's URL and every request; this page does not list live "
-        "tunnels yet.</p>\n</div>\n");
+        "tunnel's URL and every request; this page lists it under Live now "
+        "while ssh runs.</p>\n</div>\n");
 }
 
 

@@ -9,8 +9,9 @@
  * printf() are for our own markup and numbers only.  Pages load nothing but
  * /static/admin.css (served from this file, no database needed), so the
  * Content-Security-Policy can forbid everything else, scripts included;
- * only a page that sets ctx->script may also run /static/copy.js (its copy
- * button), a same-origin file: never inline script.
+ * only a page that sets ctx->script may also run our same-origin scripts
+ * (/static/copy.js, the copy button; /static/tunnels.js, which polls the
+ * dashboard's JSON, hence connect-src 'self'): never inline script.
  */
 
 #include "ngx_http_tunnel_admin_module.h"
@@ -21,9 +22,9 @@
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 #define NGX_HTTP_TUNNEL_ADMIN_CSP_SCRIPT                                     \
-    "default-src 'none'; script-src 'self'; style-src 'self'; "             \
-    "img-src 'self'; form-action 'self'; frame-ancestors 'none'; "          \
-    "base-uri 'none'"
+    "default-src 'none'; script-src 'self'; connect-src 'self'; "          \
+    "style-src 'self'; img-src 'self'; form-action 'self'; "                \
+    "frame-ancestors 'none'; base-uri 'none'"
 
 
 static void ngx_http_tunnel_admin_grow(ngx_http_request_t *r,
@@ -51,6 +52,16 @@ static const char  ngx_http_tunnel_admin_stylesheet[] =
     ".who{color:var(--muted)}\n"
     "nav form{margin:0}\n"
     "main{max-width:52rem;margin:1.5rem auto;padding:0 1rem}\n"
+    "main.wide{max-width:80rem}\n"
+    "td.num,th.num{text-align:right;white-space:nowrap}\n"
+    "th a{color:inherit;text-decoration:none}\n"
+    "th a:hover{text-decoration:underline}\n"
+    ".toolbar{display:flex;flex-wrap:wrap;gap:.5rem 1rem;"
+    "align-items:center;margin:0 0 .8rem}\n"
+    ".toolbar form{display:flex;gap:.5rem;align-items:center;margin:0}\n"
+    ".toolbar input[type=search]{padding:.35rem .6rem;"
+    "border:1px solid var(--line);border-radius:6px;font:inherit}\n"
+    ".pager{display:flex;gap:1rem;margin:.8rem 0}\n"
     "h1{font-size:1.5rem;margin:.2rem 0 1rem}\n"
     "h2{font-size:1.15rem;margin:1.6rem 0 .6rem}\n"
     ".card{background:var(--card);border:1px solid var(--line);"
@@ -309,12 +320,14 @@ ngx_http_tunnel_admin_page_start(ngx_http_request_t *r,
 
     if (ctx->logged_in) {
         ngx_http_tunnel_admin_put(r, ctx,
-            "<nav>\n<a href=\"/keys\">SSH keys</a>\n"
+            "<nav>\n<a href=\"/tunnels\">My tunnels</a>\n"
+            "<a href=\"/keys\">SSH keys</a>\n"
             "<a href=\"/names\">Names</a>\n"
             "<a href=\"/activate\">Activate</a>\n");
 
         if (ctx->is_admin) {
             ngx_http_tunnel_admin_put(r, ctx,
+                "<a href=\"/admin/tunnels\">All tunnels</a>\n"
                 "<a href=\"/admin/invites\">Invitations</a>\n"
                 "<a href=\"/admin/users\">Users</a>\n");
         }
@@ -330,7 +343,9 @@ ngx_http_tunnel_admin_page_start(ngx_http_request_t *r,
             "</form>\n</nav>\n");
     }
 
-    ngx_http_tunnel_admin_put(r, ctx, "</header>\n<main>\n<h1>");
+    ngx_http_tunnel_admin_put(r, ctx, ctx->wide
+                              ? "</header>\n<main class=\"wide\">\n<h1>"
+                              : "</header>\n<main>\n<h1>");
     ngx_http_tunnel_admin_esc_c(r, ctx, title);
     ngx_http_tunnel_admin_put(r, ctx, "</h1>\n");
 }
@@ -644,8 +659,9 @@ ngx_http_tunnel_admin_send(ngx_http_request_t *r,
     ngx_chain_t       out;
     ngx_table_elt_t  *h;
 
-    /* the stylesheet and the icon: cacheable, never HTML */
-    asset = (ctx->content_type.len && ctx->status == NGX_HTTP_OK);
+    /* the stylesheet, the icon, the scripts: cacheable, never HTML */
+    asset = (ctx->content_type.len && ctx->status == NGX_HTTP_OK
+             && !ctx->no_cache);
 
     if (ctx->location.len) {
         h = ngx_list_push(&r->headers_out.headers);
@@ -669,7 +685,7 @@ ngx_http_tunnel_admin_send(ngx_http_request_t *r,
     r->headers_out.content_length_n = ctx->out
                                       ? ctx->out->last - ctx->out->pos : 0;
 
-    if (asset) {
+    if (asset || (ctx->no_cache && ctx->content_type.len)) {
         r->headers_out.content_type = ctx->content_type;
 
     } else {

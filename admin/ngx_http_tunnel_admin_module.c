@@ -32,6 +32,8 @@ static char *ngx_http_tunnel_admin(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_tunnel_admin_login_limit(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_tunnel_admin_api_conf(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static void *ngx_http_tunnel_admin_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_tunnel_admin_init_main_conf(ngx_conf_t *cf, void *conf);
 static char *ngx_http_tunnel_admin_check_conninfo(ngx_conf_t *cf,
@@ -152,6 +154,13 @@ static ngx_command_t  ngx_http_tunnel_admin_commands[] = {
       offsetof(ngx_http_tunnel_admin_main_conf_t, tunnel_url),
       &ngx_http_tunnel_admin_tunnel_url_post },
 
+    { ngx_string("tunnel_admin_api"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_tunnel_admin_api_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -200,6 +209,9 @@ static ngx_http_tunnel_admin_route_t  ngx_http_tunnel_admin_routes[] = {
     { ngx_string("/static/copy.js"), 0, NGX_HTTP_TUNNEL_ADMIN_ANYONE,
       ngx_http_tunnel_admin_copy_script, NULL },
 
+    { ngx_string("/static/tunnels.js"), 0, NGX_HTTP_TUNNEL_ADMIN_ANYONE,
+      ngx_http_tunnel_admin_tunnels_script, NULL },
+
     { ngx_string("/static/icon.svg"), 0, NGX_HTTP_TUNNEL_ADMIN_ANYONE,
       ngx_http_tunnel_admin_icon, NULL },
 
@@ -224,6 +236,18 @@ static ngx_http_tunnel_admin_route_t  ngx_http_tunnel_admin_routes[] = {
 
     { ngx_string("/"), 0, NGX_HTTP_TUNNEL_ADMIN_USER,
       ngx_http_tunnel_admin_home, NULL },
+
+    { ngx_string("/tunnels"), 0, NGX_HTTP_TUNNEL_ADMIN_USER,
+      ngx_http_tunnel_admin_tunnels_get, ngx_http_tunnel_admin_tunnels_post },
+
+    { ngx_string("/tunnels.json"), 0, NGX_HTTP_TUNNEL_ADMIN_USER,
+      ngx_http_tunnel_admin_tunnels_json, NULL },
+
+    { ngx_string("/admin/tunnels"), 0, NGX_HTTP_TUNNEL_ADMIN_ADMIN,
+      ngx_http_tunnel_admin_tunnels_get, ngx_http_tunnel_admin_tunnels_post },
+
+    { ngx_string("/admin/tunnels.json"), 0, NGX_HTTP_TUNNEL_ADMIN_ADMIN,
+      ngx_http_tunnel_admin_tunnels_json, NULL },
 
     { ngx_string("/keys"), 0, NGX_HTTP_TUNNEL_ADMIN_USER,
       ngx_http_tunnel_admin_keys_get, ngx_http_tunnel_admin_keys_post },
@@ -521,6 +545,14 @@ ngx_http_tunnel_admin_gate(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
+    if (ngx_http_tunnel_admin_same_origin(r) != NGX_OK) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "tunnel: admin: rejected a form on \"%V\" posted "
+                      "from another page than this site's (Origin or "
+                      "Sec-Fetch-Site)", &r->uri);
+        goto refused;
+    }
+
     if (ctx->logged_in && access >= NGX_HTTP_TUNNEL_ADMIN_USER) {
         if (ngx_http_tunnel_admin_csrf_ok(r, ctx) == NGX_OK) {
             return NGX_DECLINED;
@@ -533,6 +565,8 @@ ngx_http_tunnel_admin_gate(ngx_http_request_t *r,
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                   "tunnel: admin: rejected a form with a missing or wrong "
                   "csrf token on \"%V\"", &r->uri);
+
+refused:
 
     return ngx_http_tunnel_admin_message(r, ctx, NGX_HTTP_FORBIDDEN,
                "This form has expired",
@@ -725,6 +759,52 @@ ngx_http_tunnel_admin_login_limit(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
+/*
+ * tunnel_admin_api: marks the location through which the admin module asks
+ * tunneld's management API (a proxy_pass to SOCKET_DIR/api.sock).  Placed
+ * inside that location, so nginx itself tells us its name; it must be a
+ * plain prefix location ending in '/' and `internal` (checked in
+ * init_main_conf, once the whole http block is read): the API must never
+ * answer a request from outside.
+ */
+static char *
+ngx_http_tunnel_admin_api_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_core_loc_conf_t           *clcf;
+    ngx_http_tunnel_admin_main_conf_t  *amcf;
+
+    amcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_tunnel_admin_module);
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (amcf->api_clcf) {
+        return "is duplicate: one location may lead to tunneld's API";
+    }
+
+    if (clcf->named || clcf->exact_match || clcf->noregex
+#if (NGX_PCRE)
+        || clcf->regex
+#endif
+        || clcf->name.len < 2 || clcf->name.data[0] != '/'
+        || clcf->name.data[clcf->name.len - 1] != '/')
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"tunnel_admin_api\" belongs in a plain prefix "
+                           "location ending in '/', such as "
+                           "\"location /_tunneld/ { internal; "
+                           "tunnel_admin_api; proxy_pass "
+                           "http://unix:/path/api.sock:/; }\"");
+        return NGX_CONF_ERROR;
+    }
+
+    amcf->api_clcf = clcf;
+    amcf->api_location = clcf->name;
+
+    return NGX_CONF_OK;
+}
+
+
 static void *
 ngx_http_tunnel_admin_create_main_conf(ngx_conf_t *cf)
 {
@@ -798,6 +878,15 @@ ngx_http_tunnel_admin_init_main_conf(ngx_conf_t *cf, void *conf)
                                  == '/')
     {
         amcf->base_url.len--;
+    }
+
+    if (amcf->api_clcf && !amcf->api_clcf->internal) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "the location \"%V\" of \"tunnel_admin_api\" "
+                           "must be \"internal\": tunneld's API would "
+                           "answer anyone who asks for it",
+                           &amcf->api_location);
+        return NGX_CONF_ERROR;
     }
 
     if (amcf->enabled && amcf->conninfo.len == 0) {

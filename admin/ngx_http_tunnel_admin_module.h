@@ -6,8 +6,10 @@
  * with non-blocking libpq.
  *
  * It does not serve tunnels (ngx_http_tunnel_module does) and never talks
- * to Redis or tunneld: every change it makes is a row in PostgreSQL, and
- * tunneld follows through the NOTIFY triggers of sql/001_schema.sql.
+ * to Redis: its changes are rows in PostgreSQL, which tunneld follows
+ * through the NOTIFY triggers of sql/001_schema.sql, except what is live
+ * (the dashboard and Kick), which it asks tunneld's management API through
+ * nginx itself (api.c: a subrequest to an internal proxy location).
  *
  * Ownership: configuration lives in cf->pool; the request context, the page
  * being built and the parsed form live in r->pool.  The PostgreSQL
@@ -27,6 +29,7 @@
 #include <ngx_thread_pool.h>
 
 #include <libpq-fe.h>
+#include <jansson.h>
 
 
 #define NGX_HTTP_TUNNEL_ADMIN_TOKEN_BYTES   32      /* session, csrf */
@@ -63,6 +66,8 @@ typedef struct {
     ngx_str_t                  ssh_host;       /* in the start page's */
     ngx_uint_t                 ssh_port;       /*   command; unset: Host */
     ngx_str_t                  tunnel_url;     /* "http://%s.DOMAIN:PORT" */
+    ngx_str_t                  api_location;   /* "/_tunneld/", or empty */
+    ngx_http_core_loc_conf_t  *api_clcf;       /* that location */
     ngx_thread_pool_t         *thread_pool;    /* argon2id runs there */
     ngx_uint_t                 enabled;        /* a location uses us */
 } ngx_http_tunnel_admin_main_conf_t;
@@ -129,7 +134,9 @@ struct ngx_http_tunnel_admin_ctx_s {
     unsigned                           waiting:1; /* async op in flight */
     unsigned                           finished:1;
     unsigned                           render:1;  /* POST shows the GET */
-    unsigned                           script:1;  /* page loads copy.js */
+    unsigned                           script:1;  /* page loads a script */
+    unsigned                           no_cache:1; /* typed, yet no-store */
+    unsigned                           wide:1;    /* a wide table */
 
     /* request input */
     ngx_array_t                       *form;      /* of ..._field_t */
@@ -155,6 +162,12 @@ struct ngx_http_tunnel_admin_ctx_s {
     ngx_int_t                          pw_rc;     /* NGX_OK, NGX_DECLINED */
     ngx_str_t                          pw_hash;   /* from a hash job */
 
+    /* the last call to tunneld's API (api.c) */
+    ngx_uint_t                         api_status; /* 0: no answer */
+    json_t                            *api_json;  /* owned, or NULL */
+    unsigned                           api_done:1;
+    unsigned                           api_cleanup:1;
+
     /* page-specific scratch, kept between steps */
     ngx_str_t                          s1;
     ngx_str_t                          s2;
@@ -178,6 +191,16 @@ void ngx_http_tunnel_admin_resume(ngx_http_request_t *r);
 ngx_int_t ngx_http_tunnel_admin_unavailable(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
 
+/* api.c: tunneld's management API through an internal location */
+#define NGX_HTTP_TUNNEL_ADMIN_API_LIMIT  1000    /* tunnels per view */
+ngx_int_t ngx_http_tunnel_admin_api(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx, ngx_uint_t method, const char *path,
+    ngx_str_t *args);
+ngx_int_t ngx_http_tunnel_admin_api_ok(ngx_http_tunnel_admin_ctx_t *ctx);
+ngx_str_t ngx_http_tunnel_admin_json_str(json_t *obj, const char *key);
+json_int_t ngx_http_tunnel_admin_json_int(json_t *obj, const char *key);
+u_char *ngx_http_tunnel_admin_arg_escape(u_char *dst, ngx_str_t *src);
+
 /* pg.c: the per-worker connection pool */
 ngx_int_t ngx_http_tunnel_admin_pg_init_process(ngx_cycle_t *cycle);
 void ngx_http_tunnel_admin_pg_exit_process(ngx_cycle_t *cycle);
@@ -199,6 +222,8 @@ ngx_int_t ngx_http_tunnel_admin_cookie(ngx_http_request_t *r,
     const char *name, ngx_str_t *value);
 ngx_int_t ngx_http_tunnel_admin_arg(ngx_http_request_t *r, const char *name,
     ngx_str_t *value);
+ngx_int_t ngx_http_tunnel_admin_arg_text(ngx_http_request_t *r,
+    const char *name, ngx_str_t *value);
 void ngx_http_tunnel_admin_trim(ngx_str_t *s);
 ngx_int_t ngx_http_tunnel_admin_is_id(ngx_str_t *s);
 
@@ -221,6 +246,7 @@ ngx_int_t ngx_http_tunnel_admin_csrf_ok(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
 ngx_int_t ngx_http_tunnel_admin_guest_csrf(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
+ngx_int_t ngx_http_tunnel_admin_same_origin(ngx_http_request_t *r);
 ngx_int_t ngx_http_tunnel_admin_session_create(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *user_id);
 ngx_int_t ngx_http_tunnel_admin_session_created(ngx_http_request_t *r,
@@ -358,6 +384,21 @@ ngx_int_t ngx_http_tunnel_admin_activate_post(ngx_http_request_t *r,
 ngx_int_t ngx_http_tunnel_admin_activations_get(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
 ngx_int_t ngx_http_tunnel_admin_activations_post(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
+
+/* tunnels.c: the live tunnels (dashboard, Kick, start page, users page) */
+ngx_int_t ngx_http_tunnel_admin_tunnels_get(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
+ngx_int_t ngx_http_tunnel_admin_tunnels_post(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
+ngx_int_t ngx_http_tunnel_admin_tunnels_json(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
+ngx_int_t ngx_http_tunnel_admin_tunnels_script(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
+ngx_int_t ngx_http_tunnel_admin_live_list(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *user);
+json_t *ngx_http_tunnel_admin_live_tunnels(ngx_http_tunnel_admin_ctx_t *ctx);
+void ngx_http_tunnel_admin_live_unavailable(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
 
 /* invites.c, passlink.c: links to hand out, one-time password links */

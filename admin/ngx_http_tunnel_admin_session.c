@@ -15,6 +15,12 @@
  * random cookie (double submit): a sibling subdomain cannot plant a
  * "__Host-" cookie, so it cannot know or choose that value.
  *
+ * A POST must also come from this site's own page where the browser says
+ * where it comes from: Sec-Fetch-Site other than same-origin (or none), or
+ * an Origin other than this Host, is refused before the token is looked
+ * at.  (Our pages send "Referrer-Policy: no-referrer", so Chromium sends
+ * "Origin: null" on their forms: null passes, the token still decides.)
+ *
  * Cookies are host-only with the "__Host-" prefix, Secure, HttpOnly,
  * SameSite=Lax, Path=/.  Browsers keep Secure cookies over plain HTTP only
  * on localhost: elsewhere the admin must be served over HTTPS.
@@ -361,6 +367,91 @@ ngx_http_tunnel_admin_csrf_ok(ngx_http_request_t *r,
     }
 
     return ngx_http_tunnel_admin_equal(sent, &ctx->csrf);
+}
+
+
+static ngx_table_elt_t *
+ngx_http_tunnel_admin_header_in(ngx_http_request_t *r, const char *name)
+{
+    size_t            len;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    len = ngx_strlen(name);
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            return &h[i];
+        }
+    }
+}
+
+
+/*
+ * NGX_OK unless the browser says the POST comes from another page than
+ * ours (a tunnel page on a sibling host, another site).
+ */
+ngx_int_t
+ngx_http_tunnel_admin_same_origin(ngx_http_request_t *r)
+{
+    u_char           *p, *last;
+    ngx_str_t         host;
+    ngx_table_elt_t  *h;
+
+    h = ngx_http_tunnel_admin_header_in(r, "Sec-Fetch-Site");
+
+    if (h && !(h->value.len == 11
+               && ngx_strncasecmp(h->value.data, (u_char *) "same-origin",
+                                  11) == 0)
+        && !(h->value.len == 4
+             && ngx_strncasecmp(h->value.data, (u_char *) "none", 4) == 0))
+    {
+        return NGX_DECLINED;
+    }
+
+    h = ngx_http_tunnel_admin_header_in(r, "Origin");
+
+    if (h == NULL
+        || (h->value.len == 4
+            && ngx_strncmp(h->value.data, "null", 4) == 0))
+    {
+        return NGX_OK;
+    }
+
+    /* scheme://host[:port]: the host part must be the request's Host */
+    p = ngx_strlcasestrn(h->value.data, h->value.data + h->value.len,
+                         (u_char *) "://", 3 - 1);
+    if (p == NULL || r->headers_in.host == NULL) {
+        return NGX_DECLINED;
+    }
+
+    p += 3;
+    last = h->value.data + h->value.len;
+    host = r->headers_in.host->value;
+
+    if ((size_t) (last - p) != host.len
+        || ngx_strncasecmp(p, host.data, host.len) != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
 }
 
 

@@ -14,10 +14,10 @@
  * doing it out of this page (another administrator can do it).  Deleting
  * asks for a ticked box that says what it deletes.
  *
- * "Tunnels up" is counted from the audit log (tunnel_events: opens without
- * a later close of the same session and name), the only record of live
- * tunnels in PostgreSQL: a tunneld killed without closing leaves its
- * tunnels counted until that name is opened and closed again.
+ * "Tunnels up" is counted from the live state: one list call to tunneld's
+ * API (tunnels.c; at most 1000 tunnels, in name order), counted per user,
+ * so a SIGKILLed node's tunnels stop counting once their routes expire.
+ * When the API does not answer the column shows "?" and the page says why.
  */
 
 #include "ngx_http_tunnel_admin_module.h"
@@ -28,13 +28,7 @@ static const char  ngx_http_tunnel_admin_users_sql[] =
     "       to_char(u.created_at, 'YYYY-MM-DD'),"
     "       coalesce(to_char(u.last_login_at, 'YYYY-MM-DD HH24:MI'),"
     "                'never'),"
-    "       (SELECT count(*) FROM ssh_keys k WHERE k.user_id = u.id),"
-    "       (SELECT count(*) FROM tunnel_events o"
-    "         WHERE o.user_id = u.id AND o.event IN ('open', 'takeover')"
-    "           AND NOT EXISTS (SELECT 1 FROM tunnel_events c"
-    "                            WHERE c.event = 'close'"
-    "                              AND c.session = o.session"
-    "                              AND c.name = o.name AND c.id > o.id))"
+    "       (SELECT count(*) FROM ssh_keys k WHERE k.user_id = u.id)"
     "  FROM users u ORDER BY u.name";
 
 static const char  ngx_http_tunnel_admin_user_action_sql[] =
@@ -46,6 +40,8 @@ static void ngx_http_tunnel_admin_user_button(ngx_http_request_t *r,
     const char *label, ngx_uint_t danger);
 static void ngx_http_tunnel_admin_user_delete(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *id, int row);
+static void ngx_http_tunnel_admin_user_tunnels(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx, json_t *live, int row);
 
 
 ngx_int_t
@@ -53,6 +49,8 @@ ngx_http_tunnel_admin_users_get(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx)
 {
     int         i, n;
+    json_t     *live;
+    ngx_int_t   rc;
     ngx_str_t   id;
     ngx_uint_t  admin, disabled, self;
 
@@ -62,6 +60,18 @@ ngx_http_tunnel_admin_users_get(ngx_http_request_t *r,
                                            ngx_http_tunnel_admin_users_sql,
                                            0, NULL);
     }
+
+    if (ctx->step == 1) {
+        /* the users stay in ctx->res meanwhile */
+        ctx->step = 2;
+
+        rc = ngx_http_tunnel_admin_live_list(r, ctx, NULL);
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+    }
+
+    live = ngx_http_tunnel_admin_live_tunnels(ctx);
 
     ngx_http_tunnel_admin_page_start(r, ctx, "Users");
     ngx_http_tunnel_admin_flash(r, ctx);
@@ -82,7 +92,24 @@ ngx_http_tunnel_admin_users_get(ngx_http_request_t *r,
     ngx_http_tunnel_admin_put(r, ctx,
         "<p>New users join with an <a href=\"/admin/invites\">invitation"
         "</a>.  Disabling a user signs them out and closes their tunnels "
-        "within seconds.</p>\n"
+        "within seconds.  Tunnels up: live now, on every node (details on "
+        "<a href=\"/admin/tunnels\">All tunnels</a>).</p>\n");
+
+    if (live == NULL) {
+        ngx_http_tunnel_admin_put(r, ctx, "<p class=\"msg bad\" "
+            "id=\"live-state\">Tunnels up is unknown (?): live state "
+            "unavailable, tunneld's management API is not answering.</p>\n");
+
+    } else if (json_is_string(json_object_get(ctx->api_json,
+                                              "next_cursor")))
+    {
+        ngx_http_tunnel_admin_printf(r, ctx, "<p class=\"hint\">More than "
+            "%d tunnels are live: Tunnels up counts the first %d by name."
+            "</p>\n", NGX_HTTP_TUNNEL_ADMIN_API_LIMIT,
+            NGX_HTTP_TUNNEL_ADMIN_API_LIMIT);
+    }
+
+    ngx_http_tunnel_admin_put(r, ctx,
         "<table>\n<thead><tr><th>User</th><th>Keys</th>"
         "<th>Tunnels up</th><th class=\"opt\">Created</th>"
         "<th class=\"opt\">Last sign-in</th><th>Actions</th></tr></thead>\n"
@@ -112,7 +139,7 @@ ngx_http_tunnel_admin_users_get(ngx_http_request_t *r,
         ngx_http_tunnel_admin_esc_cell(r, ctx, i, 6);
         ngx_http_tunnel_admin_put(r, ctx,
                                   "</td><td data-label=\"Tunnels up\">");
-        ngx_http_tunnel_admin_esc_cell(r, ctx, i, 7);
+        ngx_http_tunnel_admin_user_tunnels(r, ctx, live, i);
         ngx_http_tunnel_admin_put(r, ctx, "</td><td class=\"opt date\">");
         ngx_http_tunnel_admin_esc_cell(r, ctx, i, 4);
         ngx_http_tunnel_admin_put(r, ctx, "</td><td class=\"opt date\">");
@@ -155,6 +182,38 @@ ngx_http_tunnel_admin_users_get(ngx_http_request_t *r,
     ngx_http_tunnel_admin_page_end(r, ctx);
 
     return NGX_HTTP_TUNNEL_ADMIN_READY;
+}
+
+
+/* how many live tunnels the user of that row has, or "?" */
+static void
+ngx_http_tunnel_admin_user_tunnels(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx, json_t *live, int row)
+{
+    size_t      i, n, up;
+    ngx_str_t   name, user;
+
+    if (live == NULL) {
+        ngx_http_tunnel_admin_put(r, ctx, "?");
+        return;
+    }
+
+    name = ngx_http_tunnel_admin_cell(ctx, row, 1);
+    n = json_array_size(live);
+    up = 0;
+
+    for (i = 0; i < n; i++) {
+        user = ngx_http_tunnel_admin_json_str(json_array_get(live, i),
+                                              "user");
+
+        if (user.len == name.len
+            && ngx_strncmp(user.data, name.data, name.len) == 0)
+        {
+            up++;
+        }
+    }
+
+    ngx_http_tunnel_admin_printf(r, ctx, "%uz", up);
 }
 
 

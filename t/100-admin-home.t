@@ -76,11 +76,13 @@ sub reserve {
 
 my $r = $bob->get('/');
 is($r->{status}, 200, 'start page');
-like($r->{content}, qr{<title>Start a tunnel - ngx-tunnel</title>}, 'titled "Start a tunnel"');
-like($r->{content}, qr{<h1>Start a tunnel</h1>}, '... also in the heading');
-unlike($r->{content}, qr/Your tunnels/, 'not titled as a list of tunnels');
-like($r->{content}, qr/this page does not list live tunnels yet/,
-     'says it does not list live tunnels');
+like($r->{content}, qr{<title>Your tunnels - ngx-tunnel</title>}, 'titled "Your tunnels"');
+like($r->{content}, qr{<h1>Your tunnels</h1>}, '... also in the heading');
+like($r->{content}, qr{<h2>Live now</h2>\s*<p class="msg bad" id="live-state">Live state unavailable},
+     'live tunnels first: this stack has no tunneld, and the page says so');
+like($r->{content}, qr{<h2>Start a tunnel</h2>}, 'then how to start one');
+like($r->{content}, qr/this page lists it under Live now while ssh runs/,
+     'says where a live tunnel shows');
 unlike($r->{content}, qr/this-host|<em>myapp<\/em>/, 'no placeholder command');
 like($r->{content}, qr/You have no SSH key yet/, 'no key yet: says so');
 
@@ -97,9 +99,10 @@ like($r->{content}, qr{<button class="link" type="button" data-copy="tunnel-comm
 like($r->{content}, qr{<script src="/static/copy\.js"></script>}, 'its script');
 unlike($r->{content}, qr{<script>|<script [^>]*>[^<]}, 'no inline script');
 is($r->{headers}{'content-security-policy'},
-   "default-src 'none'; script-src 'self'; style-src 'self'; "
-   . "img-src 'self'; form-action 'self'; frame-ancestors 'none'; "
-   . "base-uri 'none'", 'CSP allows same-origin scripts here');
+   "default-src 'none'; script-src 'self'; connect-src 'self'; "
+   . "style-src 'self'; img-src 'self'; form-action 'self'; "
+   . "frame-ancestors 'none'; base-uri 'none'",
+   'CSP allows same-origin scripts (and their fetches) here');
 is($bob->get('/keys')->{headers}{'content-security-policy'},
    "default-src 'none'; style-src 'self'; img-src 'self'; "
    . "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",

@@ -164,7 +164,7 @@ async function main() {
 
     // --- the start page's command, copied --------------------------------
     await d.click('a.brand');
-    ok((await d.textContent('h1')) === 'Start a tunnel', 'start page title');
+    ok((await d.textContent('h1')) === 'Your tunnels', 'start page title');
     const command = (await d.textContent('#tunnel-command')).trim();
     const url = await d.textContent('#tunnel-url');
     ok(url === TUNNEL, 'the start page shows the tunnel URL', url);

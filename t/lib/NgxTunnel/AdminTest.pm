@@ -75,6 +75,9 @@ sub new {
         domain      => 'localhost',
         admin       => 1,
         admin_extra => $http_extra,
+        # tunneld's API only where tunneld runs: elsewhere every page would
+        # log nginx's connect() error for its socket
+        admin_api   => $tunneld ? 1 : 0,
         keep_dir    => $ENV{KEEP},
         %o,
     );

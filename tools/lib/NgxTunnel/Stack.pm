@@ -77,7 +77,9 @@ sub free_port {
 # on [::1] too; default: if the machine has it), pgroup (services in their
 # own process group), admin (serve the web control plane on the bare
 # domain; needs build/ngx_http_tunnel_admin_module.so), admin_extra (text
-# inside http{} next to the admin directives), workers (tunneld
+# inside http{} next to the admin directives), admin_api (with admin: the
+# internal location through which the admin module asks tunneld's
+# management API; default on), workers (tunneld
 # --workers N; default $TUNNELD_WORKERS, else one per online CPU as tunneld
 # itself defaults to; 1: a single process, no supervisor).
 sub new {
@@ -116,6 +118,7 @@ sub new {
         # the web control plane (admin/) on the bare domain; off unless asked
         admin            => $o{admin} // 0,
         admin_extra      => $o{admin_extra} // '',
+        admin_api        => $o{admin_api} // 1,
         ipv6             => $o{ipv6},
         is_root          => ($> == 0),
         owner            => $$,
@@ -653,6 +656,8 @@ sub nginx_config {
                     . "    tunnel_admin_tunnel_url \"http://%s.$domain:$port\";\n"
                     . "    $self->{admin_extra}";
         $admin_loc  = "location / {\n            tunnel_admin;\n        }";
+        $admin_loc .= "\n\n        " . $self->_admin_api_location
+            if $self->{admin_api};
     } else {
         $admin_loc = <<"LOC";
 location = / {
@@ -768,6 +773,33 @@ $self->{nginx_extra}
     }
 }
 CONF
+}
+
+# The admin module's way to tunneld's API (admin/ngx_http_tunnel_admin_api.c):
+# internal, so only its subrequests reach it; no header or body of the
+# browser's request is passed on; buffers for a page of 1000 tunnels (about
+# 600 bytes each) held in memory; short timeouts, as the page waits.
+sub _admin_api_location {
+    my ($self) = @_;
+    my $sock = $self->socket_dir . '/api.sock';
+    return <<"LOC";
+location /_tunneld/ {
+            internal;
+            tunnel_admin_api;
+            proxy_pass http://unix:$sock:/;
+            proxy_http_version 1.1;
+            proxy_pass_request_headers off;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_connect_timeout 1s;
+            proxy_send_timeout 2s;
+            proxy_read_timeout 3s;
+            proxy_buffer_size 16k;
+            proxy_buffers 64 16k;
+            proxy_max_temp_file_size 0;
+            subrequest_output_buffer_size 2m;
+        }
+LOC
 }
 
 sub write_nginx_config {
