@@ -31,8 +31,14 @@ ADMIN_CONFIG := $(wildcard admin/config)
 ADMIN_SRC    = $(wildcard admin/*.c admin/*.h admin/config)
 ADMIN_SO     = $(if $(ADMIN_CONFIG),$(B)/ngx_http_tunnel_admin_module.so)
 
-all: deps-check $(B)/tunneld $(B)/tunnelctl $(B)/ngx_http_tunnel_module.so \
-     $(ADMIN_SO)
+BINARIES = $(B)/tunneld $(B)/tunnelctl $(B)/ngx_http_tunnel_module.so \
+           $(ADMIN_SO)
+
+all: deps-check binaries
+
+# the build alone, without the dependency check (debian/rules, install)
+.PHONY: binaries
+binaries: $(BINARIES)
 
 # `deps-check` is cheap when everything is installed; it installs otherwise
 .PHONY: deps-check
@@ -120,7 +126,7 @@ INSTALL     ?= install
 D = $(DESTDIR)
 NGX_SO = ngx_http_tunnel_module.so $(if $(ADMIN_CONFIG),ngx_http_tunnel_admin_module.so)
 
-install: all
+install: binaries
 	$(INSTALL) -d $(D)$(SBINDIR) $(D)$(BINDIR) $(D)$(NGINX_MODULES_DIR) \
 	    $(D)$(NGINX_MODULES_CONF) $(D)$(DATADIR)/sql \
 	    $(D)$(DATADIR)/redis-scripts $(D)$(DATADIR)/examples \
@@ -157,3 +163,16 @@ uninstall:
 	    echo "make uninstall: kept $(D)$(SYSCONFDIR)/tunneld/tunneld.conf" \
 	         "(changed)"; \
 	fi
+
+# Debian packages (debian/, debhelper): tunneld and
+# libnginx-mod-http-tunnel, built from a copy of the tree in build/deb so
+# the build never cleans the working tree's build/.  The .deb files end
+# up in build/deb/.
+deb:
+	rm -rf $(B)/deb && mkdir -p $(B)/deb/ngx-tunnel
+	tar -c --exclude=./build --exclude=./.run --exclude=./.git \
+	    --exclude=node_modules --exclude=./t/artifacts --exclude=./t/tmp . \
+	    | tar -x -C $(B)/deb/ngx-tunnel
+	cd $(B)/deb/ngx-tunnel && dpkg-buildpackage -b -us -uc \
+	    >../build.log 2>&1 || { tail -40 ../build.log; exit 1; }
+	@ls $(B)/deb/*.deb
