@@ -24,15 +24,21 @@ MODULE_SRC   = $(wildcard ngx_tunnel_module/*.c ngx_tunnel_module/*.h) \
 
 UNIT_TESTS   = $(patsubst t/unit/%.c,$(B)/unit/%,$(wildcard t/unit/*.c))
 
-.PHONY: all deps run test unit bench clean
+.PHONY: all deps run test unit bench clean install uninstall deb
 
 # the admin module (admin/) builds in the same nginx configure run
 ADMIN_CONFIG := $(wildcard admin/config)
 ADMIN_SRC    = $(wildcard admin/*.c admin/*.h admin/config)
 ADMIN_SO     = $(if $(ADMIN_CONFIG),$(B)/ngx_http_tunnel_admin_module.so)
 
-all: deps-check $(B)/tunneld $(B)/tunnelctl $(B)/ngx_http_tunnel_module.so \
-     $(ADMIN_SO)
+BINARIES = $(B)/tunneld $(B)/tunnelctl $(B)/ngx_http_tunnel_module.so \
+           $(ADMIN_SO)
+
+all: deps-check binaries
+
+# the build alone, without the dependency check (debian/rules, install)
+.PHONY: binaries
+binaries: $(BINARIES)
 
 # `deps-check` is cheap when everything is installed; it installs otherwise
 .PHONY: deps-check
@@ -101,3 +107,72 @@ bench: all
 
 clean:
 	rm -rf $(B)
+
+# `make install PREFIX=/usr/local DESTDIR=/tmp/stage` (docs/DEPLOY.md).
+# The nginx modules go where Debian's nginx looks for them, whatever the
+# PREFIX; the config file is installed only when there is none yet, and
+# `make uninstall` removes it only while it is unchanged.
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+SBINDIR     ?= $(PREFIX)/sbin
+DATADIR     ?= $(PREFIX)/share/ngx-tunnel
+SYSCONFDIR  ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+NGINX_MODULES_DIR  ?= /usr/lib/nginx/modules
+NGINX_MODULES_CONF ?= /usr/share/nginx/modules-available
+INSTALL     ?= install
+
+D = $(DESTDIR)
+NGX_SO = ngx_http_tunnel_module.so $(if $(ADMIN_CONFIG),ngx_http_tunnel_admin_module.so)
+
+install: binaries
+	$(INSTALL) -d $(D)$(SBINDIR) $(D)$(BINDIR) $(D)$(NGINX_MODULES_DIR) \
+	    $(D)$(NGINX_MODULES_CONF) $(D)$(DATADIR)/sql \
+	    $(D)$(DATADIR)/redis-scripts $(D)$(DATADIR)/examples \
+	    $(D)$(SYSCONFDIR)/tunneld $(D)$(UNITDIR) $(D)$(SYSUSERSDIR)
+	$(INSTALL) -m 755 $(B)/tunneld $(D)$(SBINDIR)/tunneld
+	$(INSTALL) -m 755 $(B)/tunnelctl $(D)$(BINDIR)/tunnelctl
+	$(INSTALL) -m 644 $(addprefix $(B)/,$(NGX_SO)) $(D)$(NGINX_MODULES_DIR)/
+	echo 'load_module $(NGINX_MODULES_DIR)/ngx_http_tunnel_module.so;' \
+	    >$(D)$(NGINX_MODULES_CONF)/mod-http-tunnel.conf
+	$(if $(ADMIN_CONFIG),echo 'load_module $(NGINX_MODULES_DIR)/ngx_http_tunnel_admin_module.so;' \
+	    >$(D)$(NGINX_MODULES_CONF)/mod-http-tunnel-admin.conf)
+	$(INSTALL) -m 644 sql/*.sql $(D)$(DATADIR)/sql/
+	$(INSTALL) -m 644 redis-scripts/*.lua $(D)$(DATADIR)/redis-scripts/
+	$(INSTALL) -m 644 nginx.conf.example $(D)$(DATADIR)/examples/nginx.conf
+	$(INSTALL) -m 644 dist/tunneld.conf $(D)$(DATADIR)/examples/tunneld.conf
+	test -e $(D)$(SYSCONFDIR)/tunneld/tunneld.conf || \
+	    $(INSTALL) -m 644 dist/tunneld.conf $(D)$(SYSCONFDIR)/tunneld/tunneld.conf
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	    dist/tunneld.service.in >$(D)$(UNITDIR)/tunneld.service
+	chmod 644 $(D)$(UNITDIR)/tunneld.service
+	$(INSTALL) -m 644 dist/tunneld.sysusers $(D)$(SYSUSERSDIR)/tunneld.conf
+
+uninstall:
+	rm -f $(D)$(SBINDIR)/tunneld $(D)$(BINDIR)/tunnelctl \
+	    $(addprefix $(D)$(NGINX_MODULES_DIR)/,$(NGX_SO)) \
+	    $(D)$(NGINX_MODULES_CONF)/mod-http-tunnel.conf \
+	    $(D)$(NGINX_MODULES_CONF)/mod-http-tunnel-admin.conf \
+	    $(D)$(UNITDIR)/tunneld.service $(D)$(SYSUSERSDIR)/tunneld.conf
+	rm -rf $(D)$(DATADIR)
+	if cmp -s dist/tunneld.conf $(D)$(SYSCONFDIR)/tunneld/tunneld.conf; then \
+	    rm -f $(D)$(SYSCONFDIR)/tunneld/tunneld.conf; \
+	    rmdir $(D)$(SYSCONFDIR)/tunneld 2>/dev/null || true; \
+	else \
+	    echo "make uninstall: kept $(D)$(SYSCONFDIR)/tunneld/tunneld.conf" \
+	         "(changed)"; \
+	fi
+
+# Debian packages (debian/, debhelper): tunneld and
+# libnginx-mod-http-tunnel, built from a copy of the tree in build/deb so
+# the build never cleans the working tree's build/.  The .deb files end
+# up in build/deb/.
+deb:
+	rm -rf $(B)/deb && mkdir -p $(B)/deb/ngx-tunnel
+	tar -c --exclude=./build --exclude=./.run --exclude=./.git \
+	    --exclude=node_modules --exclude=./t/artifacts --exclude=./t/tmp . \
+	    | tar -x -C $(B)/deb/ngx-tunnel
+	cd $(B)/deb/ngx-tunnel && dpkg-buildpackage -b -us -uc \
+	    >../build.log 2>&1 || { tail -40 ../build.log; exit 1; }
+	@ls $(B)/deb/*.deb

@@ -1,8 +1,11 @@
 /*
- * tunneld's log: one line per event on stderr, "tunneld: <level>: ...".
+ * tunneld's log: one line per event on stderr, either text
+ * ("tunneld: <level>: [w2:1234] message", the default; journald adds the
+ * time) or JSON for log shippers (--log-format json:
+ * {"time":"...","level":"info","proc":"w2","pid":1234,"msg":"..."}).
  * No buffering across lines, no allocation, no file handling (the
- * supervisor or the dev stack redirects stderr).  Lines longer than the
- * internal buffer are cut, never split.
+ * supervisor, systemd or the dev stack redirects stderr).  Lines longer
+ * than the internal buffer are cut, never split.
  */
 
 #ifndef TNL_LOG_H
@@ -17,15 +20,26 @@ typedef enum {
 } tnl_log_level_e;
 
 
+typedef enum {
+    TNL_LOG_TEXT = 0,
+    TNL_LOG_JSON,
+} tnl_log_format_e;
+
+
 /* lines above level are dropped; the default is TNL_LOG_INFO */
 void tnl_log_set_level(tnl_log_level_e level);
 int tnl_log_enabled(tnl_log_level_e level);
 
+/* "text" or "json": 0, or -1 for anything else */
+int tnl_log_set_format(const char *name);
+
 /*
- * A tag put after the level on every line, e.g. "[w2:1234]" for worker 2
- * with pid 1234 ("tunneld: info: [w2:1234] message"); NULL: none.
+ * The process on every line: role "w2" (worker 2) or "sup" (supervisor)
+ * with this process's pid; text lines carry "[w2:1234]" after the level,
+ * JSON lines "proc" and "pid".  NULL: none (a single process; JSON lines
+ * still carry "pid").
  */
-void tnl_log_set_tag(const char *tag);
+void tnl_log_set_process(const char *role);
 
 void tnl_log(tnl_log_level_e level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

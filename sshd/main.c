@@ -1,6 +1,7 @@
 /*
- * tunneld: options and start-up.  Reads the command line (with
- * DATABASE_URL and REDIS_URL as fallbacks), prepares the socket directory
+ * tunneld: options and start-up.  Reads the command line, then the
+ * --config file for what the command line did not set (then DATABASE_URL
+ * and REDIS_URL as fallbacks), prepares the socket directory
  * (0750, stale t-*.sock removed), loads (or creates) the host key and
  * opens the listening sockets, all once, before any worker exists; then
  * runs one worker in this process (--workers 1) or the supervisor of N
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -30,8 +32,41 @@
 #include "worker.h"
 
 
+#define TNL_CONF_LINE  4096
+
+
 static char         tnl_node_buf[256];
 static char         tnl_url_buf[512];
+
+/* options the command line set: the config file does not override them */
+static char         tnl_opt_cmdline[128];
+
+
+static const struct option  tnl_opts[] = {
+    { "config",         required_argument, NULL, 'C' },
+    { "listen",         required_argument, NULL, 'l' },
+    { "host-key",       required_argument, NULL, 'k' },
+    { "socket-dir",     required_argument, NULL, 's' },
+    { "socket-group",   required_argument, NULL, 'g' },
+    { "domain",         required_argument, NULL, 'd' },
+    { "public-url",     required_argument, NULL, 'u' },
+    { "admin-url",      required_argument, NULL, 'a' },
+    { "database-url",   required_argument, NULL, 'D' },
+    { "redis-url",      required_argument, NULL, 'R' },
+    { "node",           required_argument, NULL, 'n' },
+    { "max-forwards",   required_argument, NULL, 'f' },
+    { "login-grace",    required_argument, NULL, 'G' },
+    { "max-startups",   required_argument, NULL, 'm' },
+    { "keepalive",      required_argument, NULL, 'K' },
+    { "workers",        required_argument, NULL, 'w' },
+    { "ciphers",        required_argument, NULL, 'c' },
+    { "api",            required_argument, NULL, 'A' },
+    { "api-token-file", required_argument, NULL, 'T' },
+    { "log-format",     required_argument, NULL, 'L' },
+    { "debug",          no_argument,       NULL, 'v' },
+    { "help",           no_argument,       NULL, 'h' },
+    { NULL, 0, NULL, 0 }
+};
 
 
 static void
@@ -39,6 +74,10 @@ tnl_usage(FILE *f)
 {
     fprintf(f,
         "usage: tunneld [options]\n"
+        "  --config FILE           read options from FILE: one \"name =\n"
+        "                          value\" a line, the names below without\n"
+        "                          \"--\" (debug = yes); the command line\n"
+        "                          wins over the file\n"
         "  --listen ADDR:PORT      default 0.0.0.0:2222 (repeatable)\n"
         "  --host-key PATH         default ./ssh_host_ed25519_key\n"
         "  --socket-dir DIR        default ./sockets\n"
@@ -62,6 +101,8 @@ tnl_usage(FILE *f)
         "                          (always on DIR/api.sock); a non-loopback\n"
         "                          address needs --api-token-file\n"
         "  --api-token-file FILE   TCP API requests need this bearer token\n"
+        "  --log-format FORMAT     text (default) or json, one line per\n"
+        "                          event on stderr either way\n"
         "  --debug                 log every stream\n");
 }
 
@@ -79,7 +120,8 @@ tnl_admin_url_trim(char *url)
 
 
 static int
-tnl_number(const char *opt, const char *s, int min, int max, int *out)
+tnl_number(const char *where, const char *opt, const char *s, int min,
+    int max, int *out)
 {
     char  *end;
     long   v;
@@ -88,8 +130,8 @@ tnl_number(const char *opt, const char *s, int min, int max, int *out)
     v = strtol(s, &end, 10);
 
     if (errno || *end != '\0' || end == s || v < min || v > max) {
-        fprintf(stderr, "tunneld: %s wants a number from %d to %d, not "
-                "\"%s\"\n", opt, min, max, s);
+        fprintf(stderr, "tunneld: %s%s wants a number from %d to %d, not "
+                "\"%s\"\n", where, opt, min, max, s);
         return -1;
     }
 
@@ -98,35 +140,229 @@ tnl_number(const char *opt, const char *s, int min, int max, int *out)
 }
 
 
+/*
+ * Applies one option.  where is "" on the command line and "FILE:LINE: "
+ * for the config file (error messages name the place); opt is the
+ * option as the user wrote it there ("--workers" or "workers").  arg
+ * lives as long as the process.
+ */
+static int
+tnl_option(int c, const char *where, const char *opt, char *arg)
+{
+    switch (c) {
+    case 'l':
+        if (tnl_conf.nlisten == TNL_LISTEN_MAX) {
+            fprintf(stderr, "tunneld: %stoo many %s (at most %d)\n", where,
+                    opt, TNL_LISTEN_MAX);
+            return -1;
+        }
+        tnl_conf.listen[tnl_conf.nlisten++] = arg;
+        break;
+    case 'k': tnl_conf.host_key = arg; break;
+    case 's': tnl_conf.socket_dir = arg; break;
+    case 'g': tnl_conf.socket_group = arg; break;
+    case 'd': tnl_conf.domain = arg; break;
+    case 'u': tnl_conf.public_url = arg; break;
+    case 'a':
+        /* "http://host/" and "http://host" give the same keys URL */
+        tnl_admin_url_trim(arg);
+        tnl_conf.admin_url = arg[0] != '\0' ? arg : NULL;
+        break;
+    case 'D': tnl_conf.database_url = arg; break;
+    case 'R': tnl_conf.redis_url = arg; break;
+    case 'n': tnl_conf.node = arg; break;
+    case 'A': tnl_conf.api_listen = arg; break;
+    case 'T': tnl_conf.api_token_file = arg; break;
+    case 'f':
+        return tnl_number(where, opt, arg, 1, 1000, &tnl_conf.max_forwards);
+    case 'G':
+        return tnl_number(where, opt, arg, 1, 3600, &tnl_conf.login_grace);
+    case 'm':
+        return tnl_number(where, opt, arg, 1, 100000,
+                          &tnl_conf.max_startups);
+    case 'K':
+        return tnl_number(where, opt, arg, 1, 3600, &tnl_conf.keepalive);
+    case 'w':
+        return tnl_number(where, opt, arg, 1, TNL_WORKERS_MAX,
+                          &tnl_conf.workers);
+    case 'c':
+        /* set before the workers fork: they inherit it */
+        if (tnl_session_set_ciphers(arg) != 0) {
+            fprintf(stderr, "tunneld: %s%s \"%s\" names no cipher libssh "
+                    "supports (e.g. aes128-gcm@openssh.com,"
+                    "chacha20-poly1305@openssh.com)\n", where, opt, arg);
+            return -1;
+        }
+        break;
+    case 'L':
+        if (tnl_log_set_format(arg) != 0) {
+            fprintf(stderr, "tunneld: %s%s wants \"text\" or \"json\", not "
+                    "\"%s\"\n", where, opt, arg);
+            return -1;
+        }
+        break;
+    case 'v':
+        tnl_log_set_level(TNL_LOG_DEBUG);
+        break;
+    default:
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static char *
+tnl_conf_trim(char *p)
+{
+    char  *end;
+
+    while (*p == ' ' || *p == '\t') {
+        p++;
+    }
+
+    end = p + strlen(p);
+    while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n'
+                       || end[-1] == '\r'))
+    {
+        *--end = '\0';
+    }
+
+    /* "value" keeps spaces at its ends; nothing inside is special */
+    if (end - p >= 2 && p[0] == '"' && end[-1] == '"') {
+        end[-1] = '\0';
+        p++;
+    }
+
+    return p;
+}
+
+
+/* yes/no for an option without an argument ("debug = yes"): 1, 0, -1 */
+static int
+tnl_conf_flag(const char *v)
+{
+    static const char  *yes[] = { "yes", "true", "on", "1" };
+    static const char  *no[] = { "no", "false", "off", "0" };
+    size_t              i;
+
+    for (i = 0; i < 4; i++) {
+        if (strcasecmp(v, yes[i]) == 0) {
+            return 1;
+        }
+        if (strcasecmp(v, no[i]) == 0) {
+            return 0;
+        }
+    }
+
+    return -1;
+}
+
+
+/*
+ * The config file: "name = value" lines with the long option names,
+ * blank lines and lines starting with '#' (a '#' after a value is part
+ * of it: database URLs may hold one).  An option the command line set is
+ * skipped (all of its lines, for the repeatable --listen).
+ */
+static int
+tnl_conf_read(const char *path)
+{
+    const struct option  *o;
+    FILE                 *f;
+    char                  line[TNL_CONF_LINE], where[600], *p, *eq, *name;
+    char                 *value;
+    int                   n = 0, rc = -1, flag;
+
+    f = fopen(path, "re");
+    if (f == NULL) {
+        fprintf(stderr, "tunneld: cannot read --config \"%s\": %s\n", path,
+                strerror(errno));
+        return -1;
+    }
+
+    while (fgets(line, sizeof(line), f) != NULL) {
+        n++;
+        snprintf(where, sizeof(where), "%s:%d: ", path, n);
+
+        if (strchr(line, '\n') == NULL && !feof(f)) {
+            fprintf(stderr, "tunneld: %sline longer than %d bytes\n", where,
+                    TNL_CONF_LINE - 2);
+            goto done;
+        }
+
+        p = tnl_conf_trim(line);
+        if (*p == '\0' || *p == '#') {
+            continue;
+        }
+
+        eq = strchr(p, '=');
+        if (eq == NULL) {
+            fprintf(stderr, "tunneld: %sexpected \"name = value\", not "
+                    "\"%s\"\n", where, p);
+            goto done;
+        }
+
+        *eq = '\0';
+        name = tnl_conf_trim(p);
+        value = tnl_conf_trim(eq + 1);
+
+        for (o = tnl_opts; o->name != NULL; o++) {
+            if (strcmp(o->name, name) == 0) {
+                break;
+            }
+        }
+
+        if (o->name == NULL || o->val == 'C' || o->val == 'h') {
+            fprintf(stderr, "tunneld: %sunknown option \"%s\" (the names "
+                    "are tunneld --help's, without \"--\")\n", where, name);
+            goto done;
+        }
+
+        if (tnl_opt_cmdline[o->val]) {
+            continue;
+        }
+
+        if (o->has_arg == no_argument) {
+            flag = tnl_conf_flag(value);
+            if (flag == -1) {
+                fprintf(stderr, "tunneld: %s%s wants yes or no, not \"%s\"\n",
+                        where, name, value);
+                goto done;
+            }
+            if (flag == 0) {
+                continue;
+            }
+        }
+
+        value = strdup(value);           /* lives as long as the process */
+        if (value == NULL || tnl_option(o->val, where, name, value) != 0) {
+            goto done;
+        }
+    }
+
+    if (ferror(f)) {
+        fprintf(stderr, "tunneld: cannot read --config \"%s\": %s\n", path,
+                strerror(errno));
+        goto done;
+    }
+
+    rc = 0;
+
+done:
+
+    fclose(f);
+    return rc;
+}
+
+
 static int
 tnl_options(int argc, char **argv)
 {
-    static const struct option  opts[] = {
-        { "listen",         required_argument, NULL, 'l' },
-        { "host-key",       required_argument, NULL, 'k' },
-        { "socket-dir",     required_argument, NULL, 's' },
-        { "socket-group",   required_argument, NULL, 'g' },
-        { "domain",         required_argument, NULL, 'd' },
-        { "public-url",     required_argument, NULL, 'u' },
-        { "admin-url",      required_argument, NULL, 'a' },
-        { "database-url",   required_argument, NULL, 'D' },
-        { "redis-url",      required_argument, NULL, 'R' },
-        { "node",           required_argument, NULL, 'n' },
-        { "max-forwards",   required_argument, NULL, 'f' },
-        { "login-grace",    required_argument, NULL, 'G' },
-        { "max-startups",   required_argument, NULL, 'm' },
-        { "keepalive",      required_argument, NULL, 'K' },
-        { "workers",        required_argument, NULL, 'w' },
-        { "ciphers",        required_argument, NULL, 'c' },
-        { "api",            required_argument, NULL, 'A' },
-        { "api-token-file", required_argument, NULL, 'T' },
-        { "debug",          no_argument,       NULL, 'v' },
-        { "help",           no_argument,       NULL, 'h' },
-        { NULL, 0, NULL, 0 }
-    };
-
-    long  ncpu;
-    int   c;
+    const char  *config = NULL;
+    long         ncpu;
+    char         name[32];
+    int          c, idx = 0;
 
     ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 
@@ -148,88 +384,32 @@ tnl_options(int argc, char **argv)
      */
     tnl_conf.keepalive = 60;
 
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "", tnl_opts, &idx)) != -1) {
         switch (c) {
-        case 'l':
-            if (tnl_conf.nlisten == TNL_LISTEN_MAX) {
-                fprintf(stderr, "tunneld: too many --listen\n");
-                return -1;
-            }
-            tnl_conf.listen[tnl_conf.nlisten++] = optarg;
-            break;
-        case 'k': tnl_conf.host_key = optarg; break;
-        case 's': tnl_conf.socket_dir = optarg; break;
-        case 'g': tnl_conf.socket_group = optarg; break;
-        case 'd': tnl_conf.domain = optarg; break;
-        case 'u': tnl_conf.public_url = optarg; break;
-        case 'a':
-            /* "http://host/" and "http://host" give the same keys URL */
-            tnl_admin_url_trim(optarg);
-            tnl_conf.admin_url = optarg[0] != '\0' ? optarg : NULL;
-            break;
-        case 'D': tnl_conf.database_url = optarg; break;
-        case 'R': tnl_conf.redis_url = optarg; break;
-        case 'n': tnl_conf.node = optarg; break;
-        case 'A': tnl_conf.api_listen = optarg; break;
-        case 'T': tnl_conf.api_token_file = optarg; break;
-        case 'f':
-            if (tnl_number("--max-forwards", optarg, 1, 1000,
-                           &tnl_conf.max_forwards))
-            {
-                return -1;
-            }
-            break;
-        case 'G':
-            if (tnl_number("--login-grace", optarg, 1, 3600,
-                           &tnl_conf.login_grace))
-            {
-                return -1;
-            }
-            break;
-        case 'm':
-            if (tnl_number("--max-startups", optarg, 1, 100000,
-                           &tnl_conf.max_startups))
-            {
-                return -1;
-            }
-            break;
-        case 'K':
-            if (tnl_number("--keepalive", optarg, 1, 3600,
-                           &tnl_conf.keepalive))
-            {
-                return -1;
-            }
-            break;
-        case 'w':
-            if (tnl_number("--workers", optarg, 1, TNL_WORKERS_MAX,
-                           &tnl_conf.workers))
-            {
-                return -1;
-            }
-            break;
-        case 'c':
-            /* set before the workers fork: they inherit it */
-            if (tnl_session_set_ciphers(optarg) != 0) {
-                fprintf(stderr, "tunneld: --ciphers \"%s\" names no cipher "
-                        "libssh supports (e.g. aes128-gcm@openssh.com,"
-                        "chacha20-poly1305@openssh.com)\n", optarg);
-                return -1;
-            }
-            break;
-        case 'v':
-            tnl_log_set_level(TNL_LOG_DEBUG);
+        case 'C':
+            config = optarg;
             break;
         case 'h':
             tnl_usage(stdout);
             exit(0);
-        default:
+        case '?':
             tnl_usage(stderr);
             return -1;
+        default:
+            snprintf(name, sizeof(name), "--%s", tnl_opts[idx].name);
+            if (tnl_option(c, "", name, optarg) != 0) {
+                return -1;
+            }
+            tnl_opt_cmdline[c] = 1;
         }
     }
 
     if (optind < argc) {
         fprintf(stderr, "tunneld: unexpected argument \"%s\"\n", argv[optind]);
+        return -1;
+    }
+
+    if (config != NULL && tnl_conf_read(config) != 0) {
         return -1;
     }
 
@@ -251,14 +431,14 @@ tnl_options(int argc, char **argv)
     }
 
     if (tnl_conf.database_url == NULL || tnl_conf.database_url[0] == '\0') {
-        fprintf(stderr, "tunneld: no database: use --database-url or set "
-                "DATABASE_URL\n");
+        fprintf(stderr, "tunneld: no database: use --database-url, "
+                "database-url in --config or set DATABASE_URL\n");
         return -1;
     }
 
     if (tnl_conf.redis_url == NULL || tnl_conf.redis_url[0] == '\0') {
-        fprintf(stderr, "tunneld: no Redis: use --redis-url or set "
-                "REDIS_URL\n");
+        fprintf(stderr, "tunneld: no Redis: use --redis-url, redis-url in "
+                "--config or set REDIS_URL\n");
         return -1;
     }
 
@@ -370,6 +550,7 @@ main(int argc, char **argv)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
     (void) sigprocmask(SIG_BLOCK, &set, NULL);
 
     if (ssh_init() != SSH_OK) {

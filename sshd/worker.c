@@ -32,6 +32,7 @@
 #include "log.h"
 #include "loop.h"
 #include "metrics.h"
+#include "notify.h"
 #include "routes.h"
 #include "server.h"
 #include "session.h"
@@ -42,6 +43,7 @@
 #define TNL_WORKER_ACCEPT_LATE_MS  5000  /* accept without a key table */
 #define TNL_WORKER_FD_SLACK        8     /* fds outside epoll at times */
 #define TNL_WORKER_FD_LOG_MS       10000
+#define TNL_WORKER_READY_CHECK_MS  100   /* until PostgreSQL and Redis */
 
 #define TNL_SUPERVISOR_STOP_MS     6000  /* TERM -> KILL for workers */
 #define TNL_SUPERVISOR_QUICK_MS    10000 /* a death this soon is "quick" */
@@ -54,6 +56,7 @@ typedef struct {
     pid_t         pid;          /* 0: not running */
     int           number;       /* 1..N */
     uint64_t      started_ms;
+    int           ready;        /* said so on the ready pipe */
     unsigned      quick;        /* deaths in a row soon after start */
     tnl_timer_t   restart;
 } tnl_worker_proc_t;
@@ -71,6 +74,8 @@ typedef struct {
 static tnl_loop_t           *tnl_worker_loop;
 static tnl_io_t              tnl_worker_signal_io;
 static tnl_timer_t           tnl_worker_late;
+static tnl_timer_t           tnl_worker_ready_timer;
+static int                   tnl_worker_ready_fd = -1;  /* supervisor's */
 static int                   tnl_worker_stopping;
 static int                   tnl_worker_count = 1;
 static int                   tnl_worker_nofile = 1024;
@@ -85,6 +90,8 @@ static tnl_loop_t           *tnl_sup_loop;
 static tnl_io_t              tnl_sup_signal_io;
 static tnl_timer_t           tnl_sup_deadline;
 static tnl_timer_t           tnl_sup_sweep_timer;
+static tnl_io_t              tnl_sup_ready_io;
+static int                   tnl_sup_notified;
 static int                   tnl_sup_stopping;
 static int                   tnl_sup_killed;
 static int                   tnl_sup_rc;
@@ -234,6 +241,52 @@ tnl_worker_log_fd_shortage(const char *what, int err)
 
 /* one worker */
 
+/*
+ * SIGHUP reloads nothing, on purpose: the key table already follows
+ * PostgreSQL (LISTEN, within 2 s), the log is stderr (nothing to
+ * re-open), and the options (listeners, workers, paths) take a restart.
+ * It is caught so a stray HUP (a closed terminal, `systemctl kill -s HUP`)
+ * does not stop the service.
+ */
+static void
+tnl_worker_hup(void)
+{
+    tnl_log_info("SIGHUP: nothing to reload (the key table follows "
+                 "PostgreSQL by itself; restart tunneld to apply changed "
+                 "options)");
+}
+
+
+/*
+ * Ready: the host key is loaded (main.c, before any worker), the first
+ * key table came from PostgreSQL and Redis answers.  The single process
+ * tells the service manager itself; a worker tells its supervisor, which
+ * tells it when every worker has.
+ */
+static void
+tnl_worker_ready_check(tnl_timer_t *t)
+{
+    unsigned char  number = (unsigned char) (uintptr_t) t->data;
+
+    if (!tnl_keys_loaded() || !tnl_routes_available()) {
+        tnl_timer_add(t, TNL_WORKER_READY_CHECK_MS);
+        return;
+    }
+
+    tnl_log_info("ready: PostgreSQL and Redis are up");
+
+    if (tnl_worker_ready_fd == -1) {
+        (void) tnl_notify("READY=1\nSTATUS=accepting SSH connections");
+        return;
+    }
+
+    if (write(tnl_worker_ready_fd, &number, 1) != 1) {
+        tnl_log_warn("cannot tell the supervisor this worker is ready: %s",
+                     strerror(errno));
+    }
+}
+
+
 static void
 tnl_worker_signal_handler(tnl_io_t *io, uint32_t events)
 {
@@ -242,8 +295,16 @@ tnl_worker_signal_handler(tnl_io_t *io, uint32_t events)
     (void) events;
 
     while (read(io->fd, &si, sizeof(si)) == (ssize_t) sizeof(si)) {
+        if (si.ssi_signo == SIGHUP) {
+            tnl_worker_hup();
+            continue;
+        }
+
         if (!tnl_worker_stopping) {
             tnl_log_info("signal %u: shutting down", si.ssi_signo);
+            if (tnl_worker_ready_fd == -1) {
+                (void) tnl_notify("STOPPING=1");
+            }
         }
         tnl_worker_stopping = 1;
         tnl_loop_stop(tnl_worker_loop);
@@ -260,6 +321,7 @@ tnl_worker_signals(tnl_loop_t *loop)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
 
     /* SETMASK: a forked worker drops the supervisor's SIGCHLD too */
     if (sigprocmask(SIG_SETMASK, &set, NULL) == -1) {
@@ -312,6 +374,7 @@ tnl_worker_shutdown(tnl_loop_t *loop)
     uint64_t  deadline;
 
     tnl_timer_del(&tnl_worker_late);
+    tnl_timer_del(&tnl_worker_ready_timer);
     tnl_server_stop_listening();
     tnl_api_stop();
 
@@ -353,8 +416,8 @@ tnl_worker_run(int number, int nworkers, ssh_key key, const int *fds,
     tnl_worker_count = nworkers;
 
     if (number > 0) {
-        snprintf(tag, sizeof(tag), "[w%d:%ld]", number, (long) getpid());
-        tnl_log_set_tag(tag);
+        snprintf(tag, sizeof(tag), "w%d", number);
+        tnl_log_set_process(tag);
     }
 
     tnl_worker_raise_nofile();
@@ -371,6 +434,8 @@ tnl_worker_run(int number, int nworkers, ssh_key key, const int *fds,
 
     tnl_worker_loop = loop;
     tnl_timer_init(&tnl_worker_late, loop, tnl_worker_accept_late, NULL);
+    tnl_timer_init(&tnl_worker_ready_timer, loop, tnl_worker_ready_check,
+                   (void *) (uintptr_t) number);
 
     /* takes key and fds */
     if (tnl_server_start(loop, key, fds, nfds, nworkers > 1) == -1) {
@@ -408,6 +473,7 @@ tnl_worker_run(int number, int nworkers, ssh_key key, const int *fds,
 
     tnl_keys_on_change(tnl_worker_keys_changed);
     tnl_timer_add(&tnl_worker_late, TNL_WORKER_ACCEPT_LATE_MS);
+    tnl_timer_add(&tnl_worker_ready_timer, TNL_WORKER_READY_CHECK_MS);
 
     if (number > 0) {
         tnl_log_info("started: worker %d of %d, node \"%s\" domain \"%s\" "
@@ -431,6 +497,7 @@ tnl_worker_run(int number, int nworkers, ssh_key key, const int *fds,
 done:
 
     tnl_timer_del(&tnl_worker_late);
+    tnl_timer_del(&tnl_worker_ready_timer);
     tnl_server_free();
 
     if (tnl_worker_signal_io.loop != NULL) {
@@ -628,6 +695,7 @@ tnl_sup_stop_all(int rc)
     }
 
     tnl_sup_stopping = 1;
+    (void) tnl_notify("STOPPING=1");
 
     for (i = 0; i < tnl_nprocs; i++) {
         tnl_timer_del(&tnl_procs[i].restart);
@@ -699,6 +767,7 @@ tnl_sup_spawn(tnl_worker_proc_t *p)
         /* the supervisor's loop and signalfd are not ours */
 
         close(tnl_sup_signal_io.fd);
+        close(tnl_sup_ready_io.fd);
         tnl_loop_destroy(tnl_sup_loop);
 
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != sup) {
@@ -710,6 +779,7 @@ tnl_sup_spawn(tnl_worker_proc_t *p)
     }
 
     p->pid = pid;
+    p->ready = 0;
     p->started_ms = tnl_now_ms();
 
     tnl_log_info("worker %d started: pid %ld", p->number, (long) pid);
@@ -810,6 +880,11 @@ tnl_sup_signal_handler(tnl_io_t *io, uint32_t events)
             continue;
         }
 
+        if (si.ssi_signo == SIGHUP) {
+            tnl_worker_hup();            /* workers are not told: same */
+            continue;
+        }
+
         if (!tnl_sup_stopping) {
             tnl_log_info("signal %u: stopping %d worker(s)", si.ssi_signo,
                          tnl_sup_running());
@@ -817,6 +892,68 @@ tnl_sup_signal_handler(tnl_io_t *io, uint32_t events)
 
         tnl_sup_stop_all(0);
     }
+}
+
+
+/* a worker wrote its number: all of them ready is READY=1 for systemd */
+static void
+tnl_sup_ready_handler(tnl_io_t *io, uint32_t events)
+{
+    unsigned char  buf[TNL_WORKERS_MAX];
+    ssize_t        n, i;
+    int            ready = 0, j;
+    char           state[96];
+
+    (void) events;
+
+    while ((n = read(io->fd, buf, sizeof(buf))) > 0) {
+        for (i = 0; i < n; i++) {
+            if (buf[i] >= 1 && buf[i] <= tnl_nprocs) {
+                tnl_procs[buf[i] - 1].ready = 1;
+            }
+        }
+    }
+
+    for (j = 0; j < tnl_nprocs; j++) {
+        ready += tnl_procs[j].pid > 0 && tnl_procs[j].ready;
+    }
+
+    if (tnl_sup_notified || tnl_sup_stopping || ready < tnl_nprocs) {
+        return;
+    }
+
+    tnl_sup_notified = 1;
+    tnl_log_info("ready: %d workers", ready);
+
+    snprintf(state, sizeof(state), "READY=1\nSTATUS=%d workers accepting "
+             "SSH connections", ready);
+    (void) tnl_notify(state);
+}
+
+
+static int
+tnl_sup_ready_pipe(void)
+{
+    int  fds[2];
+
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) == -1) {
+        return -1;
+    }
+
+    tnl_io_init(&tnl_sup_ready_io, tnl_sup_loop, fds[0], tnl_sup_ready_handler,
+                NULL);
+
+    if (tnl_io_set(&tnl_sup_ready_io, EPOLLIN) == -1) {
+        close(fds[0]);
+        close(fds[1]);
+        tnl_sup_ready_io.loop = NULL;
+        return -1;
+    }
+
+    /* forked workers write, the supervisor never closes it before exit */
+    tnl_worker_ready_fd = fds[1];
+
+    return 0;
 }
 
 
@@ -830,6 +967,7 @@ tnl_sup_signals(void)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGHUP);
 
     if (sigprocmask(SIG_BLOCK, &set, NULL) == -1) {
         return -1;
@@ -872,11 +1010,9 @@ tnl_sup_reap_last(void)
 int
 tnl_supervisor_run(int nworkers, ssh_key key, const int *fds, int nfds)
 {
-    char  tag[48];
     int   i;
 
-    snprintf(tag, sizeof(tag), "[sup:%ld]", (long) getpid());
-    tnl_log_set_tag(tag);
+    tnl_log_set_process("sup");
 
     tnl_sup_key = key;
     tnl_sup_fds = fds;
@@ -892,6 +1028,12 @@ tnl_supervisor_run(int nworkers, ssh_key key, const int *fds, int nfds)
 
     if (tnl_sup_signals() == -1) {
         tnl_log_error("cannot set up signals: %s", strerror(errno));
+        tnl_sup_rc = 1;
+        goto done;
+    }
+
+    if (tnl_sup_ready_pipe() == -1) {
+        tnl_log_error("cannot create the ready pipe: %s", strerror(errno));
         tnl_sup_rc = 1;
         goto done;
     }
@@ -942,6 +1084,12 @@ done:
         if (tnl_sup_signal_io.loop != NULL) {
             tnl_io_del(&tnl_sup_signal_io);
             close(tnl_sup_signal_io.fd);
+        }
+        if (tnl_sup_ready_io.loop != NULL) {
+            tnl_io_del(&tnl_sup_ready_io);
+            close(tnl_sup_ready_io.fd);
+            close(tnl_worker_ready_fd);
+            tnl_worker_ready_fd = -1;
         }
         tnl_loop_destroy(tnl_sup_loop);
         tnl_sup_loop = NULL;
