@@ -772,7 +772,8 @@ tnl_db_watch(uint32_t events)
     }
 
     if (fd != tnl_db.io.fd) {
-        tnl_io_del(&tnl_db.io);
+        /* libpq closed the old socket: its number may be someone else's */
+        tnl_io_forget(&tnl_db.io);
         tnl_io_init(&tnl_db.io, tnl_db.loop, fd, tnl_db_io_handler, NULL);
     }
 

@@ -139,6 +139,20 @@ tnl_io_set(tnl_io_t *io, uint32_t events)
 
 
 void
+tnl_io_forget(tnl_io_t *io)
+{
+    if (!io->active) {
+        return;
+    }
+
+    /* closed already: the kernel dropped it from epoll by itself */
+    io->loop->nios--;
+    io->active = 0;
+    io->events = 0;
+}
+
+
+void
 tnl_io_del(tnl_io_t *io)
 {
     if (!io->active) {

@@ -57,6 +57,14 @@ int tnl_loop_once(tnl_loop_t *loop, int max_ms);
 void tnl_io_init(tnl_io_t *io, tnl_loop_t *loop, int fd,
     tnl_io_handler_pt handler, void *data);
 int tnl_io_set(tnl_io_t *io, uint32_t events);
+/*
+ * The fd was closed by the library that owns it (libssh on EOF or error,
+ * libpq switching sockets): the kernel removed it from epoll when it was
+ * closed, and its number may already belong to a new connection, so this
+ * only marks io inactive and never calls epoll_ctl on that number (which
+ * would remove or change the new owner's registration).
+ */
+void tnl_io_forget(tnl_io_t *io);
 void tnl_io_del(tnl_io_t *io);
 
 /*

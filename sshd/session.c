@@ -592,11 +592,36 @@ tnl_session_text_timer_handler(tnl_timer_t *t)
  * the other ready fds (a posted pass would run in this one, and could
  * follow itself while packets keep coming).
  */
+/*
+ * libssh 0.10.6 closes the session's socket itself when it sees EOF or an
+ * error (ssh_socket_close on its exception path).  The kernel then drops
+ * the fd from epoll, and the number can at once be taken by a new
+ * connection (an SSH client, nginx on a tunnel socket, an API client): an
+ * epoll_ctl on it from here would remove or change that connection's
+ * registration, which then never wakes up (seen: the first API request
+ * after a client that disconnected before auth got no answer).  1 when
+ * the socket is gone (io is then forgotten, never touched again).
+ */
+static int
+tnl_session_fd_gone(tnl_session_t *s)
+{
+    if (s->io.active && ssh_get_fd(s->ssh) != s->io.fd) {
+        tnl_io_forget(&s->io);
+    }
+
+    return !s->io.active;
+}
+
+
 static void
 tnl_session_update_io(tnl_session_t *s)
 {
     uint32_t  ev;
     int       pending, more;
+
+    if (tnl_session_fd_gone(s)) {
+        return;
+    }
 
     pending = (ssh_blocking_flush(s->ssh, 0) == SSH_AGAIN);
     s->unflushed = 0;
@@ -1327,7 +1352,10 @@ tnl_session_finish(tnl_session_t *s)
 
     tnl_timer_del(&s->timer);
     tnl_timer_del(&s->text_timer);
-    tnl_io_del(&s->io);
+
+    if (!tnl_session_fd_gone(s)) {
+        tnl_io_del(&s->io);
+    }
 
     /*
      * ssh_disconnect (and ssh_free) free every channel of the session in

@@ -117,6 +117,29 @@ my $sock_mode = (stat $sock)[2] & 07777;
 is(sprintf('%04o', $sock_mode), '0660', 'API socket is mode 0660');
 
 
+# SSH clients that leave before authenticating, each followed at once by an
+# API request: libssh closes such a socket itself, and its fd number goes
+# to the next connection; tunneld once dropped that connection's epoll
+# registration when tearing the old session down (the API request then
+# hung until its 10 s timeout).  Answered every time now.
+{
+    my $slow = 0;
+    for my $i (1 .. 40) {
+        my $c = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+            PeerPort => $s->env->{SSH_PORT}, Proto => 'tcp', Timeout => 5)
+            or die "ssh port: $!\n";
+        print $c "SSH-2.0-OpenSSH_9.2p1 probe\r\n";
+        my $line = <$c>;
+        close $c;
+        my $t1 = time;
+        my $h = api(GET => '/healthz', timeout => 3);
+        $slow++ if $h->{status} != 200 || time - $t1 > 2;
+    }
+    is($slow, 0, 'API answers at once after clients that left before auth '
+       . '(40 rounds)');
+}
+
+
 # --- tunnels up ------------------------------------------------------------
 
 my $alice = new_user($s, 'alice');
