@@ -347,7 +347,16 @@ is($t->sql("SELECT count(*) FROM tunnel_events c WHERE c.event = 'close'"
            . " AND c.user_name = 'carol'"), $lost,
    'nothing else closed');
 
+my @pids = $t->tunneld_pids;
 $t->stop_tunneld(signal => 'KILL');
+# the workers die with the supervisor (PDEATHSIG), a moment later
+sub running {     # a zombie nobody reaps holds no socket
+    my ($pid) = @_;
+    my $stat = read_file("/proc/$pid/stat");
+    return $stat ne '' && $stat !~ /^\d+ \(.*\) Z /s;
+}
+ok(wait_until(10, sub { !grep { running($_) } @pids }),
+   'tunneld and its workers are gone');
 $t->start_tunneld;
 ok(wait_until(10, sub { $t->sql("SELECT count(*) FROM tunnel_events WHERE"
                             . " event = 'close' AND detail = 'node lost'") == 4 }),
