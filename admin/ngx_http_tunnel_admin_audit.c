@@ -79,8 +79,7 @@ static void ngx_http_tunnel_admin_audit_form(ngx_http_request_t *r,
 static void ngx_http_tunnel_admin_audit_rows(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx, ngx_http_tunnel_admin_audit_filter_t *f);
 static void ngx_http_tunnel_admin_audit_link(ngx_http_request_t *r,
-    ngx_http_tunnel_admin_ctx_t *ctx, const char *key, ngx_str_t *value,
-    ngx_str_t *text);
+    ngx_http_tunnel_admin_ctx_t *ctx, const char *key, ngx_str_t *value);
 static void ngx_http_tunnel_admin_audit_query(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx, ngx_http_tunnel_admin_audit_filter_t *f,
     ngx_str_t *before);
@@ -429,15 +428,16 @@ ngx_http_tunnel_admin_audit_rows(ngx_http_request_t *r,
                                   "</td><td data-label=\"Kind\">"
                                   "<span class=\"tag\">");
         ngx_http_tunnel_admin_esc_cell(r, ctx, i, 2);
-        ngx_http_tunnel_admin_put(r, ctx, "</span></td><td data-label=\"Who\">");
+        ngx_http_tunnel_admin_put(r, ctx,
+                                  "</span></td><td data-label=\"Who\">");
         s = ngx_http_tunnel_admin_cell(ctx, i, 3);
-        ngx_http_tunnel_admin_audit_link(r, ctx, "user", &s, &s);
+        ngx_http_tunnel_admin_audit_link(r, ctx, "user", &s);
         ngx_http_tunnel_admin_put(r, ctx, "</td><td data-label=\"User\">");
         s = ngx_http_tunnel_admin_cell(ctx, i, 4);
-        ngx_http_tunnel_admin_audit_link(r, ctx, "user", &s, &s);
+        ngx_http_tunnel_admin_audit_link(r, ctx, "user", &s);
         ngx_http_tunnel_admin_put(r, ctx, "</td><td data-label=\"Name\">");
         s = ngx_http_tunnel_admin_cell(ctx, i, 5);
-        ngx_http_tunnel_admin_audit_link(r, ctx, "name", &s, &s);
+        ngx_http_tunnel_admin_audit_link(r, ctx, "name", &s);
         ngx_http_tunnel_admin_put(r, ctx,
                                   "</td><td data-label=\"Address\">");
         ngx_http_tunnel_admin_esc_cell(r, ctx, i, 6);
@@ -481,8 +481,7 @@ paging:
 /* a user or name cell: a link that filters by it ("" for NULL) */
 static void
 ngx_http_tunnel_admin_audit_link(ngx_http_request_t *r,
-    ngx_http_tunnel_admin_ctx_t *ctx, const char *key, ngx_str_t *value,
-    ngx_str_t *text)
+    ngx_http_tunnel_admin_ctx_t *ctx, const char *key, ngx_str_t *value)
 {
     ngx_uint_t  first;
 
@@ -495,7 +494,7 @@ ngx_http_tunnel_admin_audit_link(ngx_http_request_t *r,
     ngx_http_tunnel_admin_put(r, ctx, "<a href=\"/admin/audit");
     ngx_http_tunnel_admin_audit_arg(r, ctx, key, value, &first);
     ngx_http_tunnel_admin_put(r, ctx, "\">");
-    ngx_http_tunnel_admin_esc(r, ctx, text);
+    ngx_http_tunnel_admin_esc(r, ctx, value);
     ngx_http_tunnel_admin_put(r, ctx, "</a>");
 }
 
