@@ -36,6 +36,7 @@ is_deeply($s->env, {
     HTTP_PORT     => $http,
     SSH_PORT      => $ssh,
     TUNNEL_DOMAIN => 'localhost',
+    TUNNELD_API   => "$dir/sockets/api.sock",
 }, 'env');
 is($s->url('myapp'), "http://myapp.localhost:$http/", 'url');
 is($s->socket_dir, "$dir/sockets", 'socket_dir');
