@@ -115,8 +115,6 @@ static ngx_int_t ngx_http_tunnel_admin_act_show(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *shown);
 static ngx_int_t ngx_http_tunnel_admin_act_decided(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
-static ngx_int_t ngx_http_tunnel_admin_act_audit(ngx_http_request_t *r,
-    ngx_http_tunnel_admin_ctx_t *ctx);
 static ngx_int_t ngx_http_tunnel_admin_act_result(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *shown);
 static ngx_int_t ngx_http_tunnel_admin_act_unknown(ngx_http_request_t *r,
@@ -760,25 +758,7 @@ ngx_http_tunnel_admin_act_decided(ngx_http_request_t *r,
                   &ctx->user_name, &r->connection->addr_text, &ctx->s3,
                   ctx->s2.len ? " of key " : "", &ctx->s2, &ctx->s1);
 
-    return ngx_http_tunnel_admin_act_audit(r, ctx);
-}
-
-
-/*
- * AUDIT (issue 10): the one place every web decision on an activation
- * code passes through, approvals and denials, on /activate and on
- * /admin/activations.  The audit log's row (tunnel_events, extended by
- * sql/004 on another branch) belongs here, written at merge: who
- * (ctx->user_id, ctx->user_name), what (ctx->s1: 'approved', 'denied', or
- * why not), which key (ctx->s2, the fingerprint) and code (ctx->s3, the
- * activation_codes id), from where (r->connection->addr_text).  Start the
- * INSERT with ngx_http_tunnel_admin_query() and return its WAIT; the pages
- * go on at their AUDITED step.  Until then nothing is written.
- */
-static ngx_int_t
-ngx_http_tunnel_admin_act_audit(ngx_http_request_t *r,
-    ngx_http_tunnel_admin_ctx_t *ctx)
-{
+    /* the audit row is tunnel_activation_decide()'s (sql/006) */
     return NGX_DECLINED;
 }
 

@@ -97,6 +97,12 @@ static const char  ngx_http_tunnel_admin_stylesheet[] =
     "th{font-size:.85rem;color:var(--muted);font-weight:600}\n"
     "td form{display:inline;margin:0}\n"
     "td.date{white-space:nowrap}\n"
+    "main:has(table.audit,form.filters){max-width:80rem}\n"
+    "table.audit{font-size:.88rem}\n"
+    ".filters .row{display:flex;flex-wrap:wrap;gap:0 1rem}\n"
+    ".filters .row>div{flex:1 1 9rem}\n"
+    "select{padding:.45rem .5rem;border:1px solid var(--line);"
+    "border-radius:6px;font:inherit;background:#fff;width:100%}\n"
     ".confirm{display:inline-block;border:1px solid var(--line);"
     "border-radius:6px;padding:.1rem .4rem;margin:.15rem 0}\n"
     ".muted{color:var(--muted)}\n"
@@ -329,7 +335,8 @@ ngx_http_tunnel_admin_page_start(ngx_http_request_t *r,
             ngx_http_tunnel_admin_put(r, ctx,
                 "<a href=\"/admin/tunnels\">All tunnels</a>\n"
                 "<a href=\"/admin/invites\">Invitations</a>\n"
-                "<a href=\"/admin/users\">Users</a>\n");
+                "<a href=\"/admin/users\">Users</a>\n"
+                "<a href=\"/admin/audit\">Audit log</a>\n");
         }
 
         ngx_http_tunnel_admin_put(r, ctx, "<span class=\"who\">");

@@ -37,12 +37,17 @@ static const char  ngx_http_tunnel_admin_invites_sql[] =
     " ORDER BY i.created_at DESC, i.id DESC LIMIT 200";
 
 static const char  ngx_http_tunnel_admin_invite_create_sql[] =
-    "SELECT tunnel_admin_invite_create($1, $2, $3, $4, $5)";
+    "SELECT tunnel_admin_invite_create($1, $2, $3, $4, $5, $6)";
 
 static const char  ngx_http_tunnel_admin_invite_revoke_sql[] =
-    "UPDATE invitations SET revoked_at = now()"
-    " WHERE id = $1 AND revoked_at IS NULL AND used_at IS NULL"
-    " RETURNING id";
+    "WITH rev AS ("
+    "  UPDATE invitations SET revoked_at = now()"
+    "   WHERE id = $1 AND revoked_at IS NULL AND used_at IS NULL"
+    "  RETURNING id),"
+    " audit AS ("
+    "  INSERT INTO tunnel_events (event, actor_id, client_addr, detail)"
+    "  SELECT 'invite_revoked', $2, $3, 'invitation ' || id FROM rev)"
+    " SELECT id FROM rev";
 
 static const char  ngx_http_tunnel_admin_join_check_sql[] =
     "SELECT CASE WHEN revoked_at IS NOT NULL THEN 'revoked'"
@@ -52,7 +57,8 @@ static const char  ngx_http_tunnel_admin_join_check_sql[] =
     "  FROM invitations WHERE token_hash = $1::bytea";
 
 static const char  ngx_http_tunnel_admin_join_sql[] =
-    "SELECT r_status, r_user_id FROM tunnel_admin_join($1::bytea, $2, $3)";
+    "SELECT r_status, r_user_id"
+    "  FROM tunnel_admin_join($1::bytea, $2, $3, $4)";
 
 
 static ngx_int_t ngx_http_tunnel_admin_invites_list(ngx_http_request_t *r,
@@ -222,7 +228,7 @@ ngx_int_t
 ngx_http_tunnel_admin_invites_post(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx)
 {
-    ngx_str_t  *id;
+    ngx_str_t  *id, params[3];
 
     if (ngx_http_tunnel_admin_field_is(ctx, "action", "create")) {
         return ngx_http_tunnel_admin_invite_create(r, ctx);
@@ -242,10 +248,14 @@ ngx_http_tunnel_admin_invites_post(ngx_http_request_t *r,
                        "No such invitation.");
         }
 
+        params[0] = *id;
+        params[1] = ctx->user_id_text;
+        params[2] = r->connection->addr_text;
+
         ctx->step = 1;
         return ngx_http_tunnel_admin_query(r, ctx,
                                    ngx_http_tunnel_admin_invite_revoke_sql,
-                                   1, id);
+                                   3, params);
     }
 
     if (PQntuples(ctx->res) == 0) {
@@ -264,7 +274,7 @@ ngx_http_tunnel_admin_invite_create(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx)
 {
     ngx_int_t   hours;
-    ngx_str_t  *h, *note, token, params[5];
+    ngx_str_t  *h, *note, token, params[6];
 
     if (ctx->step == 0) {
         h = ngx_http_tunnel_admin_field(ctx, "hours");
@@ -317,12 +327,13 @@ ngx_http_tunnel_admin_invite_create(ngx_http_request_t *r,
         }
 
         params[4] = ctx->user_id_text;
+        params[5] = r->connection->addr_text;
 
         ctx->step = 1;
 
         return ngx_http_tunnel_admin_query(r, ctx,
                                    ngx_http_tunnel_admin_invite_create_sql,
-                                   5, params);
+                                   6, params);
     }
 
     if (ctx->step == 1) {
@@ -470,7 +481,7 @@ ngx_int_t
 ngx_http_tunnel_admin_join_post(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx)
 {
-    ngx_str_t  params[3], status, id;
+    ngx_str_t  params[4], status, id;
 
     switch (ctx->step) {
 
@@ -490,11 +501,12 @@ ngx_http_tunnel_admin_join_post(ngx_http_request_t *r,
         params[0] = ctx->s2;
         params[1] = ctx->s1;
         params[2] = ctx->pw_hash;
+        params[3] = r->connection->addr_text;
         ctx->step = NGX_HTTP_TUNNEL_ADMIN_JOIN_JOINED;
 
         return ngx_http_tunnel_admin_query(r, ctx,
                                            ngx_http_tunnel_admin_join_sql,
-                                           3, params);
+                                           4, params);
 
     case NGX_HTTP_TUNNEL_ADMIN_JOIN_JOINED:
         status = ngx_http_tunnel_admin_cell(ctx, 0, 0);

@@ -23,12 +23,24 @@ static const char  ngx_http_tunnel_admin_key_add_sql[] =
     "  INSERT INTO ssh_keys (user_id, key_type, key_base64, fingerprint,"
     "                        comment)"
     "  VALUES ($1, $2, $3, $4, $5)"
-    "  ON CONFLICT (fingerprint) DO NOTHING RETURNING id)"
+    "  ON CONFLICT (fingerprint) DO NOTHING RETURNING id),"
+    " audit AS ("
+    "  INSERT INTO tunnel_events (event, actor_id, client_addr, user_id,"
+    "                             fingerprint, detail)"
+    "  SELECT 'key_added', $1, $6, $1, $4, rtrim($2 || ' ' || $5) FROM ins)"
     " SELECT (SELECT id FROM ins),"
     "        (SELECT user_id = $1 FROM ssh_keys WHERE fingerprint = $4)";
 
 static const char  ngx_http_tunnel_admin_key_delete_sql[] =
-    "DELETE FROM ssh_keys WHERE id = $1 AND user_id = $2 RETURNING id";
+    "WITH del AS ("
+    "  DELETE FROM ssh_keys WHERE id = $1 AND user_id = $2"
+    "  RETURNING id, user_id, fingerprint, key_type, comment),"
+    " audit AS ("
+    "  INSERT INTO tunnel_events (event, actor_id, client_addr, user_id,"
+    "                             fingerprint, detail)"
+    "  SELECT 'key_removed', $2, $3, user_id, fingerprint,"
+    "         rtrim(key_type || ' ' || comment) FROM del)"
+    " SELECT id FROM del";
 
 
 static ngx_int_t ngx_http_tunnel_admin_key_add(ngx_http_request_t *r,
@@ -149,7 +161,7 @@ static ngx_int_t
 ngx_http_tunnel_admin_key_add(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx)
 {
-    ngx_str_t                        *line, params[5];
+    ngx_str_t                        *line, params[6];
     const char                       *err;
     ngx_http_tunnel_admin_sshkey_t    key;
 
@@ -173,13 +185,14 @@ ngx_http_tunnel_admin_key_add(ngx_http_request_t *r,
         params[2] = key.base64;
         params[3] = key.fingerprint;
         params[4] = key.comment;
+        params[5] = r->connection->addr_text;
 
         ctx->s1 = key.fingerprint;
         ctx->step = 1;
 
         return ngx_http_tunnel_admin_query(r, ctx,
                                            ngx_http_tunnel_admin_key_add_sql,
-                                           5, params);
+                                           6, params);
     }
 
     if (ngx_http_tunnel_admin_cell(ctx, 0, 0).len == 0) {
@@ -204,7 +217,7 @@ static ngx_int_t
 ngx_http_tunnel_admin_key_delete(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx)
 {
-    ngx_str_t  *id, params[2];
+    ngx_str_t  *id, params[3];
 
     if (ctx->step == 0) {
         id = ngx_http_tunnel_admin_field(ctx, "id");
@@ -216,11 +229,12 @@ ngx_http_tunnel_admin_key_delete(ngx_http_request_t *r,
 
         params[0] = *id;
         params[1] = ctx->user_id_text;
+        params[2] = r->connection->addr_text;
         ctx->step = 1;
 
         return ngx_http_tunnel_admin_query(r, ctx,
                                        ngx_http_tunnel_admin_key_delete_sql,
-                                       2, params);
+                                       3, params);
     }
 
     if (PQntuples(ctx->res) == 0) {

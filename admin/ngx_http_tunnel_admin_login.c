@@ -39,13 +39,26 @@ static const char  ngx_http_tunnel_admin_login_sql[] =
     "       u.id, u.password_hash, u.disabled"
     "  FROM (SELECT 1) AS one LEFT JOIN users u ON u.name = $2";
 
+/* the audit row names who was typed: maybe nobody's account */
 static const char  ngx_http_tunnel_admin_login_failed_sql[] =
     "WITH old AS ("
-    "  DELETE FROM login_failures WHERE at < now() - interval '1 day')"
+    "  DELETE FROM login_failures WHERE at < now() - interval '1 day'),"
+    " audit AS ("
+    "  INSERT INTO tunnel_events (event, actor_name, client_addr, user_id,"
+    "                             detail)"
+    "  SELECT 'login_failed', $2, $1, u.id,"
+    "         CASE WHEN u.id IS NULL THEN 'no such user'"
+    "              ELSE 'wrong password' END"
+    "    FROM (SELECT 1) AS one LEFT JOIN users u ON u.name = $2)"
     " INSERT INTO login_failures (client_addr, user_name) VALUES ($1, $2)";
 
 static const char  ngx_http_tunnel_admin_logout_sql[] =
-    "DELETE FROM sessions WHERE token_hash = $1::bytea";
+    "WITH del AS ("
+    "  DELETE FROM sessions WHERE token_hash = $1::bytea RETURNING user_id),"
+    " audit AS ("
+    "  INSERT INTO tunnel_events (event, actor_id, client_addr, user_id)"
+    "  SELECT 'logout', user_id, $2, user_id FROM del)"
+    " SELECT 1";
 
 
 /* the pages a sign-in returns to, with their query */
@@ -454,6 +467,7 @@ ngx_http_tunnel_admin_login_verified(ngx_http_request_t *r,
 
     ctx->user_name = ctx->s1;
     ctx->step = NGX_HTTP_TUNNEL_ADMIN_LOGIN_SIGNED_IN;
+    ctx->audit_login = 1;
 
     return ngx_http_tunnel_admin_session_create(r, ctx, &ctx->s2);
 }
@@ -463,21 +477,22 @@ ngx_int_t
 ngx_http_tunnel_admin_logout_post(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx)
 {
-    ngx_str_t  param, empty;
+    ngx_str_t  params[2], empty;
 
     if (ctx->step == 0) {
         if (ngx_http_tunnel_admin_sha256_param(r->pool, &ctx->session_token,
-                                               &param)
+                                               &params[0])
             != NGX_OK)
         {
             return NGX_ERROR;
         }
 
+        params[1] = r->connection->addr_text;
         ctx->step = 1;
 
         return ngx_http_tunnel_admin_query(r, ctx,
                                            ngx_http_tunnel_admin_logout_sql,
-                                           1, &param);
+                                           2, params);
     }
 
     ngx_str_set(&empty, "");

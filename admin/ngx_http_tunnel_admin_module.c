@@ -269,6 +269,9 @@ static ngx_http_tunnel_admin_route_t  ngx_http_tunnel_admin_routes[] = {
       ngx_http_tunnel_admin_activations_get,
       ngx_http_tunnel_admin_activations_post },
 
+    { ngx_string("/admin/audit"), 0, NGX_HTTP_TUNNEL_ADMIN_ADMIN,
+      ngx_http_tunnel_admin_audit_get, NULL },
+
     { ngx_null_string, 0, 0, NULL, NULL }
 };
 

@@ -137,6 +137,7 @@ struct ngx_http_tunnel_admin_ctx_s {
     unsigned                           script:1;  /* page loads a script */
     unsigned                           no_cache:1; /* typed, yet no-store */
     unsigned                           wide:1;    /* a wide table */
+    unsigned                           audit_login:1; /* session_create */
 
     /* request input */
     ngx_array_t                       *form;      /* of ..._field_t */
@@ -370,6 +371,8 @@ ngx_int_t ngx_http_tunnel_admin_names_post(ngx_http_request_t *r,
 ngx_int_t ngx_http_tunnel_admin_users_get(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
 ngx_int_t ngx_http_tunnel_admin_users_post(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
+ngx_int_t ngx_http_tunnel_admin_audit_get(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
 ngx_int_t ngx_http_tunnel_admin_passlink_get(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);

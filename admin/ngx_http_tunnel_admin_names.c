@@ -23,11 +23,18 @@ static const char  ngx_http_tunnel_admin_names_sql[] =
     " ORDER BY r.user_id = $1 DESC, r.name";
 
 static const char  ngx_http_tunnel_admin_name_reserve_sql[] =
-    "SELECT tunnel_admin_reserve_name($1, $2, $3)";
+    "SELECT tunnel_admin_reserve_name($1, $2, $3, $4)";
 
 static const char  ngx_http_tunnel_admin_name_release_sql[] =
-    "DELETE FROM reserved_names"
-    " WHERE name = $1 AND (user_id = $2 OR $3::boolean) RETURNING name";
+    "WITH rel AS ("
+    "  DELETE FROM reserved_names"
+    "   WHERE name = $1 AND (user_id = $2 OR $3::boolean)"
+    "  RETURNING name, user_id),"
+    " audit AS ("
+    "  INSERT INTO tunnel_events (event, actor_id, client_addr, user_id,"
+    "                             name)"
+    "  SELECT 'name_released', $2, $4, user_id, name FROM rel)"
+    " SELECT name FROM rel";
 
 
 static void ngx_http_tunnel_admin_names_table(ngx_http_request_t *r,
@@ -183,7 +190,7 @@ ngx_http_tunnel_admin_name_reserve(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx)
 {
     u_char                             *folded;
-    ngx_str_t                          *name, params[3];
+    ngx_str_t                          *name, params[4];
     const char                         *msg;
     ngx_http_tunnel_admin_main_conf_t  *amcf;
 
@@ -229,11 +236,12 @@ ngx_http_tunnel_admin_name_reserve(ngx_http_request_t *r,
             return NGX_ERROR;
         }
 
+        params[3] = r->connection->addr_text;
         ctx->step = 1;
 
         return ngx_http_tunnel_admin_query(r, ctx,
                                        ngx_http_tunnel_admin_name_reserve_sql,
-                                       3, params);
+                                       4, params);
     }
 
     if (ngx_http_tunnel_admin_cell_is(ctx, 0, 0, "ok")) {
@@ -280,7 +288,7 @@ static ngx_int_t
 ngx_http_tunnel_admin_name_release(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx)
 {
-    ngx_str_t  *name, params[3];
+    ngx_str_t  *name, params[4];
 
     if (ctx->step == 0) {
         name = ngx_http_tunnel_admin_field(ctx, "name");
@@ -293,11 +301,12 @@ ngx_http_tunnel_admin_name_release(ngx_http_request_t *r,
         params[0] = *name;
         params[1] = ctx->user_id_text;
         ngx_http_tunnel_admin_bool_param(&params[2], ctx->is_admin);
+        params[3] = r->connection->addr_text;
         ctx->step = 1;
 
         return ngx_http_tunnel_admin_query(r, ctx,
                                        ngx_http_tunnel_admin_name_release_sql,
-                                       3, params);
+                                       4, params);
     }
 
     if (PQntuples(ctx->res) == 0) {

@@ -35,10 +35,11 @@ static const char  ngx_http_tunnel_admin_passlink_check_sql[] =
 
 static const char  ngx_http_tunnel_admin_passlink_set_sql[] =
     "SELECT r_status, r_user_id, r_user_name"
-    "  FROM tunnel_admin_password_set($1::bytea, $2)";
+    "  FROM tunnel_admin_password_set($1::bytea, $2, $3)";
 
 static const char  ngx_http_tunnel_admin_passlink_create_sql[] =
-    "SELECT tunnel_admin_password_token_create($1, u.id, $3, $4), u.name"
+    "SELECT tunnel_admin_password_token_create($1, u.id, $3, $4, $5),"
+    "       u.name"
     "  FROM users u WHERE u.id = $2";
 
 
@@ -122,7 +123,7 @@ ngx_http_tunnel_admin_passlink_post(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx)
 {
     ngx_int_t    rc;
-    ngx_str_t    params[2], id;
+    ngx_str_t    params[3], id;
     const char  *err;
 
     switch (ctx->step) {
@@ -167,11 +168,12 @@ ngx_http_tunnel_admin_passlink_post(ngx_http_request_t *r,
 
         params[0] = ctx->s2;
         params[1] = ctx->pw_hash;
+        params[2] = r->connection->addr_text;
         ctx->step = NGX_HTTP_TUNNEL_ADMIN_PASSLINK_SET;
 
         return ngx_http_tunnel_admin_query(r, ctx,
                                        ngx_http_tunnel_admin_passlink_set_sql,
-                                       2, params);
+                                       3, params);
 
     case NGX_HTTP_TUNNEL_ADMIN_PASSLINK_SET:
         if (!ngx_http_tunnel_admin_cell_is(ctx, 0, 0, "ok")) {
@@ -280,7 +282,7 @@ ngx_int_t
 ngx_http_tunnel_admin_password_link(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *user_id)
 {
-    ngx_str_t                           token, params[4];
+    ngx_str_t                           token, params[5];
     ngx_http_tunnel_admin_main_conf_t  *amcf;
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_tunnel_admin_module);
@@ -301,8 +303,9 @@ ngx_http_tunnel_admin_password_link(ngx_http_request_t *r,
     params[0] = token;
     params[1] = *user_id;
     params[3] = ctx->user_id_text;
+    params[4] = r->connection->addr_text;
 
     return ngx_http_tunnel_admin_query(r, ctx,
                                    ngx_http_tunnel_admin_passlink_create_sql,
-                                   4, params);
+                                   5, params);
 }

@@ -55,7 +55,10 @@ static const char  ngx_http_tunnel_admin_session_create_sql[] =
     "  DELETE FROM sessions WHERE user_id = $1"
     "     AND (expires_at < now() OR idle_expires_at < now())),"
     " fail AS ("
-    "  DELETE FROM login_failures WHERE user_name IN (SELECT name FROM u))"
+    "  DELETE FROM login_failures WHERE user_name IN (SELECT name FROM u)),"
+    " audit AS ("
+    "  INSERT INTO tunnel_events (event, actor_id, client_addr, user_id)"
+    "  SELECT 'login', id, $6, id FROM u WHERE $8::boolean)"
     " INSERT INTO sessions (user_id, token_hash, csrf_secret, expires_at,"
     "                       idle_expires_at, client_addr, user_agent)"
     " SELECT u.id, $2::bytea, $3::bytea, now() + make_interval(secs => $4),"
@@ -482,7 +485,7 @@ ngx_http_tunnel_admin_session_create(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *user_id)
 {
     u_char                              csrf[NGX_HTTP_TUNNEL_ADMIN_TOKEN_BYTES];
-    ngx_str_t                           token, params[7];
+    ngx_str_t                           token, params[8];
     ngx_http_tunnel_admin_main_conf_t  *amcf;
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_tunnel_admin_module);
@@ -537,9 +540,12 @@ ngx_http_tunnel_admin_session_create(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    /* /login leaves a "login" row; setup, join and links leave their own */
+    ngx_http_tunnel_admin_bool_param(&params[7], ctx->audit_login);
+
     return ngx_http_tunnel_admin_query(r, ctx,
                                        ngx_http_tunnel_admin_session_create_sql,
-                                       7, params);
+                                       8, params);
 }
 
 

@@ -25,7 +25,7 @@ typedef enum {
 
 
 static const char  ngx_http_tunnel_admin_setup_sql[] =
-    "SELECT r_status, r_user_id FROM tunnel_admin_setup($1, $2)";
+    "SELECT r_status, r_user_id FROM tunnel_admin_setup($1, $2, $3)";
 
 ngx_int_t
 ngx_http_tunnel_admin_setup_get(ngx_http_request_t *r,
@@ -79,7 +79,7 @@ ngx_int_t
 ngx_http_tunnel_admin_setup_post(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx)
 {
-    ngx_str_t    params[2], id;
+    ngx_str_t    params[3], id;
     const char  *msg;
 
     switch (ctx->step) {
@@ -95,11 +95,12 @@ ngx_http_tunnel_admin_setup_post(ngx_http_request_t *r,
 
         params[0] = ctx->s1;
         params[1] = ctx->pw_hash;
+        params[2] = r->connection->addr_text;
         ctx->step = NGX_HTTP_TUNNEL_ADMIN_SETUP_CREATED;
 
         return ngx_http_tunnel_admin_query(r, ctx,
                                            ngx_http_tunnel_admin_setup_sql,
-                                           2, params);
+                                           3, params);
 
     case NGX_HTTP_TUNNEL_ADMIN_SETUP_CREATED:
         if (ngx_http_tunnel_admin_cell_is(ctx, 0, 0, "name_taken")) {
@@ -107,6 +108,18 @@ ngx_http_tunnel_admin_setup_post(ngx_http_request_t *r,
                       "The account " NGX_HTTP_TUNNEL_ADMIN_LQ "%V"
                       NGX_HTTP_TUNNEL_ADMIN_RQ " already has a password: "
                       "sign in with it, or choose another name.", &ctx->s1);
+
+            return msg ? ngx_http_tunnel_admin_form_error(r, ctx,
+                             NGX_HTTP_TUNNEL_ADMIN_INVALID, msg)
+                       : NGX_ERROR;
+        }
+
+        if (ngx_http_tunnel_admin_cell_is(ctx, 0, 0, "disabled")) {
+            msg = ngx_http_tunnel_admin_sentence(r,
+                      "The account " NGX_HTTP_TUNNEL_ADMIN_LQ "%V"
+                      NGX_HTTP_TUNNEL_ADMIN_RQ " is disabled: setup does "
+                      "not enable it.  Choose another name (an operator can "
+                      "enable it with tunnelctl user enable).", &ctx->s1);
 
             return msg ? ngx_http_tunnel_admin_form_error(r, ctx,
                              NGX_HTTP_TUNNEL_ADMIN_INVALID, msg)

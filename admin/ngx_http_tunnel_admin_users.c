@@ -32,7 +32,7 @@ static const char  ngx_http_tunnel_admin_users_sql[] =
     "  FROM users u ORDER BY u.name";
 
 static const char  ngx_http_tunnel_admin_user_action_sql[] =
-    "SELECT tunnel_admin_user_action($1, $2, $3)";
+    "SELECT tunnel_admin_user_action($1, $2, $3, $4)";
 
 
 static void ngx_http_tunnel_admin_user_button(ngx_http_request_t *r,
@@ -259,7 +259,7 @@ ngx_int_t
 ngx_http_tunnel_admin_users_post(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx)
 {
-    ngx_str_t   *id, *action, params[3];
+    ngx_str_t   *id, *action, params[4];
     ngx_uint_t   i, self;
 
     static const char  *actions[] = {
@@ -347,6 +347,7 @@ ngx_http_tunnel_admin_users_post(ngx_http_request_t *r,
         params[0] = ctx->user_id_text;
         params[1] = *id;
         params[2] = *action;
+        params[3] = r->connection->addr_text;
 
         ctx->s1 = *action;
         ctx->s2 = *id;
@@ -354,7 +355,7 @@ ngx_http_tunnel_admin_users_post(ngx_http_request_t *r,
 
         return ngx_http_tunnel_admin_query(r, ctx,
                                        ngx_http_tunnel_admin_user_action_sql,
-                                       3, params);
+                                       4, params);
     }
 
     if (ngx_http_tunnel_admin_cell_is(ctx, 0, 0, "last_admin")) {

@@ -86,6 +86,10 @@ static const char  tnl_db_sql_events[] =
     " $10::text[], $11::timestamptz[])"
     " AS t(e, n, u, f, c, s, bi, bo, st, d, a)";
 
+/* $1 node, $2 session id prefix, $3 before (sql/004_audit.sql) */
+static const char  tnl_db_sql_node_lost[] =
+    "SELECT tunnel_events_node_lost($1, $2, $3)";
+
 static const char  tnl_db_sql_keys_used[] =
     "UPDATE ssh_keys SET last_used_at = now()"
     " WHERE fingerprint = ANY($1::text[])";
@@ -104,6 +108,7 @@ typedef enum {
     TNL_DB_Q_LOAD,
     TNL_DB_Q_EVENTS,
     TNL_DB_Q_KEYS_USED,
+    TNL_DB_Q_NODE_LOST,
 } tnl_db_query_e;
 
 
@@ -175,6 +180,11 @@ static struct {
     size_t              nkeys_used;
 
     tnl_db_buf_t        bufs[TNL_DB_COLS];
+
+    /* the node-lost sweep, until it succeeds once (tnl_db_node_lost) */
+    char               *lost_prefix;
+    char                lost_before[64];
+    int                 nlost;
 } tnl_db;
 
 
@@ -307,17 +317,25 @@ tnl_db_queue_unpop(tnl_db_row_t **rows, int n, int solo)
 /* wall-clock time of the event, not of the (maybe much later) insert */
 
 static void
+tnl_db_time_text(const struct timespec *ts, char *buf, size_t size)
+{
+    struct tm  tm;
+    size_t     n;
+
+    gmtime_r(&ts->tv_sec, &tm);
+
+    n = strftime(buf, size, "%Y-%m-%d %H:%M:%S", &tm);
+    snprintf(buf + n, size - n, ".%06ld+00", ts->tv_nsec / 1000);
+}
+
+
+static void
 tnl_db_now_text(char *buf, size_t size)
 {
     struct timespec  ts;
-    struct tm        tm;
-    size_t           n;
 
     clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-
-    n = strftime(buf, size, "%Y-%m-%d %H:%M:%S", &tm);
-    snprintf(buf + n, size - n, ".%06ld+00", ts.tv_nsec / 1000);
+    tnl_db_time_text(&ts, buf, size);
 }
 
 
@@ -1070,12 +1088,24 @@ tnl_db_send_keys(void)
 static void
 tnl_db_dispatch(void)
 {
+    char  *params[3];
+
     if (tnl_db.state != TNL_DB_READY) {
         return;
     }
 
     if (!tnl_db.listening && !tnl_db.stopping) {
         tnl_db_send(TNL_DB_Q_LISTEN, tnl_db_sql_listen, 0, NULL);
+        return;
+    }
+
+    if (tnl_db.lost_prefix != NULL && !tnl_db.stopping
+        && !tnl_db.load_wanted)
+    {
+        params[0] = tnl_db.node;
+        params[1] = tnl_db.lost_prefix;
+        params[2] = tnl_db.lost_before;
+        tnl_db_send(TNL_DB_Q_NODE_LOST, tnl_db_sql_node_lost, 3, params);
         return;
     }
 
@@ -1172,6 +1202,12 @@ tnl_db_result(PGresult *res)
         tnl_db_load_rows(res);
     }
 
+    if (st == PGRES_TUPLES_OK && tnl_db.query == TNL_DB_Q_NODE_LOST
+        && PQntuples(res) == 1)
+    {
+        tnl_db.nlost = atoi(PQgetvalue(res, 0, 0));
+    }
+
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK
         && tnl_db.error == NULL)
     {
@@ -1221,6 +1257,21 @@ tnl_db_query_done(void)
                      tnl_db.nsystem);
         tnl_keys_build_commit(tnl_db.build);    /* frees build */
         tnl_db.build = NULL;
+        break;
+
+    case TNL_DB_Q_NODE_LOST:
+        if (!ok) {
+            tnl_log_error("db: closing the tunnels of a lost node in the "
+                          "audit log failed: %s", err);
+        } else {
+            tnl_log_info("db: %d tunnel(s) left open by a lost process of "
+                         "this node (sessions \"%s*\") closed in the audit "
+                         "log", tnl_db.nlost, tnl_db.lost_prefix);
+        }
+
+        /* once: a statement PostgreSQL refuses would fail again */
+        free(tnl_db.lost_prefix);
+        tnl_db.lost_prefix = NULL;
         break;
 
     case TNL_DB_Q_EVENTS:
@@ -1472,12 +1523,35 @@ tnl_db_stop(int ms)
     }
 
     tnl_db_clear_result();
+    free(tnl_db.lost_prefix);
+    tnl_db.lost_prefix = NULL;
     free(tnl_db.conninfo);
     free(tnl_db.node);
     tnl_db.conninfo = NULL;
     tnl_db.node = NULL;
     tnl_db.state = TNL_DB_DOWN;
     tnl_db.started = 0;
+}
+
+
+void
+tnl_db_node_lost(const char *session_prefix, const struct timespec *before)
+{
+    if (!tnl_db.started || tnl_db.stopping) {
+        return;
+    }
+
+    free(tnl_db.lost_prefix);
+
+    tnl_db.lost_prefix = strdup(session_prefix);
+    if (tnl_db.lost_prefix == NULL) {
+        tnl_log_error("db: out of memory, node-lost sweep skipped");
+        return;
+    }
+
+    tnl_db_time_text(before, tnl_db.lost_before, sizeof(tnl_db.lost_before));
+
+    tnl_db_dispatch();
 }
 
 

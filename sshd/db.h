@@ -13,6 +13,7 @@
 #define TNL_DB_H
 
 #include <stdint.h>
+#include <time.h>
 
 #include "loop.h"
 
@@ -20,6 +21,10 @@
 typedef struct {
     const char  *event;        /* "open", "close", "takeover", "kick",
                                   "refused", "auth" */
+                               /* close detail: "client quit", "kicked by
+                                  WHO", "taken over", "user disabled or key
+                                  removed", "server shutting down",
+                                  "connection lost" (see sql/004) */
     const char  *name;         /* tunnel name or NULL */
     int64_t      user_id;      /* 0 if unknown */
     const char  *fingerprint;  /* or NULL */
@@ -43,6 +48,16 @@ void tnl_db_log_event(const tnl_db_event_t *ev);
  * "UPDATE ... WHERE fingerprint = ANY($1)" per batch
  */
 void tnl_db_key_used(const char *fingerprint);
+
+/*
+ * A tunneld process of this node died without writing its close rows
+ * (SIGKILL, crash): once connected, write "close" rows with detail "node
+ * lost" for the opens of sessions starting with session_prefix ("NODE/"
+ * for the whole node, "NODE/PID/" for one dead worker) logged before
+ * before and never closed (tunnel_events_node_lost(), sql/004_audit.sql).
+ */
+void tnl_db_node_lost(const char *session_prefix,
+    const struct timespec *before);
 
 /* flushes what it can within ms, then closes (shutdown) */
 void tnl_db_stop(int ms);

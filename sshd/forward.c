@@ -897,7 +897,7 @@ tnl_forward_lost(tnl_route_t *route, void *data)
     tnl_session_printf(f->session, "Your tunnel %s was taken over by "
                        "another session and is closed.%s", f->name,
                        tnl_session_eol(f->session));
-    tnl_forward_close(f, "route lost to another session");
+    tnl_forward_close(f, "taken over");
 }
 
 
@@ -929,7 +929,7 @@ tnl_forward_cancel(tnl_session_t *s, ssh_message msg)
             && strcmp(f->bind_address, addr) == 0
             && (f->asked_port == port || f->bind_port == port))
         {
-            tnl_forward_close(f, "cancelled by the client");
+            tnl_forward_close(f, "client quit");
             tnl_reply_decide(rp, TNL_REPLY_SUCCESS, 0);
             return;
         }

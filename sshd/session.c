@@ -714,19 +714,18 @@ tnl_session_process(tnl_session_t *s)
     }
 
     if (s->quit) {
-        tnl_session_close(s, "Closing your tunnels, bye.",
-                          "closed by the user");
+        tnl_session_close(s, "Closing your tunnels, bye.", "client quit");
         return;
     }
 
     if (s->chan_closed) {
-        tnl_session_close(s, NULL, "client closed the session channel");
+        tnl_session_close(s, NULL, "client quit");
         return;
     }
 
     if (tnl_session_is_gone(s)) {
         tnl_session_close(s, NULL, s->auth == TNL_AUTH_OK
-                                   ? "client disconnected"
+                                   ? "client quit"
                                    : "client disconnected before auth");
         return;
     }
@@ -754,7 +753,7 @@ tnl_session_timer_handler(tnl_timer_t *t)
     /* ssh_send_keepalive sends only every other call in 0.10.6 */
 
     if (ssh_send_ignore(s->ssh, "") != SSH_OK) {
-        tnl_session_close(s, NULL, "keepalive failed");
+        tnl_session_close(s, NULL, "connection lost");
         return;
     }
 
@@ -1461,7 +1460,7 @@ tnl_session_kick(const char *session_id)
         if (strcmp(s->id, session_id) == 0) {
             tnl_session_close(s, "Your tunnel was taken over by a newer "
                               "session of yours: this one is closed.",
-                              "taken over by a newer session");
+                              "taken over");
             tnl_session_post_process(s);
             return;
         }
@@ -1482,7 +1481,7 @@ tnl_sessions_keys_changed(void)
         if (tnl_keys_find(s->fingerprint) == NULL) {
             tnl_session_close(s, "Your key was removed or your account "
                               "disabled: closing your tunnels.",
-                              "key removed or user disabled");
+                              "user disabled or key removed");
         }
     }
 }
@@ -1576,7 +1575,12 @@ tnl_session_close_tunnel(const char *session_id, const char *name,
     /* scripts notice: the tunnel did not end by the client's choice */
     s->exit_status = 1;
 
-    /* the text is also the DISCONNECT message a -N client prints */
-    tnl_session_close(s, text, text);
+    /*
+     * the audit log and the log say "kicked by WHO"; the text is the
+     * DISCONNECT message a -N client prints
+     */
+    tnl_session_close(s, text, why);
+    snprintf(s->close_reason, sizeof(s->close_reason), "tunnel server: %s",
+             text);
     tnl_session_post_process(s);
 }

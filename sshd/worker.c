@@ -58,6 +58,7 @@ typedef struct {
     uint64_t      started_ms;
     int           ready;        /* said so on the ready pipe */
     unsigned      quick;        /* deaths in a row soon after start */
+    pid_t         lost;         /* next start closes its rows: see below */
     tnl_timer_t   restart;
 } tnl_worker_proc_t;
 
@@ -98,6 +99,15 @@ static int                   tnl_sup_rc;
 static ssh_key               tnl_sup_key;
 static const int            *tnl_sup_fds;
 static int                   tnl_sup_nfds;
+
+/*
+ * What the worker being forked closes in the audit log ("node lost", see
+ * tnl_db_node_lost): -1 nothing, 0 the whole node (the first worker of a
+ * new tunneld), else the pid of the dead worker it replaces; before: the
+ * fork time, earlier than any open of a live process of this node.
+ */
+static pid_t                 tnl_sup_lost = -1;
+static struct timespec       tnl_sup_lost_before;
 
 
 /* descriptors */
@@ -405,6 +415,36 @@ tnl_worker_shutdown(tnl_loop_t *loop)
 }
 
 
+/*
+ * A process of this node that was killed wrote no close rows for its
+ * tunnels: a single tunneld closes the node's, a worker the ones its
+ * supervisor named (tnl_sup_lost).
+ */
+static void
+tnl_worker_node_lost(int number)
+{
+    char  prefix[320];
+
+    if (number == 0) {
+        tnl_sup_lost = 0;
+        clock_gettime(CLOCK_REALTIME, &tnl_sup_lost_before);
+    }
+
+    if (tnl_sup_lost == 0) {
+        snprintf(prefix, sizeof(prefix), "%s/", tnl_conf.node);
+
+    } else if (tnl_sup_lost > 0) {
+        snprintf(prefix, sizeof(prefix), "%s/%ld/", tnl_conf.node,
+                 (long) tnl_sup_lost);
+
+    } else {
+        return;
+    }
+
+    tnl_db_node_lost(prefix, &tnl_sup_lost_before);
+}
+
+
 int
 tnl_worker_run(int number, int nworkers, ssh_key key, const int *fds,
     int nfds)
@@ -454,6 +494,8 @@ tnl_worker_run(int number, int nworkers, ssh_key key, const int *fds,
         rc = TNL_WORKER_EXIT_CONFIG;
         goto done;
     }
+
+    tnl_worker_node_lost(number);
 
     if (tnl_routes_start(loop, tnl_conf.redis_url, tnl_session_kick) == -1) {
         tnl_log_error("unusable Redis URL \"%s\"", tnl_conf.redis_url);
@@ -751,6 +793,9 @@ tnl_sup_spawn(tnl_worker_proc_t *p)
 
     sup = getpid();
 
+    tnl_sup_lost = p->lost;
+    clock_gettime(CLOCK_REALTIME, &tnl_sup_lost_before);
+
     pid = fork();
 
     if (pid == -1) {
@@ -781,6 +826,7 @@ tnl_sup_spawn(tnl_worker_proc_t *p)
     p->pid = pid;
     p->ready = 0;
     p->started_ms = tnl_now_ms();
+    p->lost = -1;
 
     tnl_log_info("worker %d started: pid %ld", p->number, (long) pid);
 }
@@ -820,6 +866,7 @@ tnl_sup_reaped(tnl_worker_proc_t *p, int status)
 
     tnl_log_error("worker %d (pid %ld) %s after %llu ms", p->number,
                   (long) p->pid, how, (unsigned long long) lived);
+    p->lost = p->pid;
     p->pid = 0;
 
     tnl_timer_add(&tnl_sup_sweep_timer, TNL_SUPERVISOR_SWEEP_MS);
@@ -1047,6 +1094,7 @@ tnl_supervisor_run(int nworkers, ssh_key key, const int *fds, int nfds)
 
     for (i = 0; i < nworkers; i++) {
         tnl_procs[i].number = i + 1;
+        tnl_procs[i].lost = (i == 0) ? 0 : -1;
         tnl_timer_init(&tnl_procs[i].restart, tnl_sup_loop,
                        tnl_sup_restart_handler, &tnl_procs[i]);
     }

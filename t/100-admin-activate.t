@@ -264,6 +264,11 @@ like($page, qr/\Q$k1->{fp}\E/, '/keys shows the key');
 like($page, qr/activated \Q$today\E from 127\.0\.0\.1/, '... with its comment');
 unlike($alice->get('/keys')->{content}, qr/\Q$k1->{fp}\E/,
        'not on the other users\' /keys');
+is($t->sql("SELECT actor_name || '|' || user_name || '|' || client_addr "
+           . "|| '|' || detail FROM tunnel_events WHERE event = "
+           . "'key_activated'"),
+   "bob|bob|127.0.0.1|ssh-ed25519 $k1->{fp} from 127.0.0.1:5555",
+   'the audit log has the approval: who, for whom, from where, which key');
 
 
 # --- reused -----------------------------------------------------------------
@@ -298,6 +303,10 @@ is($t->sql("SELECT count(*) FROM ssh_keys WHERE fingerprint = "
 is($t->sql("SELECT u.name || ' ' || c.denied_addr FROM activation_codes c "
            . "JOIN users u ON u.id = c.denied_by WHERE c.id = $id2"),
    'bob 127.0.0.1', 'the code records who denied it, from where');
+is($t->sql("SELECT actor_name || '|' || client_addr || '|' || detail FROM "
+           . "tunnel_events WHERE event = 'activation_denied'"),
+   "bob|127.0.0.1|$k2->{type} $k2->{fp} from [2001:db8::7]:40000",
+   'the audit log has the denial');
 is(decide($bob, 'cdfg-hjkl', 'approve')->{status}, 409,
    'a denied code cannot be approved afterwards');
 

@@ -91,7 +91,22 @@ like($r->{content}, qr/name="name"[^>]*value="bob"/, 'typed name kept');
 is($t->sql("SELECT is_admin FROM users WHERE name = 'bob'"), 'f',
    'bob was not made administrator');
 
-# an existing passwordless account becomes the administrator
+# a disabled account is not brought back through setup
+$t->sql("INSERT INTO users (name, disabled) VALUES ('eve', true)");
+$r = $ua->post('/setup', { %form, name => 'eve' });
+is($r->{status}, 422, 'setup with the name of a disabled account');
+is(msg($r), "The account \x{201c}eve\x{201d} is disabled: setup does not "
+            . "enable it.  Choose another name (an operator can enable it "
+            . "with tunnelctl user enable).", '... says so');
+is($t->sql("SELECT disabled::text || is_admin::text || "
+           . "(password_hash IS NULL)::text FROM users WHERE name = 'eve'"),
+   'truefalsetrue', '... still disabled, no administrator, no password');
+$t->sql("DELETE FROM users WHERE name = 'eve'");
+
+# an existing passwordless account becomes the administrator; a link
+# tunnelctl printed for it before stops working (it would set another
+# password and sign the new administrator out)
+my $alice_link = token_for('alice', 'alicetoken' . ('A' x 16));
 $r = $ua->post('/setup', { %form, name => 'alice' });
 is($r->{status}, 303, 'setup with the name of a tunnelctl account');
 like($r->{headers}{location}, qr{/\?done=welcome$}, '... signs in');
@@ -100,6 +115,9 @@ is($t->sql("SELECT is_admin AND password_hash IS NOT NULL FROM users "
 is($t->sql("SELECT count(*) FROM users"), 2, 'no new user made');
 my $alice = $ua;
 is($alice->get('/admin/users')->{status}, 200, 'alice sees the admin pages');
+$r = $t->ua->get($alice_link);
+isnt($r->{status}, 200, 'the link printed before setup no longer works');
+unlike($r->{content}, qr/Set the password for alice/, '... no form');
 $r = $t->ua->get('/setup');
 is($r->{status}, 410, '/setup is gone once an administrator can sign in');
 

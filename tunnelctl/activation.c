@@ -76,26 +76,6 @@ tnl_ctl_activation_is_id(const char *text)
 
 
 /*
- * AUDIT (issue 10): the one place every tunnelctl decision on an
- * activation code passes through.  The audit log's row (tunnel_events,
- * extended by sql/004 on another branch) belongs here, written at merge:
- * status ('approved', 'denied' or why not), the activation_codes id, the
- * key's fingerprint, the user it was approved for (NULL for a denial),
- * by 'tunnelctl'.  Until then nothing is written.
- */
-static void
-tnl_ctl_activation_audit(PGconn *conn, const char *status, const char *id,
-    const char *fingerprint, const char *user)
-{
-    (void) conn;
-    (void) status;
-    (void) id;
-    (void) fingerprint;
-    (void) user;
-}
-
-
-/*
  * Approves (user not NULL) or denies the code or id in what, and says
  * what happened: one line on stdout, or one on stderr and TNL_CTL_FAIL.
  */
@@ -159,7 +139,6 @@ tnl_ctl_activation_decide(const char *what, const char *user)
     status = PQgetvalue(res, 0, 0);
     fp = PQgetvalue(res, 0, 2);
 
-    tnl_ctl_activation_audit(conn, status, PQgetvalue(res, 0, 1), fp, user);
 
     if (strcmp(status, "approved") == 0) {
         printf("approved %s: key %s now belongs to %s; its ssh session "

@@ -9,15 +9,20 @@
  * It does not know the schema beyond users (tnl_ctl_user_id).
  */
 
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tunnelctl.h"
 
 
 #define TNL_CTL_UNDEFINED_TABLE     "42P01"
 #define TNL_CTL_UNDEFINED_FUNCTION  "42883"
+
+
+static void tnl_ctl_db_actor(PGconn *conn);
 
 
 static char  tnl_ctl_db_state[6];
@@ -119,7 +124,39 @@ tnl_ctl_db_connect(void)
 
     PQsetNoticeReceiver(conn, tnl_ctl_db_notice, NULL);
 
+    tnl_ctl_db_actor(conn);
+
     return conn;
+}
+
+
+/*
+ * Who the audit log names for what this connection does: "tunnelctl
+ * (OS user)", a setting the tunnel_events trigger reads (sql/004_audit.sql)
+ * because tunnelctl acts as no user of the database.  Best effort: the
+ * action itself does not depend on it.
+ */
+static void
+tnl_ctl_db_actor(PGconn *conn)
+{
+    char            actor[96];
+    PGresult       *res;
+    const char     *user, *params[1];
+    struct passwd  *pw;
+
+    user = getenv("USER");
+
+    if (user == NULL || user[0] == '\0') {
+        pw = getpwuid(geteuid());
+        user = pw ? pw->pw_name : "operator";
+    }
+
+    snprintf(actor, sizeof(actor), "tunnelctl (%.64s)", user);
+    params[0] = actor;
+
+    res = PQexecParams(conn, "SELECT set_config('tunnel.actor', $1, false)",
+                       1, NULL, params, NULL, NULL, 0);
+    PQclear(res);
 }
 
 

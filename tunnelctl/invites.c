@@ -240,9 +240,15 @@ tnl_ctl_invite_revoke(int argc, char **argv)
 
     /* as the web admin: an expired invitation may still be revoked */
     res = tnl_ctl_db_exec(conn,
-                          "UPDATE invitations SET revoked_at = now()"
+                          "WITH rev AS (UPDATE invitations"
+                          " SET revoked_at = now()"
                           " WHERE id = $1 AND revoked_at IS NULL"
-                          " AND used_at IS NULL RETURNING id",
+                          " AND used_at IS NULL RETURNING id),"
+                          " audit AS (INSERT INTO tunnel_events"
+                          " (event, detail)"
+                          " SELECT 'invite_revoked', 'invitation ' || id"
+                          " FROM rev)"
+                          " SELECT id FROM rev",
                           1, params, "revoke the invitation");
     if (res == NULL) {
         goto done;

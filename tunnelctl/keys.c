@@ -176,12 +176,17 @@ tnl_ctl_key_add(int argc, char **argv)
     params[4] = key.comment;
 
     res = tnl_ctl_db_exec(conn,
-                          "INSERT INTO ssh_keys"
+                          "WITH ins AS (INSERT INTO ssh_keys"
                           " (user_id, key_type, key_base64, fingerprint,"
                           "  comment)"
                           " VALUES ($1, $2, $3, $4, $5)"
                           " ON CONFLICT (fingerprint) DO NOTHING"
-                          " RETURNING id",
+                          " RETURNING id),"
+                          " audit AS (INSERT INTO tunnel_events"
+                          " (event, user_id, fingerprint, detail)"
+                          " SELECT 'key_added', $1, $4,"
+                          " rtrim($2 || ' ' || $5) FROM ins)"
+                          " SELECT id FROM ins",
                           5, params, NULL);
 
     if (res == NULL) {
@@ -307,9 +312,15 @@ tnl_ctl_key_remove(int argc, char **argv)
     rc = TNL_CTL_FAIL;
 
     res = tnl_ctl_db_exec(conn,
-                          "DELETE FROM ssh_keys k USING users u"
+                          "WITH del AS (DELETE FROM ssh_keys k USING users u"
                           " WHERE k.fingerprint = $1 AND u.id = k.user_id"
-                          " RETURNING k.key_type, u.name",
+                          " RETURNING k.key_type, u.name, k.user_id,"
+                          " k.comment),"
+                          " audit AS (INSERT INTO tunnel_events"
+                          " (event, user_id, fingerprint, detail)"
+                          " SELECT 'key_removed', user_id, $1,"
+                          " rtrim(key_type || ' ' || comment) FROM del)"
+                          " SELECT key_type, name FROM del",
                           1, params, "remove the key");
     if (res == NULL) {
         goto done;

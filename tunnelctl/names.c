@@ -70,9 +70,13 @@ tnl_ctl_name_reserve(int argc, char **argv)
     params[1] = id;
 
     res = tnl_ctl_db_exec(conn,
-                          "INSERT INTO reserved_names (name, user_id)"
-                          " VALUES ($1, $2) ON CONFLICT (name) DO NOTHING"
-                          " RETURNING name",
+                          "WITH ins AS (INSERT INTO reserved_names"
+                          " (name, user_id) VALUES ($1, $2)"
+                          " ON CONFLICT (name) DO NOTHING RETURNING name),"
+                          " audit AS (INSERT INTO tunnel_events"
+                          " (event, user_id, name)"
+                          " SELECT 'name_reserved', $2, name FROM ins)"
+                          " SELECT name FROM ins",
                           2, params, NULL);
     if (res == NULL) {
         if (strcmp(tnl_ctl_db_sqlstate(), TNL_CTL_CHECK_VIOLATION) == 0) {
@@ -152,9 +156,14 @@ tnl_ctl_name_release(int argc, char **argv)
     rc = TNL_CTL_FAIL;
 
     res = tnl_ctl_db_exec(conn,
-                          "DELETE FROM reserved_names r USING users u"
+                          "WITH del AS (DELETE FROM reserved_names r"
+                          " USING users u"
                           " WHERE r.name = $1 AND u.id = r.user_id"
-                          " RETURNING u.name",
+                          " RETURNING u.name, r.user_id),"
+                          " audit AS (INSERT INTO tunnel_events"
+                          " (event, user_id, name)"
+                          " SELECT 'name_released', user_id, $1 FROM del)"
+                          " SELECT name FROM del",
                           1, params, "release the name");
 
     if (res != NULL) {

@@ -106,11 +106,17 @@ tnl_ctl_system_name_change(const char *verb, int argc, char **argv)
 
     sql = add
           ? "WITH n AS (INSERT INTO system_names (name) VALUES ($1)"
-            "  ON CONFLICT (name) DO NOTHING RETURNING name)"
+            "  ON CONFLICT (name) DO NOTHING RETURNING name),"
+            " audit AS (INSERT INTO tunnel_events (event, name)"
+            "  SELECT 'system_name_added', name FROM n)"
             " SELECT EXISTS (SELECT 1 FROM n),"
             "  (SELECT u.name FROM reserved_names r"
             "   JOIN users u ON u.id = r.user_id WHERE r.name = $1)"
-          : "DELETE FROM system_names WHERE name = $1 RETURNING name";
+          : "WITH n AS (DELETE FROM system_names WHERE name = $1"
+            "  RETURNING name),"
+            " audit AS (INSERT INTO tunnel_events (event, name)"
+            "  SELECT 'system_name_removed', name FROM n)"
+            " SELECT name FROM n";
 
     conn = tnl_ctl_db_connect();
     if (conn == NULL) {

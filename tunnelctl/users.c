@@ -226,8 +226,13 @@ tnl_ctl_user_add(int argc, char **argv)
     params[1] = admin ? "true" : "false";
 
     res = tnl_ctl_db_exec(conn,
-                          "INSERT INTO users (name, is_admin) "
-                          "VALUES ($1, $2) RETURNING id", 2, params, NULL);
+                          "WITH ins AS (INSERT INTO users (name, is_admin) "
+                          "VALUES ($1, $2) RETURNING id), "
+                          "audit AS (INSERT INTO tunnel_events "
+                          "(event, user_id, detail) "
+                          "SELECT 'user_added', id, CASE WHEN $2::boolean "
+                          "THEN 'administrator' END FROM ins) "
+                          "SELECT id FROM ins", 2, params, NULL);
 
     if (res == NULL) {
         if (strcmp(tnl_ctl_db_sqlstate(), TNL_CTL_UNIQUE_VIOLATION) == 0) {

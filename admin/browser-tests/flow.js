@@ -235,6 +235,24 @@ async function main() {
     await d.goto(`${ADMIN}/keys`);
     ok(d.url() === `${ADMIN}/login`, 'pages need signing in again', d.url());
 
+    // --- the audit log: all of the above, newest first; a filter ----------
+    await a.setViewportSize({ width: 1280, height: 800 });
+    await a.click('nav >> text=Audit log');
+    const kinds = await a.locator('table.audit tbody tr td:nth-child(2)')
+        .allTextContents();
+    ok(kinds[0] === 'logout' && ['open', 'key_added', 'name_reserved', 'join',
+        'invite_created', 'setup'].every((k) => kinds.includes(k)),
+       'the audit log shows what was done, newest first', kinds.join(','));
+    await snap(a, 'audit');
+    await a.fill('#f-user', 'dave');
+    await a.selectOption('#f-kind', 'open');
+    await a.click('button:has-text("Filter")');
+    const rows = a.locator('table.audit tbody tr');
+    ok(a.url().includes('user=dave') && await rows.count() === 1
+       && (await rows.first().textContent()).includes('daveapp'),
+       "the filter form (plain GET) narrows it to dave's tunnel", a.url());
+    await snap(a, 'audit-filtered');
+
     ok(problems.length === 0, 'no console errors, no CSP violations, no '
        + 'external requests', problems.join('; '));
 
