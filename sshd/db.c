@@ -66,11 +66,15 @@
 
 static const char  tnl_db_sql_listen[] = "LISTEN tunnel_keys";
 
-/* one statement, one snapshot: keys, reserved and system names agree */
+/*
+ * One statement, one snapshot: keys, reserved and system names agree.
+ * Keys of disabled users come too ('d'): they are refused, not offered
+ * an activation code as unknown keys are.
+ */
 static const char  tnl_db_sql_load[] =
-    "SELECT 'k', k.fingerprint, k.user_id, u.name"
+    "SELECT CASE WHEN u.disabled THEN 'd' ELSE 'k' END, k.fingerprint,"
+    " k.user_id, u.name"
     " FROM ssh_keys k JOIN users u ON u.id = k.user_id"
-    " WHERE NOT u.disabled"
     " UNION ALL"
     " SELECT 'r', name, user_id, NULL::text FROM reserved_names"
     " UNION ALL"
@@ -1123,9 +1127,9 @@ tnl_db_load_rows(PGresult *res)
         s = PQgetvalue(res, i, 1);
         user_id = strtoll(PQgetvalue(res, i, 2), NULL, 10);
 
-        if (kind[0] == 'k') {
+        if (kind[0] == 'k' || kind[0] == 'd') {
             if (tnl_keys_build_add_key(tnl_db.build, s, user_id,
-                                       PQgetvalue(res, i, 3))
+                                       PQgetvalue(res, i, 3), kind[0] == 'd')
                 == -1)
             {
                 tnl_log_warn("db: key \"%s\" skipped (bad fingerprint or "
