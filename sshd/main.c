@@ -20,6 +20,7 @@
 
 #include <libssh/libssh.h>
 
+#include "activation.h"
 #include "api.h"
 #include "hostkey.h"
 #include "log.h"
@@ -45,8 +46,13 @@ tnl_usage(FILE *f)
         "  --socket-group GROUP    group owning the sockets\n"
         "  --domain DOMAIN         default localhost\n"
         "  --public-url TEMPLATE   default http://%%s.DOMAIN\n"
-        "  --admin-url URL         base URL of the web UI (keys page:\n"
-        "                          URL/keys), shown for an unknown key\n"
+        "  --admin-url URL         base URL of the web UI (URL/activate\n"
+        "                          and URL/keys), shown for an unknown key\n"
+        "  --no-activation         refuse unknown keys (no activation code)\n"
+        "  --activation-ttl SECONDS  a code's life, default 600\n"
+        "  --activation-max-per-addr N  codes pending per client address,\n"
+        "                          default 3\n"
+        "  --activation-max N      codes pending in all, default 1000\n"
         "  --database-url URL      default $DATABASE_URL\n"
         "  --redis-url URL         default $REDIS_URL\n"
         "  --node ID               default the host name\n"
@@ -120,6 +126,10 @@ tnl_options(int argc, char **argv)
         { "ciphers",        required_argument, NULL, 'c' },
         { "api",            required_argument, NULL, 'A' },
         { "api-token-file", required_argument, NULL, 'T' },
+        { "no-activation",  no_argument,       NULL, 'N' },
+        { "activation-ttl", required_argument, NULL, 'E' },
+        { "activation-max-per-addr", required_argument, NULL, 'P' },
+        { "activation-max", required_argument, NULL, 'M' },
         { "debug",          no_argument,       NULL, 'v' },
         { "help",           no_argument,       NULL, 'h' },
         { NULL, 0, NULL, 0 }
@@ -203,6 +213,30 @@ tnl_options(int argc, char **argv)
         case 'w':
             if (tnl_number("--workers", optarg, 1, TNL_WORKERS_MAX,
                            &tnl_conf.workers))
+            {
+                return -1;
+            }
+            break;
+        case 'N':
+            tnl_activation_conf.enabled = 0;
+            break;
+        case 'E':
+            if (tnl_number("--activation-ttl", optarg, 1, 86400,
+                           &tnl_activation_conf.ttl))
+            {
+                return -1;
+            }
+            break;
+        case 'P':
+            if (tnl_number("--activation-max-per-addr", optarg, 1, 1000000,
+                           &tnl_activation_conf.max_per_addr))
+            {
+                return -1;
+            }
+            break;
+        case 'M':
+            if (tnl_number("--activation-max", optarg, 1, 1000000,
+                           &tnl_activation_conf.max_total))
             {
                 return -1;
             }

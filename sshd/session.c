@@ -18,6 +18,7 @@
 
 #include <libssh/server.h>
 
+#include "activation.h"
 #include "db.h"
 #include "forward.h"
 #include "keys.h"
@@ -62,7 +63,8 @@
 static char           *tnl_session_ciphers;   /* set: offered to all */
 static tnl_session_t  *tnl_sessions;
 static int             tnl_sessions_n;
-static int             tnl_sessions_unauth;
+static int             tnl_sessions_unauth;    /* TNL_AUTH_NONE */
+static int             tnl_sessions_waiting;   /* TNL_AUTH_PENDING */
 static uint64_t        tnl_session_counter;
 
 
@@ -75,6 +77,7 @@ static void tnl_session_process_posted(void *data);
 static void tnl_session_sweep(void *data);
 static void tnl_session_message(tnl_session_t *s, ssh_message msg);
 static void tnl_session_finish(tnl_session_t *s);
+static void tnl_session_set_auth(tnl_session_t *s, tnl_auth_state_e auth);
 
 
 int
@@ -721,7 +724,8 @@ tnl_session_timer_handler(tnl_timer_t *t)
         return;
     }
 
-    if (s->auth != TNL_AUTH_OK) {
+    /* a key waiting for approval has its own expiry (activation.c) */
+    if (s->auth == TNL_AUTH_NONE) {
         tnl_session_close(s, NULL, "login grace time over");
         return;
     }
@@ -835,10 +839,12 @@ tnl_session_auth_failed(tnl_session_t *s, ssh_message msg)
 
 
 static void
-tnl_session_auth_unknown(tnl_session_t *s, const char *fp, const char *user)
+tnl_session_auth_unknown(tnl_session_t *s, const char *fp, const char *user,
+    const char *why)
 {
-    char            text[1024];
+    char            text[1536];
     tnl_db_event_t  ev;
+    int             n;
 
     tnl_log_info("session %s: unknown key %s (user \"%s\") from %s",
                  s->id, fp, user ? user : "", s->client);
@@ -848,8 +854,12 @@ tnl_session_auth_unknown(tnl_session_t *s, const char *fp, const char *user)
     ev.fingerprint = fp;
     ev.client = s->client;
     ev.session = s->id;
-    ev.detail = "unknown key";
+    ev.detail = why ? why : "unknown key";
     tnl_db_log_event(&ev);
+
+    /* why no activation code was issued, first */
+    n = snprintf(text, sizeof(text), "%s%s%s", why ? "\n" : "",
+                 why ? why : "", why ? "\n" : "");
 
     /*
      * OpenSSH tries each of the person's keys in turn: one banner per
@@ -857,7 +867,7 @@ tnl_session_auth_unknown(tnl_session_t *s, const char *fp, const char *user)
      */
 
     if (tnl_conf.admin_url != NULL) {
-        snprintf(text, sizeof(text),
+        snprintf(text + n, sizeof(text) - n,
                  "\n"
                  "This SSH key is not registered with this tunnel server:\n"
                  "    %s\n"
@@ -869,7 +879,7 @@ tnl_session_auth_unknown(tnl_session_t *s, const char *fp, const char *user)
                  "\n", fp, tnl_conf.admin_url);
 
     } else {
-        snprintf(text, sizeof(text),
+        snprintf(text + n, sizeof(text) - n,
                  "\n"
                  "This SSH key is not registered with this tunnel server:\n"
                  "    %s\n"
@@ -958,8 +968,7 @@ tnl_session_auth_ok(tnl_session_t *s, const tnl_key_t *key, const char *fp,
         return;
     }
 
-    s->auth = TNL_AUTH_OK;
-    tnl_sessions_unauth--;
+    tnl_session_set_auth(s, TNL_AUTH_OK);
     s->user_id = key->user_id;
     snprintf(s->user, sizeof(s->user), "%s", key->user);
     snprintf(s->fingerprint, sizeof(s->fingerprint), "%s", fp);
@@ -989,7 +998,55 @@ tnl_session_auth_ok(tnl_session_t *s, const tnl_key_t *key, const char *fp,
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 
-static void
+/*
+ * An unknown key (issue 10): the query ("would you accept it?") gets
+ * PK_OK, so that OpenSSH signs; the signed request, its signature checked
+ * by libssh, is held unanswered while activation.c issues a code.  The
+ * key of a disabled user, or any unknown key with --no-activation, gets
+ * the refusal.  Returns 1 when it took msg.
+ */
+static int
+tnl_session_auth_activate(tnl_session_t *s, ssh_message msg, ssh_key pubkey,
+    enum ssh_publickey_state_e state, const char *fp)
+{
+    if (tnl_keys_is_disabled(fp) || !tnl_activation_conf.enabled) {
+        tnl_metric_add(TNL_M_AUTH_UNKNOWN_KEY, 1);
+        tnl_session_auth_unknown(s, fp, ssh_message_auth_user(msg), NULL);
+        tnl_session_auth_failed(s, msg);
+        return 0;
+    }
+
+    switch (state) {
+
+    case SSH_PUBLICKEY_STATE_NONE:
+        ssh_message_auth_reply_pk_ok_simple(msg);
+        return 0;
+
+    case SSH_PUBLICKEY_STATE_VALID:
+        if (tnl_activation_start(s, pubkey, fp) == -1) {
+            tnl_metric_add(TNL_M_AUTH_UNKNOWN_KEY, 1);
+            tnl_session_auth_unknown(s, fp, ssh_message_auth_user(msg),
+                                     "This kind of key cannot be activated "
+                                     "here.");
+            tnl_session_auth_failed(s, msg);
+            return 0;
+        }
+
+        /* answered later: tnl_session_activation_* */
+        s->auth_msg = msg;
+        snprintf(s->fingerprint, sizeof(s->fingerprint), "%s", fp);
+        return 1;
+
+    default:
+        tnl_log_warn("session %s: bad signature for key %s from %s",
+                     s->id, fp, s->client);
+        tnl_session_auth_failed(s, msg);
+        return 0;
+    }
+}
+
+
+static int
 tnl_session_auth(tnl_session_t *s, ssh_message msg)
 {
     enum ssh_publickey_state_e   state;
@@ -997,9 +1054,10 @@ tnl_session_auth(tnl_session_t *s, ssh_message msg)
     ssh_key                      pubkey;
     char                         fp[64];
 
-    if (s->auth == TNL_AUTH_OK) {
+    /* OpenSSH waits for the held request; another client gets a no */
+    if (s->auth == TNL_AUTH_OK || s->auth_msg != NULL) {
         ssh_message_reply_default(msg);
-        return;
+        return 0;
     }
 
     if (!s->kex_counted) {
@@ -1014,7 +1072,7 @@ tnl_session_auth(tnl_session_t *s, ssh_message msg)
         }
         ssh_message_auth_set_methods(msg, SSH_AUTH_METHOD_PUBLICKEY);
         ssh_message_reply_default(msg);
-        return;
+        return 0;
     }
 
     pubkey = ssh_message_auth_pubkey(msg);
@@ -1023,7 +1081,7 @@ tnl_session_auth(tnl_session_t *s, ssh_message msg)
     if (pubkey == NULL || tnl_session_fingerprint(pubkey, fp, sizeof(fp)))
     {
         tnl_session_auth_failed(s, msg);
-        return;
+        return 0;
     }
 
     if (!tnl_keys_loaded()) {
@@ -1037,16 +1095,13 @@ tnl_session_auth(tnl_session_t *s, ssh_message msg)
                      s->id, fp);
         tnl_metric_add(TNL_M_AUTH_NOT_READY, 1);
         tnl_session_auth_failed(s, msg);
-        return;
+        return 0;
     }
 
     key = tnl_keys_find(fp);
 
     if (key == NULL) {
-        tnl_metric_add(TNL_M_AUTH_UNKNOWN_KEY, 1);
-        tnl_session_auth_unknown(s, fp, ssh_message_auth_user(msg));
-        tnl_session_auth_failed(s, msg);
-        return;
+        return tnl_session_auth_activate(s, msg, pubkey, state, fp);
     }
 
     switch (state) {
@@ -1054,17 +1109,17 @@ tnl_session_auth(tnl_session_t *s, ssh_message msg)
     case SSH_PUBLICKEY_STATE_NONE:
         /* a query: "would you accept this key?"; the signature follows */
         ssh_message_auth_reply_pk_ok_simple(msg);
-        return;
+        return 0;
 
     case SSH_PUBLICKEY_STATE_VALID:
         tnl_session_auth_ok(s, key, fp, msg);
-        return;
+        return 0;
 
     default:
         tnl_log_warn("session %s: bad signature for key %s from %s",
                      s->id, fp, s->client);
         tnl_session_auth_failed(s, msg);
-        return;
+        return 0;
     }
 }
 
@@ -1207,8 +1262,9 @@ tnl_session_message(tnl_session_t *s, ssh_message msg)
     subtype = ssh_message_subtype(msg);
 
     if (type == SSH_REQUEST_AUTH) {
-        tnl_session_auth(s, msg);
-        ssh_message_free(msg);
+        if (!tnl_session_auth(s, msg)) {
+            ssh_message_free(msg);
+        }
         return;
     }
 
@@ -1268,6 +1324,9 @@ tnl_session_close(tnl_session_t *s, const char *text, const char *reason)
     s->closing = 1;
     snprintf(s->close_reason, sizeof(s->close_reason), "tunnel server: %s",
              reason);
+
+    /* a code still waiting is cancelled: nothing stays behind */
+    tnl_activation_abandon(s);
 
     secs = (tnl_now_ms() - s->started_ms) / 1000;
 
@@ -1376,8 +1435,12 @@ tnl_session_free(tnl_session_t *s)
     tnl_pump_sweep(s, 1);
     tnl_forward_sweep(s);
 
-    if (s->auth != TNL_AUTH_OK) {
-        tnl_sessions_unauth--;
+    tnl_activation_abandon(s);
+    tnl_session_set_auth(s, TNL_AUTH_OK);    /* leaves the counts */
+
+    if (s->auth_msg != NULL) {
+        ssh_message_free(s->auth_msg);
+        s->auth_msg = NULL;
     }
 
     if (s->prev != NULL) {
@@ -1422,6 +1485,105 @@ tnl_session_sweep(void *data)
 }
 
 
+/* the counts of unauthenticated and waiting sessions follow s->auth */
+static void
+tnl_session_set_auth(tnl_session_t *s, tnl_auth_state_e auth)
+{
+    if (s->auth == auth) {
+        return;
+    }
+
+    tnl_sessions_unauth -= (s->auth == TNL_AUTH_NONE);
+    tnl_sessions_waiting -= (s->auth == TNL_AUTH_PENDING);
+
+    s->auth = auth;
+
+    tnl_sessions_unauth += (auth == TNL_AUTH_NONE);
+    tnl_sessions_waiting += (auth == TNL_AUTH_PENDING);
+}
+
+
+/* the device flow answers (activation.c), never inside a libssh call */
+
+void
+tnl_session_activation_detach(tnl_session_t *s)
+{
+    s->activation = NULL;
+}
+
+
+void
+tnl_session_activation_pending(tnl_session_t *s, const char *text)
+{
+    if (s->closing || s->auth_msg == NULL) {
+        return;
+    }
+
+    /*
+     * Waiting is not logging in: out of the --max-startups count (the
+     * activation caps bound it), and the expiry replaces the login grace;
+     * the keepalive keeps NAT mappings of a long wait open.
+     */
+    tnl_session_set_auth(s, TNL_AUTH_PENDING);
+    tnl_timer_add(&s->timer, (uint64_t) tnl_conf.keepalive * 1000);
+
+    tnl_session_banner(s, text);
+    tnl_session_post_process(s);
+}
+
+
+void
+tnl_session_activation_refused(tnl_session_t *s, const char *why)
+{
+    ssh_message  msg = s->auth_msg;
+
+    if (msg == NULL || s->closing) {
+        return;
+    }
+
+    s->auth_msg = NULL;
+    tnl_session_set_auth(s, TNL_AUTH_NONE);
+
+    tnl_metric_add(TNL_M_AUTH_UNKNOWN_KEY, 1);
+    tnl_session_auth_unknown(s, s->fingerprint, ssh_message_auth_user(msg),
+                             why);
+    tnl_session_auth_failed(s, msg);
+    ssh_message_free(msg);
+
+    tnl_session_post_process(s);
+}
+
+
+void
+tnl_session_activation_approved(tnl_session_t *s, const tnl_key_t *key)
+{
+    ssh_message  msg = s->auth_msg;
+    char         fp[64];
+
+    if (msg == NULL || s->closing) {
+        return;
+    }
+
+    s->auth_msg = NULL;
+    snprintf(fp, sizeof(fp), "%s", s->fingerprint);
+
+    /* from here on exactly as a registered key's signed request */
+    tnl_session_auth_ok(s, key, fp, msg);
+    ssh_message_free(msg);
+
+    tnl_session_post_process(s);
+}
+
+
+void
+tnl_session_activation_ended(tnl_session_t *s, const char *text)
+{
+    /* a -N client shows the DISCONNECT message: that is the line */
+    tnl_session_close(s, NULL, text);
+    tnl_session_post_process(s);
+}
+
+
 /* handlers for other parts */
 
 void
@@ -1457,6 +1619,9 @@ tnl_sessions_keys_changed(void)
                               "key removed or user disabled");
         }
     }
+
+    /* keys waiting for approval may be in the table now */
+    tnl_activation_keys_changed();
 }
 
 
