@@ -38,6 +38,16 @@
 #define TNL_SESSION_AUTH_TRIES   10
 #define TNL_SESSION_LINGER_MS    1000
 
+/*
+ * OpenSSH (9.2) applies ServerAliveInterval x ServerAliveCountMax as a
+ * read timeout while it waits for the answer to its auth request (it
+ * sends no keepalive then: "Connection to HOST timed out"), so a key
+ * waiting for approval is sent an SSH_MSG_IGNORE this often; any packet
+ * restarts that timeout.  5 s keeps a client with -o ServerAliveInterval=2
+ * (x 3) waiting; 1,000 waiting sessions cost 200 small writes a second.
+ */
+#define TNL_SESSION_WAIT_KEEPALIVE_MS  5000
+
 
 /*
  * The cipher offer.  Among the ciphers both sides offer, the client's
@@ -737,7 +747,9 @@ tnl_session_timer_handler(tnl_timer_t *t)
         return;
     }
 
-    tnl_timer_add(&s->timer, (uint64_t) tnl_conf.keepalive * 1000);
+    tnl_timer_add(&s->timer, s->auth == TNL_AUTH_PENDING
+                             ? TNL_SESSION_WAIT_KEEPALIVE_MS
+                             : (uint64_t) tnl_conf.keepalive * 1000);
     tnl_session_post_process(s);
 }
 
@@ -1522,10 +1534,10 @@ tnl_session_activation_pending(tnl_session_t *s, const char *text)
     /*
      * Waiting is not logging in: out of the --max-startups count (the
      * activation caps bound it), and the expiry replaces the login grace;
-     * the keepalive keeps NAT mappings of a long wait open.
+     * a keepalive keeps the client (and NAT mappings) from giving up.
      */
     tnl_session_set_auth(s, TNL_AUTH_PENDING);
-    tnl_timer_add(&s->timer, (uint64_t) tnl_conf.keepalive * 1000);
+    tnl_timer_add(&s->timer, TNL_SESSION_WAIT_KEEPALIVE_MS);
 
     tnl_session_banner(s, text);
     tnl_session_post_process(s);
