@@ -28,7 +28,7 @@
 #define TNL_ACT_ALPHABET       "BCDFGHJKLMNPQRSTVWXZ"   /* RFC 8628 6.1 */
 #define TNL_ACT_CODE_LEN       8
 #define TNL_ACT_TRIES          5      /* codes drawn when one is taken */
-#define TNL_ACT_QUERY_MS       10000  /* a person waits for create */
+#define TNL_ACT_QUERY_MS       5000   /* a person waits for create */
 #define TNL_ACT_CANCEL_MS      60000
 #define TNL_ACT_CHECK_MS       10000  /* fallback check of pending ids */
 #define TNL_ACT_CHECK_BATCH    1000

@@ -237,6 +237,19 @@ $s->stop_all;
         . "activation_codes WHERE fingerprint = '$k->{fingerprint}'") == 0 }),
         'expiry: the row is gone');
     is($s2->redis_cli('KEYS', 'tunnel:route:*'), '', 'expiry: no route');
+
+    # PostgreSQL down: no code can be made; the refusal says so (within
+    # the 5 s tunneld gives the query)
+    $s2->stop_postgres;
+    my $k2 = new_key($s2, 'nodb');
+    $t0 = time;
+    my ($rc2, $o2, $e2) = run_ssh($s2, key => $k2->{key}, timeout => 20);
+    is($rc2, 255, sprintf 'database down: refused (%.1f s)', time - $t0);
+    like($e2, qr/^The tunnel server cannot issue an activation code right now \(its database does not answer\): try again in a minute\.\r?$/m,
+        'database down: it says why') or diag($e2);
+    like($e2, qr/not registered with this tunnel server/,
+        'database down: then the usual refusal');
+    $s2->start_postgres;
     check_logs($s2);
     $s2->stop_all;
 }
