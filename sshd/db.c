@@ -1747,7 +1747,8 @@ tnl_db_stop(int ms)
         return;
     }
 
-    /* no new LISTEN or load: only what is queued */
+    /* no new LISTEN or load: only what is queued (say the cancels of
+       activation codes whose sessions just closed) */
     tnl_db.stopping = 1;
     tnl_timer_del(&tnl_db.reload);
 
@@ -1756,7 +1757,8 @@ tnl_db_stop(int ms)
 
     while (tnl_db.conn != NULL
            && (tnl_db.state == TNL_DB_BUSY || tnl_db.state == TNL_DB_CONNECTING
-               || tnl_db.qlen > 0 || tnl_db.keys_head != NULL))
+               || tnl_db.qlen > 0 || tnl_db.keys_head != NULL
+               || tnl_db.calls_head != NULL))
     {
         now = tnl_now_ms();
         if (now >= deadline) {
