@@ -92,13 +92,6 @@ static void tnl_act_create_done(void *data, PGresult *res,
 static void tnl_act_expired(tnl_timer_t *t);
 
 
-int
-tnl_activation_pending(void)
-{
-    return tnl_act_npending;
-}
-
-
 /* 8 letters, uniform over the alphabet (bytes past 240 are redrawn) */
 
 static int

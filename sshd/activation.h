@@ -56,7 +56,4 @@ void tnl_activation_abandon(tnl_session_t *s);
 /* keys.h change hook: an approved key is in the table now */
 void tnl_activation_keys_changed(void);
 
-/* codes waiting in this worker */
-int tnl_activation_pending(void);
-
 #endif /* TNL_ACTIVATION_H */

@@ -73,8 +73,7 @@
 static char           *tnl_session_ciphers;   /* set: offered to all */
 static tnl_session_t  *tnl_sessions;
 static int             tnl_sessions_n;
-static int             tnl_sessions_unauth;    /* TNL_AUTH_NONE */
-static int             tnl_sessions_waiting;   /* TNL_AUTH_PENDING */
+static int             tnl_sessions_unauth;    /* TNL_AUTH_NONE only */
 static uint64_t        tnl_session_counter;
 
 
@@ -1497,7 +1496,7 @@ tnl_session_sweep(void *data)
 }
 
 
-/* the counts of unauthenticated and waiting sessions follow s->auth */
+/* the count of unauthenticated sessions follows s->auth */
 static void
 tnl_session_set_auth(tnl_session_t *s, tnl_auth_state_e auth)
 {
@@ -1506,12 +1505,8 @@ tnl_session_set_auth(tnl_session_t *s, tnl_auth_state_e auth)
     }
 
     tnl_sessions_unauth -= (s->auth == TNL_AUTH_NONE);
-    tnl_sessions_waiting -= (s->auth == TNL_AUTH_PENDING);
-
     s->auth = auth;
-
     tnl_sessions_unauth += (auth == TNL_AUTH_NONE);
-    tnl_sessions_waiting += (auth == TNL_AUTH_PENDING);
 }
 
 
