@@ -2,8 +2,9 @@
  * tunneld's PostgreSQL link (see db.h): one libpq connection driven by the
  * loop, as an explicit state machine (DOWN -> CONNECTING -> READY <-> BUSY)
  * with one dispatcher choosing the next query: LISTEN first after every
- * connect, then the key table load when wanted, then the audit queue and
- * the last-used times, in turns.
+ * connect, then the key table load when wanted, then other parts' queries
+ * (tnl_db_query: a person may be waiting), then the audit queue and the
+ * last-used times, in turns.
  * Only PQconnectStart/PQconnectPoll, PQsendQueryParams, PQflush,
  * PQconsumeInput, PQisBusy and PQgetResult: nothing here blocks (except
  * tnl_db_stop(), a bounded poll() at shutdown).
@@ -20,7 +21,10 @@
  * the queue, pending fingerprints by the key set; the batch in flight is
  * owned by tnl_db.inflight and goes back to the head of the queue (the
  * set) if the connection drops before PostgreSQL answered (so a row may
- * be written twice, never silently lost while we run).  Does not decide
+ * be written twice, never silently lost while we run).  Another part's
+ * query (tnl_db_query) is owned here until its handler has run or it was
+ * cancelled; the PGresult a handler gets is freed when it returns.
+ * Does not decide
  * what a key means: keys.c holds the table.
  */
 
@@ -64,13 +68,17 @@
 #define TNL_DB_COLS                11
 
 
-static const char  tnl_db_sql_listen[] = "LISTEN tunnel_keys";
+#define TNL_DB_CHANNELS            4
 
-/* one statement, one snapshot: keys, reserved and system names agree */
+/*
+ * One statement, one snapshot: keys, reserved and system names agree.
+ * Keys of disabled users come too ('d'): they are refused, not offered
+ * an activation code as unknown keys are.
+ */
 static const char  tnl_db_sql_load[] =
-    "SELECT 'k', k.fingerprint, k.user_id, u.name"
+    "SELECT CASE WHEN u.disabled THEN 'd' ELSE 'k' END, k.fingerprint,"
+    " k.user_id, u.name"
     " FROM ssh_keys k JOIN users u ON u.id = k.user_id"
-    " WHERE NOT u.disabled"
     " UNION ALL"
     " SELECT 'r', name, user_id, NULL::text FROM reserved_names"
     " UNION ALL"
@@ -109,7 +117,21 @@ typedef enum {
     TNL_DB_Q_EVENTS,
     TNL_DB_Q_KEYS_USED,
     TNL_DB_Q_NODE_LOST,
+    TNL_DB_Q_CALL,             /* another part's (tnl_db_query) */
 } tnl_db_query_e;
+
+
+/* another part's query: one allocation, params and sql follow */
+struct tnl_db_query_s {
+    tnl_db_query_t   *next;
+    tnl_db_query_pt   handler;     /* NULL: cancelled, or already told */
+    void             *data;
+    tnl_timer_t       timer;
+    unsigned          inflight:1;
+    int               nparams;
+    char            **params;
+    char             *sql;
+};
 
 
 /* an audit row: one allocation, the values follow the struct */
@@ -185,6 +207,17 @@ static struct {
     char               *lost_prefix;
     char                lost_before[64];
     int                 nlost;
+
+    /* other parts' queries: a FIFO, and the one in flight */
+    tnl_db_query_t     *calls_head;
+    tnl_db_query_t     *calls_tail;
+    tnl_db_query_t     *call;
+    PGresult           *call_res;
+
+    /* LISTEN channels beyond tunnel_keys */
+    const char         *channels[TNL_DB_CHANNELS];
+    tnl_db_notify_pt    notify[TNL_DB_CHANNELS];
+    int                 nchannels;
 } tnl_db;
 
 
@@ -192,6 +225,8 @@ static void tnl_db_connect(void);
 static void tnl_db_dispatch(void);
 static void tnl_db_io_handler(tnl_io_t *io, uint32_t events);
 static void tnl_db_inflight_return(int solo);
+static void tnl_db_dispatch_posted(void *data);
+static void tnl_db_call_lost(void);
 
 
 /* the audit queue */
@@ -637,6 +672,152 @@ tnl_db_bufs_free(void)
 
 
 
+/* other parts' queries */
+
+/* takes q out of the FIFO of queries not sent yet */
+
+static void
+tnl_db_calls_unlink(tnl_db_query_t *q)
+{
+    tnl_db_query_t  **pp, *prev;
+
+    prev = NULL;
+
+    for (pp = &tnl_db.calls_head; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == q) {
+            *pp = q->next;
+            if (tnl_db.calls_tail == q) {
+                tnl_db.calls_tail = prev;
+            }
+            q->next = NULL;
+            return;
+        }
+        prev = *pp;
+    }
+}
+
+
+static void
+tnl_db_call_timer_handler(tnl_timer_t *t)
+{
+    tnl_db_query_t   *q = t->data;
+    tnl_db_query_pt   handler;
+    void             *data;
+
+    handler = q->handler;
+    data = q->data;
+    q->handler = NULL;
+
+    /* in flight: freed when its answer comes (tnl_db_call_done) */
+    if (!q->inflight) {
+        tnl_db_calls_unlink(q);
+        free(q);
+    }
+
+    if (handler) {
+        handler(data, NULL, "the database did not answer in time");
+    }
+}
+
+
+tnl_db_query_t *
+tnl_db_query(const char *sql, int nparams, const char *const *params,
+    int timeout_ms, tnl_db_query_pt handler, void *data)
+{
+    tnl_db_query_t  *q;
+    size_t           size, len;
+    char            *p;
+    int              i;
+
+    if (!tnl_db.started || tnl_db.stopping) {
+        return NULL;
+    }
+
+    size = sizeof(tnl_db_query_t) + nparams * sizeof(char *)
+           + strlen(sql) + 1;
+    for (i = 0; i < nparams; i++) {
+        size += params[i] ? strlen(params[i]) + 1 : 0;
+    }
+
+    q = calloc(1, size);
+    if (q == NULL) {
+        return NULL;
+    }
+
+    q->params = (char **) (q + 1);
+    p = (char *) (q->params + nparams);
+
+    for (i = 0; i < nparams; i++) {
+        if (params[i] == NULL) {
+            q->params[i] = NULL;
+            continue;
+        }
+        len = strlen(params[i]) + 1;
+        memcpy(p, params[i], len);
+        q->params[i] = p;
+        p += len;
+    }
+
+    len = strlen(sql) + 1;
+    memcpy(p, sql, len);
+    q->sql = p;
+    q->nparams = nparams;
+    q->handler = handler;
+    q->data = data;
+
+    tnl_timer_init(&q->timer, tnl_db.loop, tnl_db_call_timer_handler, q);
+    tnl_timer_add(&q->timer, (uint64_t) timeout_ms);
+
+    if (tnl_db.calls_tail) {
+        tnl_db.calls_tail->next = q;
+    } else {
+        tnl_db.calls_head = q;
+    }
+    tnl_db.calls_tail = q;
+
+    /* sent at the end of this loop iteration: never inside the caller */
+    if (tnl_db.state == TNL_DB_READY) {
+        (void) tnl_loop_post(tnl_db.loop, tnl_db_dispatch_posted, NULL);
+    }
+
+    return q;
+}
+
+
+void
+tnl_db_query_cancel(tnl_db_query_t *q)
+{
+    if (q == NULL) {
+        return;
+    }
+
+    q->handler = NULL;
+
+    if (q->inflight) {
+        return;                  /* freed when its answer comes */
+    }
+
+    tnl_timer_del(&q->timer);
+    tnl_db_calls_unlink(q);
+    free(q);
+}
+
+
+int
+tnl_db_listen(const char *channel, tnl_db_notify_pt handler)
+{
+    if (tnl_db.nchannels == TNL_DB_CHANNELS) {
+        return -1;
+    }
+
+    tnl_db.channels[tnl_db.nchannels] = channel;
+    tnl_db.notify[tnl_db.nchannels] = handler;
+    tnl_db.nchannels++;
+
+    return 0;
+}
+
+
 /* connection management */
 
 static void
@@ -739,6 +920,8 @@ tnl_db_drop(const char *why)
     tnl_db_clear_result();
 
     tnl_db.listening = 0;
+    tnl_db_call_lost();
+
     tnl_db.load_wanted = 1;     /* changes may have been missed meanwhile */
 
     tnl_db_schedule();
@@ -929,8 +1112,11 @@ tnl_db_send(tnl_db_query_e kind, const char *sql, int nparams,
 
     tnl_db_clear_result();
 
-    if (PQsendQueryParams(tnl_db.conn, sql, nparams, NULL,
-                          (const char *const *) params, NULL, NULL, 0)
+    /* LISTEN is several statements: the simple protocol, no parameters */
+    if ((kind == TNL_DB_Q_LISTEN
+         ? PQsendQuery(tnl_db.conn, sql)
+         : PQsendQueryParams(tnl_db.conn, sql, nparams, NULL,
+                             (const char *const *) params, NULL, NULL, 0))
         == 0)
     {
         tnl_db_drop("cannot send a query");
@@ -1085,17 +1271,47 @@ tnl_db_send_keys(void)
 }
 
 
+/* LISTEN tunnel_keys and the other parts' channels, in one round trip */
+
+static void
+tnl_db_send_listen(void)
+{
+    char  sql[512];
+    int   i, n;
+
+    n = snprintf(sql, sizeof(sql), "LISTEN tunnel_keys");
+
+    for (i = 0; i < tnl_db.nchannels && (size_t) n < sizeof(sql); i++) {
+        /* our own constant names, quoted as identifiers all the same */
+        n += snprintf(sql + n, sizeof(sql) - n, "; LISTEN \"%s\"",
+                      tnl_db.channels[i]);
+    }
+
+    tnl_db_send(TNL_DB_Q_LISTEN, sql, 0, NULL);
+}
+
+
+static void
+tnl_db_dispatch_posted(void *data)
+{
+    (void) data;
+
+    tnl_db_dispatch();
+}
+
+
 static void
 tnl_db_dispatch(void)
 {
-    char  *params[3];
+    tnl_db_query_t  *q;
+    char            *params[3];
 
     if (tnl_db.state != TNL_DB_READY) {
         return;
     }
 
     if (!tnl_db.listening && !tnl_db.stopping) {
-        tnl_db_send(TNL_DB_Q_LISTEN, tnl_db_sql_listen, 0, NULL);
+        tnl_db_send_listen();
         return;
     }
 
@@ -1122,6 +1338,21 @@ tnl_db_dispatch(void)
         }
 
         tnl_db_send(TNL_DB_Q_LOAD, tnl_db_sql_load, 0, NULL);
+        return;
+    }
+
+    /* other parts' queries: a person may be waiting for them */
+
+    if (tnl_db.calls_head != NULL) {
+        q = tnl_db.calls_head;
+        tnl_db.calls_head = q->next;
+        if (tnl_db.calls_head == NULL) {
+            tnl_db.calls_tail = NULL;
+        }
+        q->next = NULL;
+        q->inflight = 1;
+        tnl_db.call = q;
+        tnl_db_send(TNL_DB_Q_CALL, q->sql, q->nparams, q->params);
         return;
     }
 
@@ -1154,9 +1385,9 @@ tnl_db_load_rows(PGresult *res)
         s = PQgetvalue(res, i, 1);
         user_id = strtoll(PQgetvalue(res, i, 2), NULL, 10);
 
-        if (kind[0] == 'k') {
+        if (kind[0] == 'k' || kind[0] == 'd') {
             if (tnl_keys_build_add_key(tnl_db.build, s, user_id,
-                                       PQgetvalue(res, i, 3))
+                                       PQgetvalue(res, i, 3), kind[0] == 'd')
                 == -1)
             {
                 tnl_log_warn("db: key \"%s\" skipped (bad fingerprint or "
@@ -1186,15 +1417,26 @@ tnl_db_load_rows(PGresult *res)
 }
 
 
-/* one PGresult of the query in flight */
+/* one PGresult of the query in flight; 1 if it was kept (not to clear) */
 
-static void
+static int
 tnl_db_result(PGresult *res)
 {
     ExecStatusType  st;
     char            buf[512];
+    int             kept;
 
     st = PQresultStatus(res);
+    kept = 0;
+
+    if (st == PGRES_TUPLES_OK && tnl_db.query == TNL_DB_Q_CALL) {
+        /* the last set of rows is the answer */
+        if (tnl_db.call_res != NULL) {
+            PQclear(tnl_db.call_res);
+        }
+        tnl_db.call_res = res;
+        kept = 1;
+    }
 
     if (st == PGRES_TUPLES_OK && tnl_db.query == TNL_DB_Q_LOAD
         && tnl_db.build != NULL)
@@ -1214,6 +1456,96 @@ tnl_db_result(PGresult *res)
         tnl_db.result = st;
         tnl_db.error = strdup(tnl_db_trim(PQresultErrorMessage(res), buf,
                                           sizeof(buf)));
+    }
+
+    return kept;
+}
+
+
+/*
+ * The call in flight is over (answered, failed, or the connection went):
+ * its handler runs last, once db.c's own state is settled, since it may
+ * queue another query.
+ */
+
+static void
+tnl_db_call_done(const char *err)
+{
+    tnl_db_query_t   *q;
+    tnl_db_query_pt   handler;
+    PGresult         *res;
+    char              buf[512];
+
+    q = tnl_db.call;
+    res = tnl_db.call_res;
+    tnl_db.call = NULL;
+    tnl_db.call_res = NULL;
+
+    snprintf(buf, sizeof(buf), "%s", err ? err : "");
+    tnl_db_clear_result();
+
+    if (q == NULL) {
+        PQclear(res);
+        return;
+    }
+
+    handler = q->handler;
+    tnl_timer_del(&q->timer);
+
+    if (handler != NULL) {
+        if (err == NULL && res == NULL) {
+            handler(q->data, NULL, "the database returned no rows");
+        } else {
+            handler(q->data, err ? NULL : res, err ? buf : NULL);
+        }
+    }
+
+    PQclear(res);
+    free(q);
+}
+
+
+static void
+tnl_db_call_lost_posted(void *data)
+{
+    tnl_db_query_t   *q = data;
+    tnl_db_query_pt   handler;
+    void             *hdata;
+
+    handler = q->handler;
+    hdata = q->data;
+    tnl_timer_del(&q->timer);
+    free(q);
+
+    if (handler != NULL) {
+        handler(hdata, NULL, "connection to the database lost");
+    }
+}
+
+
+/*
+ * The connection dropped with a call in flight: the statement may have
+ * run, so it is not sent again; its part is told (from a posted function:
+ * a drop can happen deep inside another part's call into db.c).
+ */
+
+static void
+tnl_db_call_lost(void)
+{
+    tnl_db_query_t  *q;
+
+    q = tnl_db.call;
+    tnl_db.call = NULL;
+
+    if (tnl_db.call_res != NULL) {
+        PQclear(tnl_db.call_res);
+        tnl_db.call_res = NULL;
+    }
+
+    if (q != NULL && tnl_loop_post(tnl_db.loop, tnl_db_call_lost_posted, q)
+                     != 0)
+    {
+        q->inflight = 0;         /* no memory: its timer tells, and frees */
     }
 }
 
@@ -1289,6 +1621,10 @@ tnl_db_query_done(void)
         tnl_db_inflight_free();
         break;
 
+    case TNL_DB_Q_CALL:
+        tnl_db_call_done(ok ? NULL : err);
+        return;
+
     default:
         if (!ok) {
             tnl_log_error("db: last-used update failed: %s", err);
@@ -1306,13 +1642,28 @@ static void
 tnl_db_notifies(void)
 {
     PGnotify  *n;
-    int        got;
+    int        got, i;
 
     got = 0;
 
     while ((n = PQnotifies(tnl_db.conn)) != NULL) {
+        for (i = 0; i < tnl_db.nchannels; i++) {
+            if (strcmp(n->relname, tnl_db.channels[i]) == 0) {
+                break;
+            }
+        }
+
+        if (i < tnl_db.nchannels) {
+            tnl_db.notify[i](n->extra);
+        } else {
+            got = 1;             /* tunnel_keys */
+        }
+
         PQfreemem(n);
-        got = 1;
+
+        if (tnl_db.conn == NULL) {
+            return;
+        }
     }
 
     /* a burst of changes (tunnelctl in a loop) reloads once */
@@ -1369,8 +1720,9 @@ tnl_db_io_handler(tnl_io_t *io, uint32_t events)
             break;
         }
 
-        tnl_db_result(res);
-        PQclear(res);
+        if (!tnl_db_result(res)) {
+            PQclear(res);
+        }
     }
 
     if (tnl_db.conn == NULL) {
@@ -1446,7 +1798,8 @@ tnl_db_stop(int ms)
         return;
     }
 
-    /* no new LISTEN or load: only what is queued */
+    /* no new LISTEN or load: only what is queued (say the cancels of
+       activation codes whose sessions just closed) */
     tnl_db.stopping = 1;
     tnl_timer_del(&tnl_db.reload);
 
@@ -1455,7 +1808,8 @@ tnl_db_stop(int ms)
 
     while (tnl_db.conn != NULL
            && (tnl_db.state == TNL_DB_BUSY || tnl_db.state == TNL_DB_CONNECTING
-               || tnl_db.qlen > 0 || tnl_db.keys_head != NULL))
+               || tnl_db.qlen > 0 || tnl_db.keys_head != NULL
+               || tnl_db.calls_head != NULL))
     {
         now = tnl_now_ms();
         if (now >= deadline) {
@@ -1499,6 +1853,15 @@ tnl_db_stop(int ms)
     }
 
     tnl_db_inflight_free();
+
+    /* shutdown: the parts waiting for these are closing too */
+    if (tnl_db.call != NULL) {
+        tnl_db.call->handler = NULL;
+    }
+    tnl_db_call_lost();
+    while (tnl_db.calls_head != NULL) {
+        tnl_db_query_cancel(tnl_db.calls_head);
+    }
 
     while (tnl_db.qlen > 0) {
         free(tnl_db_queue_pop());

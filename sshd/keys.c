@@ -269,8 +269,8 @@ tnl_keys_loaded(void)
 }
 
 
-const tnl_key_t *
-tnl_keys_find(const char *fingerprint)
+static const tnl_key_t *
+tnl_keys_lookup(const char *fingerprint)
 {
     tnl_keys_table_t  *t = tnl_keys_current;
     size_t             j;
@@ -291,6 +291,28 @@ tnl_keys_find(const char *fingerprint)
     }
 
     return NULL;
+}
+
+
+const tnl_key_t *
+tnl_keys_find(const char *fingerprint)
+{
+    const tnl_key_t  *k;
+
+    k = tnl_keys_lookup(fingerprint);
+
+    return (k != NULL && !k->disabled) ? k : NULL;
+}
+
+
+int
+tnl_keys_is_disabled(const char *fingerprint)
+{
+    const tnl_key_t  *k;
+
+    k = tnl_keys_lookup(fingerprint);
+
+    return k != NULL && k->disabled;
 }
 
 
@@ -373,7 +395,7 @@ tnl_keys_build_start(void)
 
 int
 tnl_keys_build_add_key(tnl_keys_build_t *b, const char *fingerprint,
-    int64_t user_id, const char *user)
+    int64_t user_id, const char *user, int disabled)
 {
     tnl_key_t  *keys, *k;
     size_t      cap;
@@ -402,6 +424,7 @@ tnl_keys_build_add_key(tnl_keys_build_t *b, const char *fingerprint,
     strcpy(k->fingerprint, fingerprint);
     strcpy(k->user, user);
     k->user_id = user_id;
+    k->disabled = disabled ? 1 : 0;
 
     return 0;
 }

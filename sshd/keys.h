@@ -17,6 +17,7 @@ typedef struct {
     char      fingerprint[64];  /* "SHA256:..." as ssh-keygen -lf prints */
     int64_t   user_id;
     char      user[64];
+    unsigned  disabled:1;       /* its user is disabled: never signs in */
 } tnl_key_t;
 
 
@@ -25,6 +26,12 @@ int tnl_keys_loaded(void);
 
 /* the key with this fingerprint, or NULL (unknown key, or user disabled) */
 const tnl_key_t *tnl_keys_find(const char *fingerprint);
+
+/*
+ * 1 if the key is registered to a disabled user: such a key is refused,
+ * never offered the device flow (issue 10) as if it were unknown
+ */
+int tnl_keys_is_disabled(const char *fingerprint);
 
 /* the first name reserved by user_id (by name order), or NULL */
 const char *tnl_keys_reserved_name_of(int64_t user_id);
@@ -49,7 +56,7 @@ typedef struct tnl_keys_build_s  tnl_keys_build_t;
 
 tnl_keys_build_t *tnl_keys_build_start(void);
 int tnl_keys_build_add_key(tnl_keys_build_t *b, const char *fingerprint,
-    int64_t user_id, const char *user);
+    int64_t user_id, const char *user, int disabled);
 int tnl_keys_build_add_reserved(tnl_keys_build_t *b, const char *name,
     int64_t user_id);
 int tnl_keys_build_add_system(tnl_keys_build_t *b, const char *name);

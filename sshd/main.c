@@ -22,6 +22,7 @@
 
 #include <libssh/libssh.h>
 
+#include "activation.h"
 #include "api.h"
 #include "hostkey.h"
 #include "log.h"
@@ -63,6 +64,10 @@ static const struct option  tnl_opts[] = {
     { "api",            required_argument, NULL, 'A' },
     { "api-token-file", required_argument, NULL, 'T' },
     { "log-format",     required_argument, NULL, 'L' },
+    { "no-activation",  no_argument,       NULL, 'N' },
+    { "activation-ttl", required_argument, NULL, 'E' },
+    { "activation-max-per-addr", required_argument, NULL, 'P' },
+    { "activation-max", required_argument, NULL, 'M' },
     { "debug",          no_argument,       NULL, 'v' },
     { "help",           no_argument,       NULL, 'h' },
     { NULL, 0, NULL, 0 }
@@ -84,8 +89,8 @@ tnl_usage(FILE *f)
         "  --socket-group GROUP    group owning the sockets\n"
         "  --domain DOMAIN         default localhost\n"
         "  --public-url TEMPLATE   default http://%%s.DOMAIN\n"
-        "  --admin-url URL         base URL of the web UI (keys page:\n"
-        "                          URL/keys), shown for an unknown key\n"
+        "  --admin-url URL         base URL of the web UI (URL/activate\n"
+        "                          and URL/keys), shown for an unknown key\n"
         "  --database-url URL      default $DATABASE_URL\n"
         "  --redis-url URL         default $REDIS_URL\n"
         "  --node ID               default the host name\n"
@@ -103,6 +108,11 @@ tnl_usage(FILE *f)
         "  --api-token-file FILE   TCP API requests need this bearer token\n"
         "  --log-format FORMAT     text (default) or json, one line per\n"
         "                          event on stderr either way\n"
+        "  --no-activation         refuse unknown keys (no activation code)\n"
+        "  --activation-ttl SECONDS  a code's life, default 600\n"
+        "  --activation-max-per-addr N  codes pending per client address,\n"
+        "                          default 3\n"
+        "  --activation-max N      codes pending in all, default 1000\n"
         "  --debug                 log every stream\n");
 }
 
@@ -201,6 +211,18 @@ tnl_option(int c, const char *where, const char *opt, char *arg)
             return -1;
         }
         break;
+    case 'N':
+        tnl_activation_conf.enabled = 0;
+        break;
+    case 'E':
+        return tnl_number(where, opt, arg, 1, 86400,
+                          &tnl_activation_conf.ttl);
+    case 'P':
+        return tnl_number(where, opt, arg, 1, 1000000,
+                          &tnl_activation_conf.max_per_addr);
+    case 'M':
+        return tnl_number(where, opt, arg, 1, 1000000,
+                          &tnl_activation_conf.max_total);
     case 'v':
         tnl_log_set_level(TNL_LOG_DEBUG);
         break;

@@ -18,6 +18,7 @@
 
 #include <libssh/server.h>
 
+#include "activation.h"
 #include "db.h"
 #include "forward.h"
 #include "keys.h"
@@ -36,6 +37,16 @@
 #define TNL_SESSION_MESSAGES     64    /* messages handled per pass */
 #define TNL_SESSION_AUTH_TRIES   10
 #define TNL_SESSION_LINGER_MS    1000
+
+/*
+ * OpenSSH (9.2) applies ServerAliveInterval x ServerAliveCountMax as a
+ * read timeout while it waits for the answer to its auth request (it
+ * sends no keepalive then: "Connection to HOST timed out"), so a key
+ * waiting for approval is sent an SSH_MSG_IGNORE this often; any packet
+ * restarts that timeout.  5 s keeps a client with -o ServerAliveInterval=2
+ * (x 3) waiting; 1,000 waiting sessions cost 200 small writes a second.
+ */
+#define TNL_SESSION_WAIT_KEEPALIVE_MS  5000
 
 
 /*
@@ -62,7 +73,7 @@
 static char           *tnl_session_ciphers;   /* set: offered to all */
 static tnl_session_t  *tnl_sessions;
 static int             tnl_sessions_n;
-static int             tnl_sessions_unauth;
+static int             tnl_sessions_unauth;    /* TNL_AUTH_NONE only */
 static uint64_t        tnl_session_counter;
 
 
@@ -75,6 +86,7 @@ static void tnl_session_process_posted(void *data);
 static void tnl_session_sweep(void *data);
 static void tnl_session_message(tnl_session_t *s, ssh_message msg);
 static void tnl_session_finish(tnl_session_t *s);
+static void tnl_session_set_auth(tnl_session_t *s, tnl_auth_state_e auth);
 
 
 int
@@ -745,7 +757,8 @@ tnl_session_timer_handler(tnl_timer_t *t)
         return;
     }
 
-    if (s->auth != TNL_AUTH_OK) {
+    /* a key waiting for approval has its own expiry (activation.c) */
+    if (s->auth == TNL_AUTH_NONE) {
         tnl_session_close(s, NULL, "login grace time over");
         return;
     }
@@ -757,7 +770,9 @@ tnl_session_timer_handler(tnl_timer_t *t)
         return;
     }
 
-    tnl_timer_add(&s->timer, (uint64_t) tnl_conf.keepalive * 1000);
+    tnl_timer_add(&s->timer, s->auth == TNL_AUTH_PENDING
+                             ? TNL_SESSION_WAIT_KEEPALIVE_MS
+                             : (uint64_t) tnl_conf.keepalive * 1000);
     tnl_session_post_process(s);
 }
 
@@ -859,10 +874,12 @@ tnl_session_auth_failed(tnl_session_t *s, ssh_message msg)
 
 
 static void
-tnl_session_auth_unknown(tnl_session_t *s, const char *fp, const char *user)
+tnl_session_auth_unknown(tnl_session_t *s, const char *fp, const char *user,
+    const char *why)
 {
-    char            text[1024];
+    char            text[1536];
     tnl_db_event_t  ev;
+    int             n;
 
     tnl_log_info("session %s: unknown key %s (user \"%s\") from %s",
                  s->id, fp, user ? user : "", s->client);
@@ -872,8 +889,12 @@ tnl_session_auth_unknown(tnl_session_t *s, const char *fp, const char *user)
     ev.fingerprint = fp;
     ev.client = s->client;
     ev.session = s->id;
-    ev.detail = "unknown key";
+    ev.detail = why ? why : "unknown key";
     tnl_db_log_event(&ev);
+
+    /* why no activation code was issued, first */
+    n = snprintf(text, sizeof(text), "%s%s%s", why ? "\n" : "",
+                 why ? why : "", why ? "\n" : "");
 
     /*
      * OpenSSH tries each of the person's keys in turn: one banner per
@@ -881,7 +902,7 @@ tnl_session_auth_unknown(tnl_session_t *s, const char *fp, const char *user)
      */
 
     if (tnl_conf.admin_url != NULL) {
-        snprintf(text, sizeof(text),
+        snprintf(text + n, sizeof(text) - n,
                  "\n"
                  "This SSH key is not registered with this tunnel server:\n"
                  "    %s\n"
@@ -893,7 +914,7 @@ tnl_session_auth_unknown(tnl_session_t *s, const char *fp, const char *user)
                  "\n", fp, tnl_conf.admin_url);
 
     } else {
-        snprintf(text, sizeof(text),
+        snprintf(text + n, sizeof(text) - n,
                  "\n"
                  "This SSH key is not registered with this tunnel server:\n"
                  "    %s\n"
@@ -982,8 +1003,7 @@ tnl_session_auth_ok(tnl_session_t *s, const tnl_key_t *key, const char *fp,
         return;
     }
 
-    s->auth = TNL_AUTH_OK;
-    tnl_sessions_unauth--;
+    tnl_session_set_auth(s, TNL_AUTH_OK);
     s->user_id = key->user_id;
     snprintf(s->user, sizeof(s->user), "%s", key->user);
     snprintf(s->fingerprint, sizeof(s->fingerprint), "%s", fp);
@@ -1013,7 +1033,55 @@ tnl_session_auth_ok(tnl_session_t *s, const tnl_key_t *key, const char *fp,
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 
-static void
+/*
+ * An unknown key (issue 10): the query ("would you accept it?") gets
+ * PK_OK, so that OpenSSH signs; the signed request, its signature checked
+ * by libssh, is held unanswered while activation.c issues a code.  The
+ * key of a disabled user, or any unknown key with --no-activation, gets
+ * the refusal.  Returns 1 when it took msg.
+ */
+static int
+tnl_session_auth_activate(tnl_session_t *s, ssh_message msg, ssh_key pubkey,
+    enum ssh_publickey_state_e state, const char *fp)
+{
+    if (tnl_keys_is_disabled(fp) || !tnl_activation_conf.enabled) {
+        tnl_metric_add(TNL_M_AUTH_UNKNOWN_KEY, 1);
+        tnl_session_auth_unknown(s, fp, ssh_message_auth_user(msg), NULL);
+        tnl_session_auth_failed(s, msg);
+        return 0;
+    }
+
+    switch (state) {
+
+    case SSH_PUBLICKEY_STATE_NONE:
+        ssh_message_auth_reply_pk_ok_simple(msg);
+        return 0;
+
+    case SSH_PUBLICKEY_STATE_VALID:
+        if (tnl_activation_start(s, pubkey, fp) == -1) {
+            tnl_metric_add(TNL_M_AUTH_UNKNOWN_KEY, 1);
+            tnl_session_auth_unknown(s, fp, ssh_message_auth_user(msg),
+                                     "This kind of key cannot be activated "
+                                     "here.");
+            tnl_session_auth_failed(s, msg);
+            return 0;
+        }
+
+        /* answered later: tnl_session_activation_* */
+        s->auth_msg = msg;
+        snprintf(s->fingerprint, sizeof(s->fingerprint), "%s", fp);
+        return 1;
+
+    default:
+        tnl_log_warn("session %s: bad signature for key %s from %s",
+                     s->id, fp, s->client);
+        tnl_session_auth_failed(s, msg);
+        return 0;
+    }
+}
+
+
+static int
 tnl_session_auth(tnl_session_t *s, ssh_message msg)
 {
     enum ssh_publickey_state_e   state;
@@ -1021,9 +1089,10 @@ tnl_session_auth(tnl_session_t *s, ssh_message msg)
     ssh_key                      pubkey;
     char                         fp[64];
 
-    if (s->auth == TNL_AUTH_OK) {
+    /* OpenSSH waits for the held request; another client gets a no */
+    if (s->auth == TNL_AUTH_OK || s->auth_msg != NULL) {
         ssh_message_reply_default(msg);
-        return;
+        return 0;
     }
 
     if (!s->kex_counted) {
@@ -1038,7 +1107,7 @@ tnl_session_auth(tnl_session_t *s, ssh_message msg)
         }
         ssh_message_auth_set_methods(msg, SSH_AUTH_METHOD_PUBLICKEY);
         ssh_message_reply_default(msg);
-        return;
+        return 0;
     }
 
     pubkey = ssh_message_auth_pubkey(msg);
@@ -1047,7 +1116,7 @@ tnl_session_auth(tnl_session_t *s, ssh_message msg)
     if (pubkey == NULL || tnl_session_fingerprint(pubkey, fp, sizeof(fp)))
     {
         tnl_session_auth_failed(s, msg);
-        return;
+        return 0;
     }
 
     if (!tnl_keys_loaded()) {
@@ -1061,16 +1130,13 @@ tnl_session_auth(tnl_session_t *s, ssh_message msg)
                      s->id, fp);
         tnl_metric_add(TNL_M_AUTH_NOT_READY, 1);
         tnl_session_auth_failed(s, msg);
-        return;
+        return 0;
     }
 
     key = tnl_keys_find(fp);
 
     if (key == NULL) {
-        tnl_metric_add(TNL_M_AUTH_UNKNOWN_KEY, 1);
-        tnl_session_auth_unknown(s, fp, ssh_message_auth_user(msg));
-        tnl_session_auth_failed(s, msg);
-        return;
+        return tnl_session_auth_activate(s, msg, pubkey, state, fp);
     }
 
     switch (state) {
@@ -1078,17 +1144,17 @@ tnl_session_auth(tnl_session_t *s, ssh_message msg)
     case SSH_PUBLICKEY_STATE_NONE:
         /* a query: "would you accept this key?"; the signature follows */
         ssh_message_auth_reply_pk_ok_simple(msg);
-        return;
+        return 0;
 
     case SSH_PUBLICKEY_STATE_VALID:
         tnl_session_auth_ok(s, key, fp, msg);
-        return;
+        return 0;
 
     default:
         tnl_log_warn("session %s: bad signature for key %s from %s",
                      s->id, fp, s->client);
         tnl_session_auth_failed(s, msg);
-        return;
+        return 0;
     }
 }
 
@@ -1231,8 +1297,9 @@ tnl_session_message(tnl_session_t *s, ssh_message msg)
     subtype = ssh_message_subtype(msg);
 
     if (type == SSH_REQUEST_AUTH) {
-        tnl_session_auth(s, msg);
-        ssh_message_free(msg);
+        if (!tnl_session_auth(s, msg)) {
+            ssh_message_free(msg);
+        }
         return;
     }
 
@@ -1292,6 +1359,9 @@ tnl_session_close(tnl_session_t *s, const char *text, const char *reason)
     s->closing = 1;
     snprintf(s->close_reason, sizeof(s->close_reason), "tunnel server: %s",
              reason);
+
+    /* a code still waiting is cancelled: nothing stays behind */
+    tnl_activation_abandon(s);
 
     secs = (tnl_now_ms() - s->started_ms) / 1000;
 
@@ -1403,8 +1473,12 @@ tnl_session_free(tnl_session_t *s)
     tnl_pump_sweep(s, 1);
     tnl_forward_sweep(s);
 
-    if (s->auth != TNL_AUTH_OK) {
-        tnl_sessions_unauth--;
+    tnl_activation_abandon(s);
+    tnl_session_set_auth(s, TNL_AUTH_OK);    /* leaves the counts */
+
+    if (s->auth_msg != NULL) {
+        ssh_message_free(s->auth_msg);
+        s->auth_msg = NULL;
     }
 
     if (s->prev != NULL) {
@@ -1449,6 +1523,101 @@ tnl_session_sweep(void *data)
 }
 
 
+/* the count of unauthenticated sessions follows s->auth */
+static void
+tnl_session_set_auth(tnl_session_t *s, tnl_auth_state_e auth)
+{
+    if (s->auth == auth) {
+        return;
+    }
+
+    tnl_sessions_unauth -= (s->auth == TNL_AUTH_NONE);
+    s->auth = auth;
+    tnl_sessions_unauth += (auth == TNL_AUTH_NONE);
+}
+
+
+/* the device flow answers (activation.c), never inside a libssh call */
+
+void
+tnl_session_activation_detach(tnl_session_t *s)
+{
+    s->activation = NULL;
+}
+
+
+void
+tnl_session_activation_pending(tnl_session_t *s, const char *text)
+{
+    if (s->closing || s->auth_msg == NULL) {
+        return;
+    }
+
+    /*
+     * Waiting is not logging in: out of the --max-startups count (the
+     * activation caps bound it), and the expiry replaces the login grace;
+     * a keepalive keeps the client (and NAT mappings) from giving up.
+     */
+    tnl_session_set_auth(s, TNL_AUTH_PENDING);
+    tnl_timer_add(&s->timer, TNL_SESSION_WAIT_KEEPALIVE_MS);
+
+    tnl_session_banner(s, text);
+    tnl_session_post_process(s);
+}
+
+
+void
+tnl_session_activation_refused(tnl_session_t *s, const char *why)
+{
+    ssh_message  msg = s->auth_msg;
+
+    if (msg == NULL || s->closing) {
+        return;
+    }
+
+    s->auth_msg = NULL;
+    tnl_session_set_auth(s, TNL_AUTH_NONE);
+
+    tnl_metric_add(TNL_M_AUTH_UNKNOWN_KEY, 1);
+    tnl_session_auth_unknown(s, s->fingerprint, ssh_message_auth_user(msg),
+                             why);
+    tnl_session_auth_failed(s, msg);
+    ssh_message_free(msg);
+
+    tnl_session_post_process(s);
+}
+
+
+void
+tnl_session_activation_approved(tnl_session_t *s, const tnl_key_t *key)
+{
+    ssh_message  msg = s->auth_msg;
+    char         fp[64];
+
+    if (msg == NULL || s->closing) {
+        return;
+    }
+
+    s->auth_msg = NULL;
+    snprintf(fp, sizeof(fp), "%s", s->fingerprint);
+
+    /* from here on exactly as a registered key's signed request */
+    tnl_session_auth_ok(s, key, fp, msg);
+    ssh_message_free(msg);
+
+    tnl_session_post_process(s);
+}
+
+
+void
+tnl_session_activation_ended(tnl_session_t *s, const char *text)
+{
+    /* a -N client shows the DISCONNECT message: that is the line */
+    tnl_session_close(s, NULL, text);
+    tnl_session_post_process(s);
+}
+
+
 /* handlers for other parts */
 
 void
@@ -1484,6 +1653,9 @@ tnl_sessions_keys_changed(void)
                               "user disabled or key removed");
         }
     }
+
+    /* keys waiting for approval may be in the table now */
+    tnl_activation_keys_changed();
 }
 
 

@@ -42,6 +42,7 @@
 #include <libssh/server.h>
 #include <libssh/callbacks.h>
 
+#include "keys.h"
 #include "loop.h"
 
 
@@ -49,12 +50,13 @@ typedef struct tnl_session_s  tnl_session_t;
 typedef struct tnl_forward_s  tnl_forward_t;
 typedef struct tnl_stream_s   tnl_stream_t;
 typedef struct tnl_reply_s    tnl_reply_t;
+typedef struct tnl_activation_s  tnl_activation_t;
 
 
 typedef enum {
     TNL_AUTH_NONE = 0,     /* key exchange or userauth in progress */
     TNL_AUTH_PENDING,      /* unknown key parked for approval (device
-                              flow, a later issue); never a tunnel */
+                              flow, activation.c); never a tunnel */
     TNL_AUTH_OK,           /* key found: user and user_id are set */
 } tnl_auth_state_e;
 
@@ -77,6 +79,9 @@ struct tnl_session_s {
 
     tnl_auth_state_e    auth;
     int                 auth_failures;
+    ssh_message         auth_msg;     /* a signed request held unanswered
+                                         while its key waits for approval */
+    tnl_activation_t   *activation;   /* its code (activation.c) */
     unsigned            closing:1;    /* teardown started: accept nothing */
     unsigned            finished:1;   /* ssh side gone; waiting for sweep */
     unsigned            sweep_posted:1;
@@ -194,6 +199,22 @@ void tnl_sessions_keys_changed(void);
 void tnl_session_close_tunnel(const char *session_id, const char *name,
     int whole_session, const char *by, const char *reason);
 
+/*
+ * The device flow (activation.c) answers the held auth request: the code
+ * is issued (text: the banner that shows it; the session waits), none can
+ * be (why: one line before today's refusal of an unknown key), approved
+ * (signed in as the key's user, as for a registered key), or ended
+ * (denied, expired: text is the one line the client shows, then the
+ * session closes).  detach: activation.c let go of s->activation.
+ */
+void tnl_session_activation_pending(tnl_session_t *s, const char *text);
+void tnl_session_activation_refused(tnl_session_t *s, const char *why);
+void tnl_session_activation_approved(tnl_session_t *s,
+    const tnl_key_t *key);
+void tnl_session_activation_ended(tnl_session_t *s, const char *text);
+void tnl_session_activation_detach(tnl_session_t *s);
+
+/* unauthenticated sessions, those waiting for approval left out */
 int tnl_sessions_unauthenticated(void);
 int tnl_sessions_count(void);
 

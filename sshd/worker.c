@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "activation.h"
 #include "api.h"
 #include "db.h"
 #include "keys.h"
@@ -488,6 +489,12 @@ tnl_worker_run(int number, int nworkers, ssh_key key, const int *fds,
     }
 
     tnl_worker_fds_init(loop);
+
+    /* before tnl_db_start: its first LISTEN names every channel */
+    if (tnl_activation_init(loop) == -1) {
+        tnl_log_error("cannot set up the device flow");
+        goto done;
+    }
 
     if (tnl_db_start(loop, tnl_conf.database_url, tnl_conf.node) == -1) {
         tnl_log_error("unusable database URL");

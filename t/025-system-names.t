@@ -18,7 +18,8 @@ use NgxTunnel::Test;
 
 watchdog(180);
 
-my $s = start_stack();
+# --no-activation: an unknown key gets the refusal, not a code (issue 10)
+my $s = start_stack(tunneld_args => ['--no-activation']);
 my $port = $s->env->{HTTP_PORT};
 
 my $fred = new_user($s, 'fred');

@@ -19,8 +19,10 @@ use NgxTunnel::Test;
 
 watchdog(240);
 
-# admin => 1: the web UI is served, and tunneld knows its keys page
-my $s = start_stack(admin => 1);
+# admin => 1: the web UI is served, and tunneld knows its keys page;
+# --no-activation: an unknown key gets the refusal, not a code (the device
+# flow is t/120-activation-ssh.t)
+my $s = start_stack(admin => 1, tunneld_args => ['--no-activation']);
 my $port = $s->env->{HTTP_PORT};
 
 my $alice = new_user($s, 'alice');

@@ -307,7 +307,7 @@ sub ssh_command {
         '-o', 'IdentitiesOnly=yes',
         '-o', 'IdentityAgent=none',
         '-o', 'ConnectTimeout=10',
-        '-o', 'ServerAliveInterval=5');
+        '-o', 'ServerAliveInterval=' . ($o{alive} // 5));
     push @cmd, '-o', 'ExitOnForwardFailure=yes'
         unless defined $o{exit_on_forward_failure}
                && !$o{exit_on_forward_failure};
@@ -324,7 +324,8 @@ sub ssh_command {
 
 # Starts ssh in the background.  Options: key, user, remote (spec or list
 # of specs), session (1: -tt with a session channel, stdin kept open; 0:
-# -N), extra (more args), exit_on_forward_failure (default 1).
+# -N), extra (more args), exit_on_forward_failure (default 1), alive
+# (ServerAliveInterval, default 5).
 sub start_ssh {
     my ($s, %o) = @_;
     my $ready = delete $KEY_READY{$o{key} // ''};
