@@ -32,6 +32,7 @@
 #define TNL_ACT_CANCEL_MS      60000
 #define TNL_ACT_CHECK_MS       10000  /* fallback check of pending ids */
 #define TNL_ACT_CHECK_BATCH    1000
+#define TNL_ACT_RELOAD_MS      10000  /* a key registered a moment ago */
 
 
 enum {
@@ -52,6 +53,8 @@ struct tnl_activation_s {
     int                 tries;
     unsigned            pending:1;     /* in the list */
     unsigned            approved:1;    /* NOTIFY said so */
+    unsigned            reload_wait:1; /* no code: the key is registered,
+                                          our table not reloaded yet */
     unsigned            check:3;       /* TNL_ACT_CHECK_*: the fallback */
     char                code[TNL_ACT_CODE_LEN + 2];   /* "XXXX-XXXX" */
     char                fp[64];
@@ -90,6 +93,8 @@ static const char  tnl_act_sql_check[] =
 static void tnl_act_create_done(void *data, PGresult *res,
     const char *error);
 static void tnl_act_expired(tnl_timer_t *t);
+static void tnl_act_refuse(tnl_activation_t *a, const char *why);
+static void tnl_act_try_approved(tnl_activation_t *a);
 
 
 /* 8 letters, uniform over the alphabet (bytes past 240 are redrawn) */
@@ -392,6 +397,17 @@ tnl_act_expired(tnl_timer_t *t)
     tnl_activation_t  *a = t->data;
     char               text[256];
 
+    if (a->reload_wait) {
+        tnl_log_warn("session %s: key %s is registered but was not in the "
+                     "key table within %d s", a->session ? a->session->id
+                                                        : "-", a->fp,
+                     TNL_ACT_RELOAD_MS / 1000);
+        tnl_act_refuse(a, "This key is registered, but the tunnel server "
+                       "has not loaded it yet: connect again in a few "
+                       "seconds, or ask the operator.");
+        return;
+    }
+
     tnl_log_info("activation: code %" PRId64 " for %s expired", a->id,
                  a->fp);
 
@@ -452,6 +468,34 @@ tnl_act_refuse(tnl_activation_t *a, const char *why)
 }
 
 
+/*
+ * The key is in ssh_keys but not in our table: added a moment ago (the
+ * README's "key add" then ssh at once), and the NOTIFY-driven reload has
+ * not come yet.  No code: the session waits, like an approved one, for
+ * the reload that lets it in (or says its account is disabled), at most
+ * TNL_ACT_RELOAD_MS, then gets today's refusal.
+ */
+static void
+tnl_act_wait_reload(tnl_activation_t *a)
+{
+    a->reload_wait = 1;
+    a->pending = 1;
+    a->next = tnl_act_pending;
+    if (tnl_act_pending != NULL) {
+        tnl_act_pending->prev = a;
+    }
+    tnl_act_pending = a;
+    tnl_act_npending++;
+
+    tnl_timer_add(&a->expiry, TNL_ACT_RELOAD_MS);
+
+    tnl_log_info("session %s: key %s is registered, waiting for the key "
+                 "table to load it", a->session->id, a->fp);
+
+    tnl_act_try_approved(a);
+}
+
+
 static void
 tnl_act_create_done(void *data, PGresult *res, const char *error)
 {
@@ -499,6 +543,11 @@ tnl_act_create_done(void *data, PGresult *res, const char *error)
         }
     }
 
+    if (strcmp(status, "registered") == 0) {
+        tnl_act_wait_reload(a);
+        return;
+    }
+
     tnl_log_info("session %s: no activation code for %s from %s: %s",
                  a->session->id, a->fp, a->session->client, status);
 
@@ -510,11 +559,6 @@ tnl_act_create_done(void *data, PGresult *res, const char *error)
     } else if (strcmp(status, "full") == 0) {
         snprintf(why, sizeof(why), "Too many keys are waiting for approval "
                  "on this server right now: try again later.");
-
-    } else if (strcmp(status, "registered") == 0) {
-        snprintf(why, sizeof(why), "This key is registered already, but "
-                 "cannot sign in right now (its account may be disabled): "
-                 "connect again in a few seconds, or ask the operator.");
 
     } else {
         snprintf(why, sizeof(why), "The tunnel server could not issue an "
@@ -727,11 +771,15 @@ tnl_act_check(tnl_timer_t *t)
     ids[len++] = '{';
 
     for (a = tnl_act_pending, n = 0; a != NULL && n < TNL_ACT_CHECK_BATCH;
-         a = a->next, n++)
+         a = a->next)
     {
+        if (a->reload_wait) {
+            continue;           /* no row: the key table decides */
+        }
         len += snprintf(ids + len, size - len, "%s%" PRId64,
                         n ? "," : "", a->id);
         a->check = TNL_ACT_CHECK_ASKED;
+        n++;
     }
 
     snprintf(ids + len, size - len, "}");

@@ -166,6 +166,27 @@ for my $mode ('-N', 'session') {
 }
 
 
+# --- a key added a moment ago: in, not a code ------------------------------------
+# README's Quick start runs `tunnelctl key add` and ssh right after it; the
+# key is in PostgreSQL before tunneld's table has reloaded (NOTIFY, within
+# 2 s).  tunneld finds it registered (tunnel_activation_create says so) and
+# waits for the reload instead of refusing or offering a code.
+for my $round (1 .. 3) {
+    my $k = new_key($s, "carol$round");
+    my ($rc, $o, $e) = $s->tunnelctl('user', 'add', "carol$round");
+    ($rc, $o, $e) = $s->tunnelctl('key', 'add', "carol$round", $k->{pub});
+    is($rc, 0, "key add carol$round") or diag("$o$e");
+    my $t0 = time;
+    my $ssh = start_ssh($s, key => $k->{key}, user => "carol$round",
+        remote => "fresh$round:80:localhost:$be->{port}");
+    ok(wait_route($s, "fresh$round", 10),
+       sprintf('ssh right after key add: tunnel up in %.2f s', time - $t0))
+        or diag($ssh->output);
+    unlike($ssh->output, qr/not registered|code:/, '... no code, no refusal');
+    $ssh->stop;
+}
+
+
 # --- a disabled user's key: the refusal, not a code ---------------------------
 
 {
