@@ -129,6 +129,52 @@ for my $mode ('-N', 'session') {
 }
 
 
+# --- approve on the web, as a person does -------------------------------------
+# the code from ssh's output, /activate signed in (alice takes the
+# installation through /setup, her account made with tunnelctl), Approve
+# with the CSRF token, and the same ssh process gets its tunnel
+{
+    require NgxTunnel::AdminTest;
+    my $k = new_key($s, 'freshweb');
+    my $ssh = start_ssh($s, key => $k->{key}, user => 'whoever',
+        remote => "devweb:80:localhost:$be->{port}");
+    my $code = code_of($ssh);
+    ok($code, 'web: ssh shows a code') or diag($ssh->output);
+    my ($url) = $ssh->output =~ m{open: (\S+)};
+    $url //= '';
+    $url =~ s/\r//;
+
+    my $ua = NgxTunnel::AdminTest::UA->new($admin_url);
+    my $r = $ua->get('/setup');
+    $r = $ua->post('/setup', { name => 'alice',
+        password => 'correct horse battery staple',
+        password2 => 'correct horse battery staple',
+        csrf => NgxTunnel::AdminTest::csrf($r) });
+    is($r->{status}, 303, 'web: alice signs in (setup)');
+
+    (my $path = $url) =~ s{^\Q$admin_url\E}{};
+    $r = $ua->get($path);
+    is($r->{status}, 200, "web: the URL ssh printed ($path) opens");
+    like($r->{content}, qr/\Q$k->{fingerprint}\E/,
+        'web: the page shows the key ssh printed');
+    my $t0 = time;
+    $r = $ua->post('/activate', { action => 'approve',
+        code => substr($code, 0, 4) . '-' . substr($code, 4),
+        csrf => NgxTunnel::AdminTest::csrf($r) });
+    like($r->{content}, qr/Approved/, 'web: Approve') or diag($r->{content});
+    my $route = wait_route($s, 'devweb', 10);
+    my $res = $route ? http_get($s, 'devweb', '/') : {};
+    my $dt = time - $t0;
+    is("$res->{status} $res->{body}", '200 hello from backend one',
+        'web: the same ssh process serves its URL');
+    diag(sprintf 'web: Approve to first response %.3f s', $dt);
+    cmp_ok($dt, '<', 2, 'web: within 2 s of Approve');
+    like($ua->get('/keys')->{content}, qr/\Q$k->{fingerprint}\E/,
+        'web: the key is on /keys');
+    $ssh->stop;
+}
+
+
 # --- deny ---------------------------------------------------------------------
 
 {
