@@ -65,9 +65,12 @@ sub watchdog {
 }
 
 # A stack in its own temp dir with free ports, all five services started.
-# Extra options go to NgxTunnel::Stack->new.  Returns the Stack object.
+# nginx => 0 leaves the stack's nginx out (a test that runs its own nginx
+# configuration against PostgreSQL, Redis and tunneld).  Extra options go
+# to NgxTunnel::Stack->new.  Returns the Stack object.
 sub start_stack {
     my (%opt) = @_;
+    my $nginx = delete $opt{nginx} // 1;
 
     require lib;
     lib->import("$root/tools/lib");
@@ -87,7 +90,14 @@ sub start_stack {
         %opt,
     );
     $s->{_test_dir} = $dir;
-    $s->start_all;
+    if ($nginx) {
+        $s->start_all;
+    } else {
+        $s->start_postgres;
+        $s->migrate;
+        $s->start_redis;
+        $s->start_tunneld;
+    }
     return $s;
 }
 
