@@ -1648,6 +1648,8 @@ tnl_sessions_keys_changed(void)
         }
 
         if (tnl_keys_find(s->fingerprint) == NULL) {
+            /* not the client's choice: scripts should notice */
+            s->exit_status = 1;
             tnl_session_close(s, "Your key was removed or your account "
                               "disabled: closing your tunnels.",
                               "user disabled or key removed");
@@ -1678,6 +1680,7 @@ tnl_session_close_tunnel(const char *session_id, const char *name,
     tnl_forward_t   *f, *target;
     tnl_db_event_t   ev;
     char             text[512], why[160];
+    size_t           len, start;
     int              others;
 
     for (s = tnl_sessions; s != NULL; s = s->next) {
@@ -1704,12 +1707,35 @@ tnl_session_close_tunnel(const char *session_id, const char *name,
         }
     }
 
-    if (reason[0] != '\0') {
-        snprintf(text, sizeof(text), "Tunnel %s was closed by an "
-                 "administrator: %s", name, reason);
+    if (whole_session && others > 0) {
+        /* every tunnel of the session goes: name them all */
+        len = (size_t) snprintf(text, sizeof(text), "Your SSH session and "
+                                "its tunnels (");
+        start = len;
+        for (f = s->forwards; f != NULL && len < sizeof(text); f = f->next) {
+            if (f->state == TNL_FORWARD_ACTIVE) {
+                len += (size_t) snprintf(text + len, sizeof(text) - len,
+                                         "%s%s", len > start ? ", " : "",
+                                         f->name);
+            }
+        }
+        if (len < sizeof(text)) {
+            snprintf(text + len, sizeof(text) - len, ") were closed by an "
+                     "administrator");
+        }
+
     } else {
         snprintf(text, sizeof(text), "Tunnel %s was closed by an "
-                 "administrator.", name);
+                 "administrator", name);
+    }
+
+    /* one sentence: ": REASON." or "." (a reason's own stop is kept) */
+    len = strlen(text);
+    if (reason[0] != '\0') {
+        snprintf(text + len, sizeof(text) - len, ": %s%s", reason,
+                 strchr(".!?", reason[strlen(reason) - 1]) ? "" : ".");
+    } else {
+        snprintf(text + len, sizeof(text) - len, ".");
     }
 
     snprintf(why, sizeof(why), "kicked by %s", by[0] ? by : "the API");
@@ -1735,13 +1761,6 @@ tnl_session_close_tunnel(const char *session_id, const char *name,
         tnl_forward_close(target, why);
         tnl_session_post_process(s);
         return;
-    }
-
-    if (whole_session) {
-        size_t  len = strlen(text);
-
-        snprintf(text + len, sizeof(text) - len, "  Your SSH session is "
-                 "closed too.");
     }
 
     /* scripts notice: the tunnel did not end by the client's choice */

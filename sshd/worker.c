@@ -389,8 +389,9 @@ tnl_worker_shutdown(tnl_loop_t *loop)
     tnl_server_stop_listening();
     tnl_api_stop();
 
-    tnl_sessions_close_all("The tunnel server is restarting: your tunnels "
-                           "are closed; reconnect in a moment.",
+    tnl_sessions_close_all("The tunnel server is stopping or restarting: "
+                           "your tunnels are closed; reconnect in a "
+                           "moment.",
                            "server shutting down");
 
     /* bounded: let DISCONNECTs and Redis releases go out */

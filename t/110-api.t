@@ -335,7 +335,8 @@ is(status_body($s, 'bone'), '200 hello from backend one', 'and serves');
 $r = api(DELETE => '/tunnels/aone?session=1');
 is($r->{json}{scope}, 'session', '?session=1 closes the session');
 ok($ssh_a->finish(3) != -1, '... the ssh client exits');
-like($ssh_a->output, qr/Your SSH session is closed too/, '... saying so');
+like($ssh_a->output, qr/Tunnel aone was closed by an administrator\./,
+    '... saying so, one sentence');
 
 
 # --- a second tunneld on the same Redis: cluster-wide list and kick ----------
@@ -436,6 +437,32 @@ is($rc2, 1, 'tunnelctl kick of a malformed name: exit 1');
 is($rc2, 1, 'tunneld unreachable: exit 1');
 like($err, qr/cannot reach tunneld's API at .*is tunneld running/,
     'says what to check');
+
+# a whole session of several tunnels: named, one sentence
+{
+    my $ssh_e = start_ssh($s, key => $alice->{key}, user => 'alice',
+        session => 1, remote => [ "eone:80:localhost:$be->{port}",
+                                  "etwo:80:localhost:$be->{port}" ]);
+    ok(wait_route($s, $_, 10), "$_ up") for qw(eone etwo);
+    api(DELETE => '/tunnels/etwo?session=1&reason=session%20kick');
+    ok($ssh_e->finish(3) != -1, 'a session of two tunnels kicked: ssh exits');
+    like($ssh_e->output, qr/Your SSH session and its tunnels \((?:eone, etwo|etwo, eone)\) were closed by an administrator: session kick\./,
+        '... naming both tunnels, one sentence');
+    ok(!route_of($s, 'eone') && !route_of($s, 'etwo'), '... both routes gone');
+}
+
+# disabling a user closes their session with a non-zero exit status
+{
+    my $dave = new_user($s, 'dave');
+    my $ssh_d = start_ssh($s, key => $dave->{key}, user => 'dave',
+        session => 1, remote => "dnodea:80:localhost:$be->{port}");
+    ok(wait_route($s, 'dnodea', 10), "dave's tunnel up");
+    $s->tunnelctl('user', 'disable', 'dave');
+    my $rc3 = $ssh_d->finish(5);
+    is($rc3, 1, 'a disabled user\'s ssh exits with status 1');
+    like($ssh_d->output, qr/Your key was removed or your account disabled/,
+        '... saying why');
+}
 
 check_logs($s);
 
