@@ -208,23 +208,79 @@ ngx_http_tunnel_admin_field_is(ngx_http_tunnel_admin_ctx_t *ctx,
 }
 
 
+/*
+ * The value of cookie name, matched exactly.  Not nginx's
+ * ngx_http_parse_multi_header_lines(): it compares names without regard
+ * to case, so "__host-tunnel_session" would pass for our
+ * "__Host-tunnel_session".  Browsers that predate RFC 6265bis check the
+ * __Host- prefix case-sensitively, so a page on any tunnel host (same
+ * site) could set that look-alike with Domain=DOMAIN and fix a session
+ * or plant a CSRF cookie.  A name sent twice is refused too: one of them
+ * is not the browser's own.
+ */
 ngx_int_t
 ngx_http_tunnel_admin_cookie(ngx_http_request_t *r, const char *name,
     ngx_str_t *value)
 {
-    ngx_str_t  n;
+    u_char            *p, *end, *n, *v, *ve;
+    size_t             len;
+    ngx_uint_t         i, found;
+    ngx_table_elt_t  **h;
 
-    n.data = (u_char *) name;
-    n.len = ngx_strlen(name);
+    len = ngx_strlen(name);
+    found = 0;
+    ngx_str_null(value);
 
-    if (ngx_http_parse_multi_header_lines(&r->headers_in.cookies, &n, value)
-        == NGX_DECLINED)
-    {
-        ngx_str_null(value);
-        return NGX_DECLINED;
+    h = r->headers_in.cookies.elts;
+
+    for (i = 0; i < r->headers_in.cookies.nelts; i++) {
+        p = h[i]->value.data;
+        end = p + h[i]->value.len;
+
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == '\t' || *p == ';')) {
+                p++;
+            }
+
+            n = p;
+            while (p < end && *p != '=' && *p != ';') {
+                p++;
+            }
+
+            if (p == end || *p != '=') {
+                continue;           /* a name without a value */
+            }
+
+            ve = p;                 /* end of the name */
+            v = ++p;
+            while (p < end && *p != ';') {
+                p++;
+            }
+
+            if ((size_t) (ve - n) != len || ngx_strncmp(n, name, len) != 0) {
+                continue;
+            }
+
+            if (found++) {
+                ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                              "tunnel: admin: cookie \"%s\" sent twice: "
+                              "both ignored", name);
+                ngx_str_null(value);
+                return NGX_DECLINED;
+            }
+
+            value->data = v;
+            value->len = p - v;
+
+            while (value->len && (value->data[value->len - 1] == ' '
+                                  || value->data[value->len - 1] == '\t'))
+            {
+                value->len--;
+            }
+        }
     }
 
-    return NGX_OK;
+    return found ? NGX_OK : NGX_DECLINED;
 }
 
 
