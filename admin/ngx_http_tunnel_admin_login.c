@@ -14,11 +14,11 @@
  * password.
  *
  * Back to the page: a signed-out visitor of a page listed in
- * ngx_http_tunnel_admin_return_paths (/activate?code=..., opened from a
- * terminal on a phone) is sent to /login?next=PATH%3FQUERY, and returns
- * there after signing in.  Only those paths, with a query of plain
- * characters, are ever followed: nothing in a request can send the browser
- * to another site.
+ * ngx_http_tunnel_admin_return_paths (the app's own pages: /names from a
+ * bookmark, /activate?code=... opened from a terminal on a phone) is sent
+ * to /login?next=PATH%3FQUERY, and returns there after signing in.  Only
+ * those exact paths, with a query of plain characters, are ever followed:
+ * nothing in a request can send the browser to another site.
  */
 
 #include "ngx_http_tunnel_admin_module.h"
@@ -58,9 +58,21 @@ static const char  ngx_http_tunnel_admin_logout_sql[] =
     " SELECT 1";
 
 
-/* the pages a sign-in returns to, with their query */
+/*
+ * the pages a sign-in returns to, with their query: the pages of the
+ * navigation (not "/", where a sign-in goes anyway, nor the .json of the
+ * live updates, nor forms that only POST)
+ */
 static ngx_str_t  ngx_http_tunnel_admin_return_paths[] = {
     ngx_string("/activate"),
+    ngx_string("/keys"),
+    ngx_string("/names"),
+    ngx_string("/tunnels"),
+    ngx_string("/admin/tunnels"),
+    ngx_string("/admin/users"),
+    ngx_string("/admin/invites"),
+    ngx_string("/admin/activations"),
+    ngx_string("/admin/audit"),
     ngx_null_string
 };
 
@@ -114,6 +126,9 @@ ngx_http_tunnel_admin_login_get(ngx_http_request_t *r,
     ngx_http_tunnel_admin_put(r, ctx,
         "<div class=\"actions\"><button type=\"submit\">Sign in</button>"
         "</div>\n</form>\n</div>\n"
+        "<p class=\"muted\">Forgot your password?  Ask an administrator "
+        "for a password link (the Users page, or <code>tunnelctl user "
+        "password NAME</code>).</p>\n"
         "<p class=\"muted\">No account?  This installation is private: ask "
         "an administrator for an invitation link.</p>\n");
 

@@ -219,6 +219,27 @@ $t->sql('DELETE FROM login_failures');
 (undef, $r) = login(' ALICE ', 'alice password 1', '10.3.0.1');
 is($r->{status}, 303, 'the name is folded: " ALICE " is alice');
 
+# --- back to the page after signing in ------------------------------------
+$ua = $t->ua;
+$r = $ua->get('/names');
+is($r->{status}, 303, 'signed out: /names redirects');
+is($r->{headers}{location} =~ s{^https?://[^/]+}{}r, '/login?next=/names',
+   '... to /login with next=');
+$r = $ua->get('/login?next=%2Fnames');
+like($r->{content}, qr{<input type="hidden" name="next" value="/names">},
+     '... which the form carries');
+like($r->{content},
+     qr{Forgot your password\?  Ask an administrator for a password link},
+     'the page says what to do about a lost password');
+$r = $ua->post('/login', { name => 'alice', password => 'alice password 1',
+                           next => '/names', csrf => csrf($r) },
+               headers => { 'X-Forwarded-For' => '10.9.0.1' });
+is($r->{headers}{location} =~ s{^https?://[^/]+}{}r, '/names',
+   'signed in: back on /names');
+$r = $ua->get('/login?next=%2Fadmin%2Faudit%3Fuser%3Dbob');
+is($r->{headers}{location} =~ s{^https?://[^/]+}{}r, '/admin/audit?user=bob',
+   'an admin page with its query');
+
 # --- disabled user -------------------------------------------------------------
 $t->sql("UPDATE users SET disabled = true WHERE name = 'bob'");
 is($bob->get('/keys')->{status}, 303, "disabled user's session stops working");
