@@ -46,10 +46,11 @@ static const char  ngx_http_tunnel_admin_audit_sql[] =
     " ORDER BY e.id DESC LIMIT 101";
 
 
-/* the kinds of sql/004_audit.sql's check, in the order the form lists */
+/* the kinds of the check (sql/004, 006, 007), in the order the form lists */
 static const char  *ngx_http_tunnel_admin_audit_kinds[] = {
     "open", "close", "takeover", "kick", "refused", "auth",
-    "login", "login_failed", "logout", "setup", "join",
+    "login", "login_failed", "login_failures_cleared", "logout", "setup",
+    "join", "key_activated", "activation_denied",
     "invite_created", "invite_revoked", "password_link", "password_set",
     "key_added", "key_removed", "name_reserved", "name_released",
     "user_added", "user_disabled", "user_enabled", "user_removed",

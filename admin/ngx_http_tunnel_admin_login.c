@@ -2,19 +2,23 @@
 /*
  * /login and /logout.
  *
- * Signing in: failed attempts are rows of login_failures (sql/002), counted
- * per client address and per typed user name over tunnel_admin_login_limit's
- * window; over the limit the form is refused without checking the
- * password.  An unknown user costs the same argon2id work as a wrong
- * password and gets the same sentence.  A disabled account is only named as
- * such after the right password.
+ * Signing in: the typed name is folded (trimmed, lower case) as users.name
+ * is stored.  Failed attempts are rows of login_failures (sql/002), counted
+ * by tunnel_admin_login_check() (sql/007, where the reasoning is): per
+ * (address, name) strictly, per address loosely, per existing account as a
+ * slow-down that never refuses it where it has signed in before.  Over a
+ * limit the form is refused, with the real wait, without checking the
+ * password; `tunnelctl login-failures clear` lifts it.  An unknown user
+ * costs the same argon2id work as a wrong password and gets the same
+ * sentence.  A disabled account is only named as such after the right
+ * password.
  *
  * Back to the page: a signed-out visitor of a page listed in
- * ngx_http_tunnel_admin_return_paths (/activate?code=..., opened from a
- * terminal on a phone) is sent to /login?next=PATH%3FQUERY, and returns
- * there after signing in.  Only those paths, with a query of plain
- * characters, are ever followed: nothing in a request can send the browser
- * to another site.
+ * ngx_http_tunnel_admin_return_paths (the app's own pages: /names from a
+ * bookmark, /activate?code=... opened from a terminal on a phone) is sent
+ * to /login?next=PATH%3FQUERY, and returns there after signing in.  Only
+ * those exact paths, with a query of plain characters, are ever followed:
+ * nothing in a request can send the browser to another site.
  */
 
 #include "ngx_http_tunnel_admin_module.h"
@@ -30,14 +34,7 @@ typedef enum {
 
 
 static const char  ngx_http_tunnel_admin_login_sql[] =
-    "SELECT (SELECT count(*) FROM login_failures"
-    "         WHERE client_addr = $1"
-    "           AND at > now() - make_interval(secs => $3)),"
-    "       (SELECT count(*) FROM login_failures"
-    "         WHERE user_name = $2"
-    "           AND at > now() - make_interval(secs => $3)),"
-    "       u.id, u.password_hash, u.disabled"
-    "  FROM (SELECT 1) AS one LEFT JOIN users u ON u.name = $2";
+    "SELECT * FROM tunnel_admin_login_check($1, $2, $3, $4, $5, $6)";
 
 /* the audit row names who was typed: maybe nobody's account */
 static const char  ngx_http_tunnel_admin_login_failed_sql[] =
@@ -61,9 +58,21 @@ static const char  ngx_http_tunnel_admin_logout_sql[] =
     " SELECT 1";
 
 
-/* the pages a sign-in returns to, with their query */
+/*
+ * the pages a sign-in returns to, with their query: the pages of the
+ * navigation (not "/", where a sign-in goes anyway, nor the .json of the
+ * live updates, nor forms that only POST)
+ */
 static ngx_str_t  ngx_http_tunnel_admin_return_paths[] = {
     ngx_string("/activate"),
+    ngx_string("/keys"),
+    ngx_string("/names"),
+    ngx_string("/tunnels"),
+    ngx_string("/admin/tunnels"),
+    ngx_string("/admin/users"),
+    ngx_string("/admin/invites"),
+    ngx_string("/admin/activations"),
+    ngx_string("/admin/audit"),
     ngx_null_string
 };
 
@@ -117,6 +126,9 @@ ngx_http_tunnel_admin_login_get(ngx_http_request_t *r,
     ngx_http_tunnel_admin_put(r, ctx,
         "<div class=\"actions\"><button type=\"submit\">Sign in</button>"
         "</div>\n</form>\n</div>\n"
+        "<p class=\"muted\">Forgot your password?  Ask an administrator "
+        "for a password link (the Users page, or <code>tunnelctl user "
+        "password NAME</code>).</p>\n"
         "<p class=\"muted\">No account?  This installation is private: ask "
         "an administrator for an invitation link.</p>\n");
 
@@ -347,7 +359,7 @@ static ngx_int_t
 ngx_http_tunnel_admin_login_lookup(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx)
 {
-    ngx_str_t                          *name, *password, params[3];
+    ngx_str_t                          *name, *password, params[6];
     ngx_http_tunnel_admin_main_conf_t  *amcf;
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_tunnel_admin_module);
@@ -371,11 +383,20 @@ ngx_http_tunnel_admin_login_lookup(ngx_http_request_t *r,
         password->len = NGX_HTTP_TUNNEL_ADMIN_PASSWORD_MAX;
     }
 
-    /* what we count failures under; cut on a character boundary */
-    ctx->s1 = *name;
-    if (ctx->s1.len > 64) {
-        ctx->s1.len = 64;
-        while (ctx->s1.len && (ctx->s1.data[ctx->s1.len] & 0xc0) == 0x80) {
+    /*
+     * what we look up and count failures under: folded as users.name is
+     * stored (" CAROL " is carol), cut on a character boundary
+     */
+    ctx->s1.len = ngx_min(name->len, 64);
+    ctx->s1.data = ngx_pnalloc(r->pool, ctx->s1.len);
+    if (ctx->s1.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_strlow(ctx->s1.data, name->data, ctx->s1.len);
+
+    if (name->len > 64) {
+        while (ctx->s1.len && (name->data[ctx->s1.len] & 0xc0) == 0x80) {
             ctx->s1.len--;
         }
     }
@@ -385,7 +406,16 @@ ngx_http_tunnel_admin_login_lookup(ngx_http_request_t *r,
 
     if (ngx_http_tunnel_admin_number_param(r->pool, amcf->login_window,
                                            &params[2])
-        != NGX_OK)
+        != NGX_OK
+        || ngx_http_tunnel_admin_number_param(r->pool, amcf->login_limit,
+                                              &params[3])
+           != NGX_OK
+        || ngx_http_tunnel_admin_number_param(r->pool, amcf->login_addr_limit,
+                                              &params[4])
+           != NGX_OK
+        || ngx_http_tunnel_admin_number_param(r->pool, amcf->login_user_limit,
+                                              &params[5])
+           != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -394,7 +424,7 @@ ngx_http_tunnel_admin_login_lookup(ngx_http_request_t *r,
 
     return ngx_http_tunnel_admin_query(r, ctx,
                                        ngx_http_tunnel_admin_login_sql,
-                                       3, params);
+                                       6, params);
 }
 
 
@@ -402,46 +432,49 @@ static ngx_int_t
 ngx_http_tunnel_admin_login_verify(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx)
 {
-    ngx_str_t                          *password, s, hash;
-    ngx_int_t                           by_addr, by_user;
-    ngx_http_tunnel_admin_main_conf_t  *amcf;
-
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_tunnel_admin_module);
+    ngx_str_t   *password, s, hash;
+    ngx_int_t    wait;
+    const char  *msg;
 
     s = ngx_http_tunnel_admin_cell(ctx, 0, 0);
-    by_addr = ngx_atoi(s.data, s.len);
-    s = ngx_http_tunnel_admin_cell(ctx, 0, 1);
-    by_user = ngx_atoi(s.data, s.len);
 
-    if (by_addr == NGX_ERROR || by_user == NGX_ERROR) {
-        return NGX_ERROR;
-    }
+    if (s.len) {
+        wait = ngx_atoi(s.data, s.len);
+        if (wait == NGX_ERROR) {
+            return NGX_ERROR;
+        }
 
-    if ((ngx_uint_t) by_addr >= amcf->login_limit
-        || (ngx_uint_t) by_user >= amcf->login_limit)
-    {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "tunnel: admin: sign-in as \"%V\" from %V refused: "
-                      "too many failures", &ctx->s1,
-                      &r->connection->addr_text);
+                      "too many failures, %i s to wait", &ctx->s1,
+                      &r->connection->addr_text, wait);
+
+        /* the whole minutes to wait, at least one */
+        wait = (wait + 59) / 60;
+
+        msg = ngx_http_tunnel_admin_sentence(r,
+                  "Too many failed sign-ins.  Wait %i minute%s, then try "
+                  "again, or ask an administrator to clear them.",
+                  wait, wait == 1 ? "" : "s");
+        if (msg == NULL) {
+            return NGX_ERROR;
+        }
 
         return ngx_http_tunnel_admin_form_error(r, ctx,
-                   NGX_HTTP_TOO_MANY_REQUESTS,
-                   "Too many failed sign-ins.  Wait a few minutes, then "
-                   "try again.");
+                   NGX_HTTP_TOO_MANY_REQUESTS, msg);
     }
 
     /* keep the user id and the disabled flag: the result goes away */
-    if (ngx_http_tunnel_admin_cell_copy(r, ctx, 0, 2, &ctx->s2) != NGX_OK) {
+    if (ngx_http_tunnel_admin_cell_copy(r, ctx, 0, 1, &ctx->s2) != NGX_OK) {
         return NGX_ERROR;
     }
 
     ctx->s3.len = 0;
-    if (ngx_http_tunnel_admin_cell_is(ctx, 0, 4, "t")) {
+    if (ngx_http_tunnel_admin_cell_is(ctx, 0, 3, "t")) {
         ngx_str_set(&ctx->s3, "t");
     }
 
-    hash = ngx_http_tunnel_admin_cell(ctx, 0, 3);
+    hash = ngx_http_tunnel_admin_cell(ctx, 0, 2);
     password = ngx_http_tunnel_admin_field(ctx, "password");
 
     ctx->step = NGX_HTTP_TUNNEL_ADMIN_LOGIN_VERIFIED;

@@ -113,7 +113,7 @@ static ngx_command_t  ngx_http_tunnel_admin_commands[] = {
       NULL },
 
     { ngx_string("tunnel_admin_login_limit"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2|NGX_CONF_TAKE3|NGX_CONF_TAKE4,
       ngx_http_tunnel_admin_login_limit,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
@@ -727,14 +727,20 @@ ngx_http_tunnel_admin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/*
+ * tunnel_admin_login_limit N TIME [address=N] [user=N]: failed sign-ins
+ * allowed per window per (address, name), per address and per account;
+ * why three, in sql/007_login_limits.sql
+ */
 static char *
 ngx_http_tunnel_admin_login_limit(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
 {
     ngx_http_tunnel_admin_main_conf_t  *amcf = conf;
 
-    ngx_int_t   n;
-    ngx_str_t  *value;
+    ngx_int_t    n;
+    ngx_str_t   *value, v;
+    ngx_uint_t   i, *limit;
 
     if (amcf->login_limit != NGX_CONF_UNSET_UINT) {
         return "is duplicate";
@@ -756,6 +762,36 @@ ngx_http_tunnel_admin_login_limit(ngx_conf_t *cf, ngx_command_t *cmd,
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid window \"%V\"", &value[2]);
         return NGX_CONF_ERROR;
+    }
+
+    for (i = 3; i < cf->args->nelts; i++) {
+        v = value[i];
+
+        if (v.len > 8 && ngx_strncmp(v.data, "address=", 8) == 0) {
+            limit = &amcf->login_addr_limit;
+            v.data += 8;
+            v.len -= 8;
+
+        } else if (v.len > 5 && ngx_strncmp(v.data, "user=", 5) == 0) {
+            limit = &amcf->login_user_limit;
+            v.data += 5;
+            v.len -= 5;
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\": expected "
+                               "address=N or user=N", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        n = ngx_atoi(v.data, v.len);
+        if (n <= 0 || *limit != NGX_CONF_UNSET_UINT) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid or repeated \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        *limit = n;
     }
 
     return NGX_CONF_OK;
@@ -824,6 +860,8 @@ ngx_http_tunnel_admin_create_main_conf(ngx_conf_t *cf)
     amcf->session_idle = NGX_CONF_UNSET;
     amcf->session_lifetime = NGX_CONF_UNSET;
     amcf->login_limit = NGX_CONF_UNSET_UINT;
+    amcf->login_addr_limit = NGX_CONF_UNSET_UINT;
+    amcf->login_user_limit = NGX_CONF_UNSET_UINT;
     amcf->login_window = NGX_CONF_UNSET;
     amcf->invite_hours = NGX_CONF_UNSET_UINT;
     amcf->ssh_port = NGX_CONF_UNSET_UINT;
@@ -845,6 +883,8 @@ ngx_http_tunnel_admin_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_value(amcf->session_idle, 3600);
     ngx_conf_init_value(amcf->session_lifetime, 12 * 3600);
     ngx_conf_init_uint_value(amcf->login_limit, 5);
+    ngx_conf_init_uint_value(amcf->login_addr_limit, 30);
+    ngx_conf_init_uint_value(amcf->login_user_limit, 20);
     ngx_conf_init_value(amcf->login_window, 15 * 60);
     ngx_conf_init_uint_value(amcf->invite_hours, 72);
     ngx_conf_init_uint_value(amcf->ssh_port, 22);

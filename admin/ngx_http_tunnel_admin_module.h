@@ -59,7 +59,9 @@ typedef struct {
     ngx_uint_t                 name_quota;
     time_t                     session_idle;
     time_t                     session_lifetime;
-    ngx_uint_t                 login_limit;    /* failures per window */
+    ngx_uint_t                 login_limit;    /* per address and name */
+    ngx_uint_t                 login_addr_limit;   /* per address */
+    ngx_uint_t                 login_user_limit;   /* per account */
     time_t                     login_window;
     ngx_uint_t                 invite_hours;   /* default expiry */
     ngx_str_t                  base_url;       /* for invitation links */

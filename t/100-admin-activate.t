@@ -134,7 +134,8 @@ is($r->{status}, 303, 'signed in already: /login?next= goes on');
 is(loc($r), '/activate?code=BCDF-GHJK', '... to the page');
 
 for my $bad ('//evil.example/activate', 'http://evil.example/',
-             '/keys', '/activate/../keys', '/activatex',
+             '/setup', '/tunnels.json', '/activate/../keys', '/activatex',
+             '/keysx', '/names/../setup',
              "/activate?code=a\"b", '/activate?code=%2F%2Fx',
              '/activate?code=x y') {
     my $ua = $t->ua;
@@ -144,11 +145,12 @@ for my $bad ('//evil.example/activate', 'http://evil.example/',
     is(loc($r), '/?done=signed-in',
        "next \"$bad\" is not followed");
 }
-$r = $t->ua->get('/login?next=' . '%2Fkeys');
+$r = $t->ua->get('/login?next=' . '%2Fsetup');
 unlike($r->{content}, qr/name="next"/, 'a next that is not a return path '
        . 'is not put in the form');
 $r = $t->ua->get('/keys');
-is(loc($r), '/login', 'other pages: plain /login as before');
+is(loc($r), '/login?next=/keys', 'the other pages of the navigation come '
+   . 'back too');
 $r = $t->ua->get('/activate?code=%22%3E%3Cscript%3E');
 is(loc($r), '/login', 'odd characters in the query: plain '
    . '/login');

@@ -277,6 +277,11 @@ is($r->{status}, 400, 'an impossible date: 400');
 like($r->{content}, qr/Give times as YYYY-MM-DD/, '... with the form');
 is($alice->get('/admin/audit?kind=drop%20table')->{status}, 400,
    'an unknown kind: 400');
+for my $kind ('login_failures_cleared', 'key_activated', 'activation_denied')
+{
+    is($alice->get("/admin/audit?kind=$kind")->{status}, 200,
+       "kind $kind (sql/006, 007) can be filtered on");
+}
 is($alice->get('/admin/audit?before=12x')->{status}, 400, 'a bad cursor: 400');
 
 # paging: 250 rows of one user, keyset by id

@@ -1,7 +1,8 @@
 #!/usr/bin/perl
 # Admin UI sign-in: login/logout, session cookie attributes, session rows
 # (hashed token, idle and absolute expiry), the generic failure message, the
-# rate limit per client address and per user, CSRF on signed-in forms.
+# rate limits (per address and name, per address, per account), CSRF on
+# signed-in forms.
 
 use strict;
 use warnings;
@@ -17,7 +18,7 @@ my $missing = NgxTunnel::AdminTest::missing();
 plan skip_all => $missing if $missing;
 
 my $t = NgxTunnel::AdminTest->new(
-    http_extra => "    tunnel_admin_login_limit 3 1h;\n"
+    http_extra => "    tunnel_admin_login_limit 3 1h address=6 user=5;\n"
                 . "    tunnel_admin_session_idle 3s;\n"
                 . "    tunnel_admin_session_lifetime 1h;\n"
                 . "    set_real_ip_from 127.0.0.1;\n"
@@ -143,29 +144,101 @@ is($m1, 'Wrong user name or password.', 'generic message');
 is($m2, $m1, 'the same message for an unknown user');
 like($r1->{content}, qr/name="name"[^>]*value="alice"/, 'name kept');
 
+# --- rate limits (sql/007): per (address, name) strictly, per address
+# loosely, per account only from places it never signed in from ----------
+sub msg { my ($r) = @_; ($r->{content} =~ /<p class="msg bad">(.*?)<\/p>/)[0] }
+
 $t->sql('DELETE FROM login_failures');
 for my $i (1 .. 3) {
     (undef, $r) = login('alice', "wrong $i password", '10.2.0.1');
     is($r->{status}, 403, "failure $i counted");
 }
 (undef, $r) = login('alice', 'alice password 1', '10.2.0.1');
-is($r->{status}, 429, 'limit reached: even the right password is refused');
-like($r->{content}, qr/Too many failed sign-ins/, 'and says why');
-(undef, $r) = login('alice', 'alice password 1', '10.2.0.9');
-is($r->{status}, 429, 'per user: another address is refused too');
+is($r->{status}, 429, 'pair limit reached: even the right password is '
+   . 'refused from there');
+is(msg($r), 'Too many failed sign-ins.  Wait 60 minutes, then try again, '
+   . 'or ask an administrator to clear them.', 'and says the real wait');
+(undef, $r) = login(' ALICE ', 'alice password 1', '10.2.0.1');
+is($r->{status}, 429, 'the same name typed another way is the same pair');
 (undef, $r) = login('bob', 'bob password 12', '10.2.0.1');
-is($r->{status}, 429, 'per address: another user from there is refused');
-(undef, $r) = login('bob', 'bob password 12', '10.2.0.8');
-is($r->{status}, 303, 'another user from another address signs in');
+is($r->{status}, 303, 'another user from that address signs in');
+(undef, $r) = login('alice', 'alice password 1', '10.2.0.9');
+is($r->{status}, 303, 'alice signs in from another address');
 is($t->sql("SELECT count(*) FROM login_failures"), 3,
    'refused attempts are not counted again');
+is($t->sql("SELECT count(*) FROM login_failures WHERE user_name = 'alice'"),
+   3, 'a sign-in clears only its own address\'s failures');
+
+$t->sql("UPDATE login_failures SET at = at - interval '50 minutes'");
+(undef, $r) = login('alice', 'alice password 1', '10.2.0.1');
+like(msg($r), qr/^Too many failed sign-ins\.  Wait 10 minutes,/,
+     'the wait shrinks as failures age');
+$t->sql("UPDATE login_failures SET at = at - interval '9 minutes 30 seconds'");
+(undef, $r) = login('alice', 'alice password 1', '10.2.0.1');
+like(msg($r), qr/Wait 1 minute,/, 'one minute (singular)');
+$t->sql("UPDATE login_failures SET at = at - interval '31 seconds'");
+(undef, $r) = login('alice', 'alice password 1', '10.2.0.1');
+is($r->{status}, 303, 'sign-in works again once the window is clear');
+
+# make run: every browser is the same address
+$t->sql('DELETE FROM login_failures');
+(undef, $r) = login('alice', 'alice password 1', '10.5.0.1');
+is($r->{status}, 303, 'alice signs in from the shared address');
+for my $typo (['bob', 'wrong'], ['bobx', 'bob password 12'],
+              [' BOB ', 'wrong again'], ['bob', 'wrong 3']) {
+    login(@$typo, '10.5.0.1');
+}
+(undef, $r) = login('bob', 'bob password 12', '10.5.0.1');
+is($r->{status}, 429, "bob's own typos stop bob there");
+(undef, $r) = login('alice', 'alice password 1', '10.5.0.1');
+is($r->{status}, 303, "bob's typos do not stop alice");
+is($t->sql("SELECT string_agg(DISTINCT user_name, ',') FROM login_failures"),
+   'bob,bobx', 'names are counted folded');
+
+# one address trying many names: address=6
+$t->sql('DELETE FROM login_failures');
+(undef, $r) = login('alice', 'alice password 1', '10.6.0.1');
+login("guess$_", 'password guess', '10.6.0.1') for 1 .. 6;
+(undef, $r) = login('bob', 'bob password 12', '10.6.0.1');
+is($r->{status}, 429, 'address limit: a user new to that address waits');
+(undef, $r) = login('alice', 'alice password 1', '10.6.0.1');
+is($r->{status}, 303, 'a user who signed in from there before does not');
+
+# one account guessed from many addresses: user=5
+$t->sql('DELETE FROM login_failures');
+login('alice', 'wrong password', "10.7.0.$_") for 1 .. 5;
+(undef, $r) = login('alice', 'alice password 1', '10.7.0.9');
+is($r->{status}, 429, 'account limit: alice waits at a new address');
+(undef, $r) = login('alice', 'alice password 1', '10.9.0.1');
+is($r->{status}, 303, 'but not where she signed in before');
+(undef, $r) = login('nosuchuser', 'wrong password', "10.7.0.$_") for 1 .. 2;
+(undef, $r) = login('bob', 'bob password 12', '10.7.0.1');
+is($r->{status}, 303, 'other accounts are not slowed down');
 
 $t->sql('DELETE FROM login_failures');
-(undef, $r) = login('alice', 'wrong password!', '10.3.0.1');
-(undef, $r) = login('alice', 'alice password 1', '10.3.0.1');
-is($r->{status}, 303, 'sign-in works again once the window is clear');
-is($t->sql("SELECT count(*) FROM login_failures WHERE user_name = 'alice'"),
-   0, 'a successful sign-in clears the user\'s failures');
+(undef, $r) = login(' ALICE ', 'alice password 1', '10.3.0.1');
+is($r->{status}, 303, 'the name is folded: " ALICE " is alice');
+
+# --- back to the page after signing in ------------------------------------
+$ua = $t->ua;
+$r = $ua->get('/names');
+is($r->{status}, 303, 'signed out: /names redirects');
+is($r->{headers}{location} =~ s{^https?://[^/]+}{}r, '/login?next=/names',
+   '... to /login with next=');
+$r = $ua->get('/login?next=%2Fnames');
+like($r->{content}, qr{<input type="hidden" name="next" value="/names">},
+     '... which the form carries');
+like($r->{content},
+     qr{Forgot your password\?  Ask an administrator for a password link},
+     'the page says what to do about a lost password');
+$r = $ua->post('/login', { name => 'alice', password => 'alice password 1',
+                           next => '/names', csrf => csrf($r) },
+               headers => { 'X-Forwarded-For' => '10.9.0.1' });
+is($r->{headers}{location} =~ s{^https?://[^/]+}{}r, '/names',
+   'signed in: back on /names');
+$r = $ua->get('/login?next=%2Fadmin%2Faudit%3Fuser%3Dbob');
+is($r->{headers}{location} =~ s{^https?://[^/]+}{}r, '/admin/audit?user=bob',
+   'an admin page with its query');
 
 # --- disabled user -------------------------------------------------------------
 $t->sql("UPDATE users SET disabled = true WHERE name = 'bob'");

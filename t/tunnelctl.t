@@ -9,7 +9,8 @@
 # statuses in 'invite list', revoke), user disable/enable/remove through
 # tunnel_admin_user_action (never zero enabled admins, disabling ends web
 # sessions and, with tunneld and Redis started for it, closes the user's
-# live tunnel), and the errors for a missing DATABASE_URL and a server
+# live tunnel), login-failures list|clear and user unlock (folded names,
+# an audit row), and the errors for a missing DATABASE_URL and a server
 # that is down.  Every error is one line on stderr, exit 1; command line
 # mistakes exit 2.
 
@@ -146,8 +147,8 @@ fails([ctl('frobnicate')], 2,
       q{unknown command "frobnicate": see 'tunnelctl --help'},
       'unknown command');
 fails([ctl('user')], 2,
-      q{'user' needs add, list, password, disable, enable or remove: see }
-      . q{'tunnelctl --help'}, 'user without subcommand');
+      q{'user' needs add, list, password, disable, enable, remove or }
+      . q{unlock: see 'tunnelctl --help'}, 'user without subcommand');
 fails([ctl('user', 'add')], 2,
       q{'user add' needs a NAME: see 'tunnelctl --help'}, 'user add no name');
 fails([ctl('user', 'add', '-bob')], 2,
@@ -954,6 +955,60 @@ fails([ctl('invite', 'revoke', $id2)], 1,
       . 'nothing to revoke', 'revoke one used by a removed user');
 fails([ctl('user', 'remove', 'alice')], 1,
       qq{cannot remove "alice": $LAST}, 'alice is the last admin again');
+
+
+# --- login-failures list|clear, user unlock (sql/007) ----------------------
+
+($rc, $out, $err) = ctl('login-failures', 'list');
+is_deeply([$rc, $out, $err],
+          [0, '', "tunnelctl: no failed sign-ins in the last day\n"],
+          'login-failures list: none');
+sql(q{INSERT INTO login_failures (client_addr, user_name) VALUES
+      ('10.0.0.1', 'alice'), ('10.0.0.1', 'alice'), ('10.0.0.2', 'alice'),
+      ('10.0.0.1', 'alicex'), ('10.0.0.3', 'bob')});
+($rc, $out, $err) = ctl('login-failures', 'list');
+is($rc, 0, 'login-failures list');
+like($out, qr/^NAME +ADDRESS +FAILURES +LAST +ACCOUNT\n/, '... header');
+like($out, qr/^alice +10\.0\.0\.1 +2 +$TS +yes$/m, '... counted per pair');
+like($out, qr/^alicex +10\.0\.0\.1 +1 +$TS +no$/m, '... typos too');
+
+($rc, $out, $err) = ctl('user', 'unlock', ' ALICE ');
+is_deeply([$rc, $out, $err],
+          [0, qq{cleared 3 failed sign-in(s) as "alice"\n}, ''],
+          'user unlock: the name folded as the sign-in page does');
+is(sql("SELECT user_name, client_addr FROM login_failures "
+       . "ORDER BY user_name"), "alicex|10.0.0.1\nbob|10.0.0.3\n",
+   '... only that name cleared');
+like(sql("SELECT actor_name, user_name, detail FROM tunnel_events "
+         . "WHERE event = 'login_failures_cleared' ORDER BY id DESC LIMIT 1"),
+   qr/^tunnelctl \(\w+\)\|alice\|3 failure\(s\) of alice\n\z/,
+   '... with an audit row');
+
+($rc, $out, $err) = ctl('login-failures', 'clear', '--address', '10.0.0.1');
+is_deeply([$rc, $out, $err],
+          [0, qq{cleared 1 failed sign-in(s) from 10.0.0.1\n}, ''],
+          'login-failures clear --address');
+($rc, $out, $err) = ctl('login-failures', 'clear', '--user', 'nobody',
+                        '--address', '10.0.0.3');
+is_deeply([$rc, $out, $err],
+          [0, qq{cleared 0 failed sign-in(s) as "nobody" from 10.0.0.3\n},
+           ''], 'both options: both must match');
+($rc, $out, $err) = ctl('login-failures', 'clear');
+is_deeply([$rc, $out, $err], [0, qq{cleared 1 failed sign-in(s)\n}, ''],
+          'login-failures clear: all');
+is(sql("SELECT count(*) FROM login_failures"), "0\n", '... none left');
+is(sql("SELECT count(*) FROM tunnel_events "
+       . "WHERE event = 'login_failures_cleared'"), "4\n",
+   'one audit row per clear');
+fails([ctl('login-failures', 'clear', '--user')], 2,
+      q{'login-failures clear' takes [--user NAME] [--address ADDR], not }
+      . q{"--user": see 'tunnelctl --help'}, 'clear: option without value');
+fails([ctl('user', 'unlock')], 2,
+      q{'user unlock' takes one NAME: see 'tunnelctl --help'},
+      'user unlock: no NAME');
+fails([ctl('user', 'unlock', '  ')], 1,
+      q{"" is not a user name as typed at sign-in: give 1 to 64 characters},
+      'user unlock: empty NAME');
 
 
 # --- user disable closes live tunnels (tunneld, Redis) ----------------------

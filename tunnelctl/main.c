@@ -28,6 +28,7 @@ static const tnl_ctl_command_t  tnl_ctl_commands[] = {
     { "tunnels", tnl_ctl_tunnels },
     { "kick",    tnl_ctl_kick },
     { "activation", tnl_ctl_activation },
+    { "login-failures", tnl_ctl_login_failures },
     { NULL, NULL }
 };
 
@@ -56,6 +57,8 @@ static const char  tnl_ctl_usage_text[] =
 "  user remove NAME          delete NAME with their keys and reserved names\n"
 "                            (the last enabled admin can be neither\n"
 "                            disabled nor removed)\n"
+"  user unlock NAME          let NAME sign in to the web admin again now:\n"
+"                            the same as 'login-failures clear --user NAME'\n"
 "  key add USER FILE|-       register USER's SSH public key, read from FILE\n"
 "                            (e.g. ~/.ssh/id_ed25519.pub) or from standard\n"
 "                            input; prints its SHA256 fingerprint\n"
@@ -99,6 +102,13 @@ static const char  tnl_ctl_usage_text[] =
 "                            it, e.g. WDJB-MJHT) to USER's keys; its ssh\n"
 "                            session goes on\n"
 "  activation deny CODE|ID   refuse it; its ssh session is closed\n"
+"  login-failures list       the failed web sign-ins of the last day: name\n"
+"                            as typed (folded), address, count, last,\n"
+"                            whether the name is an account\n"
+"  login-failures clear [--user NAME] [--address ADDR]\n"
+"                            forget failed sign-ins (all of them without\n"
+"                            options), lifting the wait the sign-in page\n"
+"                            states; leaves an audit row\n"
 "\n"
 "environment:\n"
 "  DATABASE_URL      PostgreSQL URI or conninfo, e.g.\n"

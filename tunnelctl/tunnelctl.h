@@ -196,5 +196,7 @@ int tnl_ctl_system_name(int argc, char **argv);
 int tnl_ctl_tunnels(int argc, char **argv);
 int tnl_ctl_kick(int argc, char **argv);
 int tnl_ctl_activation(int argc, char **argv);
+int tnl_ctl_login_failures(int argc, char **argv);
+int tnl_ctl_user_unlock(int argc, char **argv);     /* login_failures.c */
 
 #endif /* TNL_CTL_H */

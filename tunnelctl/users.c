@@ -1,5 +1,6 @@
 /*
- * tunnelctl user: add, list, disable, enable, remove.  The name rule is
+ * tunnelctl user: add, list, disable, enable, remove (and unlock, in
+ * login_failures.c).  The name rule is
  * the users_name_check constraint of sql/001_schema.sql, checked here too
  * so a bad name gets a sentence instead of a constraint name.  Disabling,
  * enabling and removing go through tunnel_admin_user_action() of
@@ -525,6 +526,7 @@ tnl_ctl_user(int argc, char **argv)
         { "disable",  tnl_ctl_user_disable },
         { "enable",   tnl_ctl_user_enable },
         { "remove",   tnl_ctl_user_remove },
+        { "unlock",   tnl_ctl_user_unlock },
         { NULL, NULL }
     };
 

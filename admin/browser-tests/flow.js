@@ -233,7 +233,8 @@ async function main() {
     ok(d.url() === `${ADMIN}/login`, 'signed out, on /login', d.url());
     await snap(d, 'signed-out');
     await d.goto(`${ADMIN}/keys`);
-    ok(d.url() === `${ADMIN}/login`, 'pages need signing in again', d.url());
+    ok(d.url() === `${ADMIN}/login?next=/keys`,
+       'pages need signing in again (and come back after)', d.url());
 
     // --- the audit log: all of the above, newest first; a filter ----------
     await a.setViewportSize({ width: 1280, height: 800 });
