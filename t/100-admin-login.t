@@ -240,6 +240,31 @@ $r = $ua->get('/login?next=%2Fadmin%2Faudit%3Fuser%3Dbob');
 is($r->{headers}{location} =~ s{^https?://[^/]+}{}r, '/admin/audit?user=bob',
    'an admin page with its query');
 
+# --- cookie names match exactly ---------------------------------------------------
+# a tunnel page (same site) can set "__host-tunnel_session" with
+# Domain=DOMAIN in browsers that check the __Host- prefix case-sensitively:
+# such a look-alike must not sign anyone in, and a name sent twice counts
+# for neither
+{
+    my ($fresh, $in) = login('alice', 'alice password 1', '10.9.0.1');
+    is($in->{status}, 303, 'alice signs in');
+    my $tok = $fresh->cookie('__Host-tunnel_session');
+    ok($tok, 'alice has a session token');
+    my $c = $t->ua;
+    for my $name ('__host-tunnel_session', '__HOST-TUNNEL_SESSION') {
+        my $res = $c->get('/keys', headers => { Cookie => "$name=$tok" });
+        is($res->{status}, 303, "a look-alike cookie ($name) does not sign in");
+    }
+    my $res = $c->get('/keys',
+        headers => { Cookie => "__Host-tunnel_session=$tok" });
+    is($res->{status}, 200, 'the exact name does');
+    $res = $c->get('/keys', headers => {
+        Cookie => "__Host-tunnel_session=$tok; __Host-tunnel_session=x" });
+    is($res->{status}, 303, 'the name twice: neither counts');
+    like($t->error_log, qr/cookie "__Host-tunnel_session" sent twice/,
+         '... and it is logged');
+}
+
 # --- disabled user -------------------------------------------------------------
 $t->sql("UPDATE users SET disabled = true WHERE name = 'bob'");
 is($bob->get('/keys')->{status}, 303, "disabled user's session stops working");
