@@ -1131,6 +1131,7 @@ tnl_api_read(tnl_api_conn_t *c)
     const char  *end;
     ssize_t      n;
     size_t       room;
+    int          eof = 0;
 
     for ( ;; ) {
         room = sizeof(c->in) - 1 - c->in_len;
@@ -1140,8 +1141,16 @@ tnl_api_read(tnl_api_conn_t *c)
 
         n = recv(c->fd, c->in + c->in_len, room, 0);
         if (n == 0) {
-            tnl_api_finish(c);
-            return;
+            /*
+             * the client half-closed after its request (nc -N, socat):
+             * answer what arrived; nothing arrived: it is gone
+             */
+            if (c->in_len == 0) {
+                tnl_api_finish(c);
+                return;
+            }
+            eof = 1;
+            break;
         }
         if (n == -1) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -1165,6 +1174,9 @@ tnl_api_read(tnl_api_conn_t *c)
                 tnl_api_error(c, 431, "header_too_large", "the request line "
                               "and headers are larger than 8192 bytes",
                               NULL);
+            } else if (eof) {
+                tnl_api_error(c, 400, "bad_request", "the request ended "
+                              "before its headers did", NULL);
             }
             return;
         }
@@ -1187,6 +1199,10 @@ tnl_api_read(tnl_api_conn_t *c)
 
     if (c->in_len >= c->head_len + c->body_want) {
         tnl_api_dispatch(c);
+
+    } else if (eof) {
+        tnl_api_error(c, 400, "bad_request", "the request ended before its "
+                      "body did (Content-Length)", NULL);
     }
 }
 

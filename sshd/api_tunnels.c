@@ -36,6 +36,7 @@
 #define TNL_API_STREAM_PAGE    500
 #define TNL_API_REASON_MAX     200
 #define TNL_API_KICK_TOMB_MS   "15000"
+#define TNL_API_LISTS_MAX      8        /* list jobs at once per worker */
 
 
 typedef struct {
@@ -43,6 +44,7 @@ typedef struct {
     unsigned         inflight:1;
     unsigned         stream:1;       /* no limit: chunked, everything */
     unsigned         first:1;        /* no item written yet (stream) */
+    unsigned         counted:1;      /* in tnl_api_lists */
     int              limit;
     int              found;
     json_t          *items;          /* page mode */
@@ -57,6 +59,15 @@ typedef struct {
 
 
 static void tnl_api_list_next(tnl_api_job_t *job);
+static void tnl_api_job_free(tnl_api_job_t *job);
+
+/*
+ * List jobs running in this worker.  Each one's Redis replies share the
+ * command connection with claims and heartbeats: a few clients that ask
+ * for the whole list and never read it must not crowd those out (seen:
+ * 50 stalled streams made heartbeats time out).  Beyond the cap: 503.
+ */
+static unsigned  tnl_api_lists;
 
 
 static void
@@ -69,8 +80,7 @@ tnl_api_job_abort(tnl_api_conn_t *c, void *data)
     job->c = NULL;
 
     if (!job->inflight) {
-        json_decref(job->items);
-        free(job);
+        tnl_api_job_free(job);
     }
 }
 
@@ -79,6 +89,10 @@ tnl_api_job_abort(tnl_api_conn_t *c, void *data)
 static void
 tnl_api_job_free(tnl_api_job_t *job)
 {
+    if (job->counted) {
+        tnl_api_lists--;
+    }
+
     json_decref(job->items);
     free(job);
 }
@@ -404,8 +418,6 @@ tnl_api_tunnels_list(tnl_api_conn_t *c, const tnl_api_request_t *r)
     char            limit[16], *end;
     long            n;
 
-    (void) r;
-
     job = calloc(1, sizeof(tnl_api_job_t));
     if (job == NULL) {
         tnl_api_error(c, 503, "no_memory", "out of memory", NULL);
@@ -464,6 +476,24 @@ tnl_api_tunnels_list(tnl_api_conn_t *c, const tnl_api_request_t *r)
         tnl_api_unavailable(c, 0);
         return;
     }
+
+    if (tnl_api_lists >= TNL_API_LISTS_MAX) {
+        free(job);
+        tnl_api_error(c, 503, "busy", "too many tunnel lists are being "
+                      "read at once: try again in a moment",
+                      "Retry-After: 1\r\n");
+        return;
+    }
+
+    if (job->stream && strcmp(r->method, "HEAD") == 0) {
+        /* the length is unknown until the list is read: headers only */
+        free(job);
+        tnl_api_text(c, 200, "application/json", "", 0);
+        return;
+    }
+
+    job->counted = 1;
+    tnl_api_lists++;
 
     if (job->stream) {
         tnl_api_stream_start(c, "application/json", tnl_api_list_more,

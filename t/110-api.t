@@ -241,6 +241,27 @@ $r = api(DELETE => '/tunnels/aone?reason=' . ('r' x 201));
 is($r->{status}, 400, 'reason over 200 characters: 400');
 ok(route_of($s, 'aone'), '... and nothing was closed');
 
+# a client that half-closes after its request (nc -N, socat) gets its answer
+{
+    my $c = IO::Socket::UNIX->new(Type => SOCK_STREAM, Peer => $sock);
+    print $c "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    shutdown $c, 1;
+    my $got = '';
+    my $sel = IO::Select->new($c);
+    while ($sel->can_read(5)) { last unless sysread $c, $got, 4096, length $got }
+    like($got, qr{^HTTP/1\.1 200 }, 'half-closed after the request: answered');
+    $c = IO::Socket::UNIX->new(Type => SOCK_STREAM, Peer => $sock);
+    print $c "GET /healthz HTTP/1.1\r\nHost: x\r\n";
+    shutdown $c, 1;
+    $got = '';
+    $sel = IO::Select->new($c);
+    while ($sel->can_read(5)) { last unless sysread $c, $got, 4096, length $got }
+    like($got, qr{^HTTP/1\.1 400 }, 'half-closed mid-headers: 400 at once');
+}
+$r = api(HEAD => '/tunnels');
+is($r->{status}, 200, 'HEAD /tunnels: 200');
+is($r->{body}, '', '... and no body');
+
 # a client that never finishes its request is dropped; tunnels unaffected
 {
     my $c = IO::Socket::UNIX->new(Type => SOCK_STREAM, Peer => $sock);
