@@ -1081,7 +1081,7 @@ ngx_http_tunnel_admin_tunnels_post(ngx_http_request_t *r,
     u_char                        name[TNL_NAME_MAX + 1], *p;
     size_t                        n;
     ngx_int_t                     rc;
-    ngx_str_t                    *f, *reason, args, owner;
+    ngx_str_t                    *f, *reason, args, owner, session;
     ngx_http_tunnel_admin_view_t  v;
 
     if (ngx_http_tunnel_admin_view_init(r, ctx, &v) != NGX_OK) {
@@ -1177,8 +1177,15 @@ ngx_http_tunnel_admin_tunnels_post(ngx_http_request_t *r,
                        "changed.", v.base, "Back to your tunnels");
         }
 
-        n = sizeof("reason=&by=") + ctx->s2.len * 3
-            + ctx->user_name.len * 3;
+        /*
+         * only the session whose owner was just checked: if the name
+         * changed hands since, kick.lua does nothing (409), so a user can
+         * never close someone else's tunnel that took the name meanwhile
+         */
+        session = ngx_http_tunnel_admin_json_str(ctx->api_json, "session");
+
+        n = sizeof("reason=&by=&session_id=") + ctx->s2.len * 3
+            + ctx->user_name.len * 3 + session.len * 3;
 
         args.data = ngx_pnalloc(r->pool, n);
         if (args.data == NULL) {
@@ -1189,6 +1196,8 @@ ngx_http_tunnel_admin_tunnels_post(ngx_http_request_t *r,
         p = ngx_http_tunnel_admin_arg_escape(p, &ctx->s2);
         p = ngx_cpymem(p, "&by=", 4);
         p = ngx_http_tunnel_admin_arg_escape(p, &ctx->user_name);
+        p = ngx_cpymem(p, "&session_id=", 12);
+        p = ngx_http_tunnel_admin_arg_escape(p, &session);
         args.len = p - args.data;
 
         p = ngx_pnalloc(r->pool, sizeof("/tunnels/") + ctx->s1.len);
@@ -1208,7 +1217,10 @@ ngx_http_tunnel_admin_tunnels_post(ngx_http_request_t *r,
         return rc;
 
     default: /* 2: the kick's answer */
-        if (ctx->api_status == NGX_HTTP_NOT_FOUND) {
+        if (ctx->api_status == NGX_HTTP_NOT_FOUND
+            || ctx->api_status == NGX_HTTP_CONFLICT)
+        {
+            /* 409: another session holds the name now: not touched */
             return ngx_http_tunnel_admin_kick_done(r, ctx, "gone");
         }
 

@@ -54,6 +54,8 @@ typedef struct {
     char             node[256];
     char             name[TNL_NAME_MAX + 1];
     char             by[160];        /* kick: who asked */
+    char             expect[128];    /* kick: only if this session holds
+                                        the name ("" any) */
     char             reason[4 * TNL_API_REASON_MAX + 1];
 } tnl_api_job_t;
 
@@ -654,6 +656,14 @@ tnl_api_kick_reply(tnl_redis_t *rc, redisReply *reply, void *data)
 
     e = reply->element;
 
+    if (e[0]->integer == 2) {
+        tnl_api_error(job->c, 409, "changed_hands", "the name is held by "
+                      "another session than the one given: nothing was "
+                      "closed", NULL);
+        tnl_api_job_free(job);
+        return;
+    }
+
     if (e[0]->integer == 0 || reply->elements < 4) {
         snprintf(msg, sizeof(msg), "no live tunnel is named \"%s\"",
                  job->name);
@@ -685,8 +695,8 @@ tnl_api_tunnel_delete(tnl_api_conn_t *c, const tnl_api_request_t *r,
     tnl_api_job_t  *job;
     json_t         *body, *v;
     json_error_t    jerr;
-    const char     *argv[5];
-    size_t          lens[5];
+    const char     *argv[6];
+    size_t          lens[6];
     char            key[TNL_NAME_MAX + 16], tmp[1024], scope[8];
     const char     *reason = NULL, *p;
     int             i;
@@ -764,6 +774,16 @@ tnl_api_tunnel_delete(tnl_api_conn_t *c, const tnl_api_request_t *r,
         (void) tnl_api_clean(p, job->by, sizeof(job->by), 64);
     }
 
+    p = tnl_api_query(c, "session_id", tmp, sizeof(tmp));
+    if (p == tnl_api_bad_param || (p != NULL && strlen(p) >= sizeof(job->expect)))
+    {
+        free(job);
+        tnl_api_error(c, 400, "bad_parameter", "session_id is not a "
+                      "session id", NULL);
+        return;
+    }
+    snprintf(job->expect, sizeof(job->expect), "%s", p ? p : "");
+
     snprintf(key, sizeof(key), "tunnel:route:%s", name);
 
     argv[0] = key;
@@ -771,8 +791,9 @@ tnl_api_tunnel_delete(tnl_api_conn_t *c, const tnl_api_request_t *r,
     argv[2] = job->reason;
     argv[3] = job->by[0] ? job->by : "the API";
     argv[4] = TNL_API_KICK_TOMB_MS;
+    argv[5] = job->expect;
 
-    for (i = 0; i < 5; i++) {
+    for (i = 0; i < 6; i++) {
         lens[i] = strlen(argv[i]);
     }
 
@@ -785,7 +806,7 @@ tnl_api_tunnel_delete(tnl_api_conn_t *c, const tnl_api_request_t *r,
     job->c = c;
     job->inflight = 1;
 
-    if (tnl_routes_script("kick.lua", 1, 5, argv, lens, tnl_api_kick_reply,
+    if (tnl_routes_script("kick.lua", 1, 6, argv, lens, tnl_api_kick_reply,
                           job)
         == -1)
     {

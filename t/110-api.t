@@ -344,6 +344,13 @@ ok($rc != -1 && $dt < 1, sprintf('its ssh exits in %.3f s (exit %s)', $dt,
 like($ssh_b->output, qr/Tunnel bone was closed by an administrator: bye now/,
     'with the reason, control characters stripped');
 
+# a kick for the session that was checked, after the name changed hands:
+# nothing closed (the dashboard's owner check, then DELETE)
+$r = api(DELETE => '/tunnels/aone?session_id=other%2F1%2F1');
+is($r->{status}, 409, 'kick with a session id that does not hold the name: 409');
+is($r->{json}{error}, 'changed_hands', '... changed_hands');
+ok(route_of($s, 'aone'), '... and the tunnel stays');
+
 $r = api(DELETE => '/tunnels/nosuch');
 is($r->{status}, 404, 'kick of an unknown name: 404');
 is($r->{json}{found}, JSON::PP::false, '... found false');
