@@ -8,6 +8,11 @@
  * system list, the quota and the ownership check are one row-locked
  * function, tunnel_admin_reserve_name() (sql/002_admin.sql, 003); tunneld
  * learns about changes through the NOTIFY trigger of reserved_names.
+ *
+ * A reservation of a name that became a system name later (tunnelctl
+ * system-name add) stays in the table but counts for nothing, as in
+ * tunneld: the page shows it "kept for the system now" and leaves it out
+ * of the quota (sql/008_system_wins.sql does the same when reserving).
  */
 
 #include "ngx_http_tunnel_admin_module.h"
@@ -17,7 +22,8 @@
 
 static const char  ngx_http_tunnel_admin_names_sql[] =
     "SELECT r.name, u.name, r.user_id = $1,"
-    "       to_char(r.created_at, 'YYYY-MM-DD')"
+    "       to_char(r.created_at, 'YYYY-MM-DD'),"
+    "       EXISTS (SELECT 1 FROM system_names s WHERE s.name = r.name)"
     "  FROM reserved_names r JOIN users u ON u.id = r.user_id"
     " WHERE r.user_id = $1 OR $2::boolean"
     " ORDER BY r.user_id = $1 DESC, r.name";
@@ -53,7 +59,7 @@ ngx_http_tunnel_admin_names_get(ngx_http_request_t *r,
 {
     int                                 i, n;
     ngx_str_t                           params[2];
-    ngx_uint_t                          mine;
+    ngx_uint_t                          mine, counted;
     ngx_http_tunnel_admin_main_conf_t  *amcf;
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_tunnel_admin_module);
@@ -70,10 +76,15 @@ ngx_http_tunnel_admin_names_get(ngx_http_request_t *r,
 
     n = PQntuples(ctx->res);
     mine = 0;
+    counted = 0;
 
     for (i = 0; i < n; i++) {
         if (ngx_http_tunnel_admin_cell_is(ctx, i, 2, "t")) {
             mine++;
+
+            if (!ngx_http_tunnel_admin_cell_is(ctx, i, 4, "t")) {
+                counted++;
+            }
         }
     }
 
@@ -83,7 +94,7 @@ ngx_http_tunnel_admin_names_get(ngx_http_request_t *r,
     ngx_http_tunnel_admin_printf(r, ctx,
         "<p>A reserved name is yours even while no tunnel of yours is up: "
         "nobody else can claim it.  You use %ui of %ui.</p>\n",
-        mine, amcf->name_quota);
+        counted, amcf->name_quota);
 
     if (mine) {
         ngx_http_tunnel_admin_names_table(r, ctx, 1);
@@ -147,6 +158,11 @@ ngx_http_tunnel_admin_names_table(ngx_http_request_t *r,
 
         ngx_http_tunnel_admin_put(r, ctx, "<tr><td class=\"mono\">");
         ngx_http_tunnel_admin_esc(r, ctx, &name);
+
+        if (ngx_http_tunnel_admin_cell_is(ctx, i, 4, "t")) {
+            ngx_http_tunnel_admin_put(r, ctx, " <span class=\"tag\">kept "
+                                      "for the system now</span>");
+        }
 
         if (!mine) {
             ngx_http_tunnel_admin_put(r, ctx, "</td><td>");
