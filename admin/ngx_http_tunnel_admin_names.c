@@ -13,6 +13,10 @@
  * system-name add) stays in the table but counts for nothing, as in
  * tunneld: the page shows it "kept for the system now" and leaves it out
  * of the quota (sql/008_system_wins.sql does the same when reserving).
+ *
+ * After a reservation the page asks tunneld (GET /tunnels/NAME, api.c)
+ * whether another user's tunnel is live on the name: it keeps the name
+ * until it closes, and the page says so rather than "yours now".
  */
 
 #include "ngx_http_tunnel_admin_module.h"
@@ -48,6 +52,8 @@ static void ngx_http_tunnel_admin_names_table(ngx_http_request_t *r,
 static ngx_int_t ngx_http_tunnel_admin_name_reserve(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
 static ngx_int_t ngx_http_tunnel_admin_name_release(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
+static ngx_int_t ngx_http_tunnel_admin_name_reserved(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
 static const char *ngx_http_tunnel_admin_name_invalid(ngx_http_request_t *r,
     ngx_str_t *name);
@@ -205,7 +211,8 @@ static ngx_int_t
 ngx_http_tunnel_admin_name_reserve(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx)
 {
-    u_char                             *folded;
+    u_char                             *folded, *path;
+    ngx_int_t                           rc;
     ngx_str_t                          *name, params[4];
     const char                         *msg;
     ngx_http_tunnel_admin_main_conf_t  *amcf;
@@ -260,13 +267,32 @@ ngx_http_tunnel_admin_name_reserve(ngx_http_request_t *r,
                                        4, params);
     }
 
+    if (ctx->step == 2) {
+        return ngx_http_tunnel_admin_name_reserved(r, ctx);
+    }
+
     if (ngx_http_tunnel_admin_cell_is(ctx, 0, 0, "ok")) {
         ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
                       "tunnel: admin: \"%V\" reserved the name \"%V\"",
                       &ctx->user_name, &ctx->s1);
 
-        return ngx_http_tunnel_admin_redirect(r, ctx,
-                                              "/names?done=name-reserved");
+        /* is someone else's tunnel live on it?  It keeps the name */
+        path = ngx_pnalloc(r->pool, sizeof("/tunnels/") + ctx->s1.len);
+        if (path == NULL) {
+            return NGX_ERROR;
+        }
+
+        *ngx_sprintf(path, "/tunnels/%V", &ctx->s1) = '\0';
+        ctx->step = 2;
+
+        rc = ngx_http_tunnel_admin_api(r, ctx, NGX_HTTP_GET, (char *) path,
+                                       NULL);
+
+        if (rc == NGX_DECLINED) {
+            return ngx_http_tunnel_admin_name_reserved(r, ctx);
+        }
+
+        return rc;
     }
 
     if (ngx_http_tunnel_admin_cell_is(ctx, 0, 0, "mine")) {
@@ -297,6 +323,49 @@ ngx_http_tunnel_admin_name_reserve(ngx_http_request_t *r,
     return ngx_http_tunnel_admin_form_error(r, ctx,
                NGX_HTTP_TUNNEL_ADMIN_INVALID,
                "Someone else has reserved this name: choose another one.");
+}
+
+
+/*
+ * The name ctx->s1 is reserved; tunneld answered GET /tunnels/NAME (or
+ * not).  A live tunnel of another user keeps the name until it closes
+ * (tunneld refuses the reserver meanwhile: "in use by another user"), so
+ * the page says so instead of "yours now"; nobody is kicked.  No answer
+ * from tunneld: the usual "yours now", as before the API was asked.
+ */
+static ngx_int_t
+ngx_http_tunnel_admin_name_reserved(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx)
+{
+    const char  *note;
+    ngx_str_t    owner;
+
+    if (ngx_http_tunnel_admin_api_ok(ctx)) {
+        owner = ngx_http_tunnel_admin_json_str(ctx->api_json, "user");
+
+        if (owner.len
+            && (owner.len != ctx->user_name.len
+                || ngx_strncmp(owner.data, ctx->user_name.data, owner.len)
+                   != 0))
+        {
+            note = ngx_http_tunnel_admin_sentence(r,
+                       "Reserved: it is yours once %V's tunnel on it "
+                       "closes.", &owner);
+            if (note == NULL) {
+                return NGX_ERROR;
+            }
+
+            ctx->note.data = (u_char *) note;
+            ctx->note.len = ngx_strlen(note);
+            ctx->render = 1;
+            ctx->step = 0;
+
+            return ctx->route->get(r, ctx);
+        }
+    }
+
+    return ngx_http_tunnel_admin_redirect(r, ctx,
+                                          "/names?done=name-reserved");
 }
 
 
