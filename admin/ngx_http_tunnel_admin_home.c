@@ -24,9 +24,13 @@
 
 
 /*
- * $1 user id, $2 user name.  Candidates: the user name made a DNS label,
- * then NAME-app, NAME-2 ... NAME-200; the first valid one that is neither a
- * system name nor reserved by anyone.
+ * $1 user id, $2 user name.  The user's name is the first of their
+ * reservations in byte order (COLLATE "C", as tunneld's strcmp in keys.c:
+ * what a nameless -R gets) that is not a system name; a reservation of a
+ * system name is listed as "kept for the system now" and is never theirs.
+ * Else candidates: the user name made a DNS label, then NAME-app, NAME-2
+ * ... NAME-200; the first valid one that is neither a system name nor
+ * reserved by anyone.
  */
 static const char  ngx_http_tunnel_admin_home_sql[] =
     "WITH b AS ("
@@ -36,12 +40,17 @@ static const char  ngx_http_tunnel_admin_home_sql[] =
     " cand AS ("
     "  SELECT base AS c, 0 AS o FROM b"
     "  UNION ALL SELECT base || '-app', 1 FROM b"
-    "  UNION ALL SELECT base || '-' || n, n FROM b, generate_series(2, 200) n)"
+    "  UNION ALL SELECT base || '-' || n, n FROM b, generate_series(2, 200) n),"
+    " mine AS ("
+    "  SELECT r.name, EXISTS (SELECT 1 FROM system_names s"
+    "                          WHERE s.name = r.name) AS sys"
+    "    FROM reserved_names r WHERE r.user_id = $1)"
     " SELECT (SELECT count(*) FROM ssh_keys WHERE user_id = $1),"
-    "        (SELECT string_agg(name, ', ' ORDER BY name)"
-    "           FROM reserved_names WHERE user_id = $1),"
-    "        (SELECT name FROM reserved_names WHERE user_id = $1"
-    "          ORDER BY created_at, name LIMIT 1),"
+    "        (SELECT string_agg(name || CASE WHEN sys"
+    "                  THEN ' (kept for the system now)' ELSE '' END,"
+    "                  ', ' ORDER BY name COLLATE \"C\") FROM mine),"
+    "        (SELECT name FROM mine WHERE NOT sys"
+    "          ORDER BY name COLLATE \"C\" LIMIT 1),"
     "        (SELECT c FROM cand"
     "          WHERE c ~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'"
     "            AND NOT EXISTS (SELECT 1 FROM system_names s"
@@ -332,7 +341,8 @@ ngx_http_tunnel_admin_home_command(ngx_http_request_t *r,
 
     ngx_http_tunnel_admin_put(r, ctx,
         "  Without a name (<span class=\"mono\">-R 80:localhost:3000</span>)"
-        " you get your reserved name, or a random one.  ssh prints your "
+        " you get your reserved name (the first in name order if "
+        "you have several), or a random one.  ssh prints your "
         "tunnel's URL and every request; this page lists it under Live now "
         "while ssh runs.</p>\n</div>\n");
 }

@@ -463,6 +463,13 @@ ngx_http_tunnel_admin_flash(ngx_http_request_t *r,
         return;
     }
 
+    if (ctx->note.len) {
+        ngx_http_tunnel_admin_put(r, ctx, "<p class=\"msg good\">");
+        ngx_http_tunnel_admin_esc(r, ctx, &ctx->note);
+        ngx_http_tunnel_admin_put(r, ctx, "</p>\n");
+        return;
+    }
+
     if (ngx_http_tunnel_admin_arg(r, "done", &done) != NGX_OK) {
         return;
     }

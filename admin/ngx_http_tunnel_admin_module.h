@@ -176,6 +176,7 @@ struct ngx_http_tunnel_admin_ctx_s {
     ngx_str_t                          s2;
     ngx_str_t                          s3;
     ngx_str_t                          msg;       /* error to show */
+    ngx_str_t                          note;      /* success to show */
 
     /* the response */
     ngx_uint_t                         status;

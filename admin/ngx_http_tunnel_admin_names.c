@@ -8,6 +8,15 @@
  * system list, the quota and the ownership check are one row-locked
  * function, tunnel_admin_reserve_name() (sql/002_admin.sql, 003); tunneld
  * learns about changes through the NOTIFY trigger of reserved_names.
+ *
+ * A reservation of a name that became a system name later (tunnelctl
+ * system-name add) stays in the table but counts for nothing, as in
+ * tunneld: the page shows it "kept for the system now" and leaves it out
+ * of the quota (sql/008_system_wins.sql does the same when reserving).
+ *
+ * After a reservation the page asks tunneld (GET /tunnels/NAME, api.c)
+ * whether another user's tunnel is live on the name: it keeps the name
+ * until it closes, and the page says so rather than "yours now".
  */
 
 #include "ngx_http_tunnel_admin_module.h"
@@ -17,7 +26,8 @@
 
 static const char  ngx_http_tunnel_admin_names_sql[] =
     "SELECT r.name, u.name, r.user_id = $1,"
-    "       to_char(r.created_at, 'YYYY-MM-DD')"
+    "       to_char(r.created_at, 'YYYY-MM-DD'),"
+    "       EXISTS (SELECT 1 FROM system_names s WHERE s.name = r.name)"
     "  FROM reserved_names r JOIN users u ON u.id = r.user_id"
     " WHERE r.user_id = $1 OR $2::boolean"
     " ORDER BY r.user_id = $1 DESC, r.name";
@@ -43,6 +53,8 @@ static ngx_int_t ngx_http_tunnel_admin_name_reserve(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
 static ngx_int_t ngx_http_tunnel_admin_name_release(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
+static ngx_int_t ngx_http_tunnel_admin_name_reserved(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx);
 static const char *ngx_http_tunnel_admin_name_invalid(ngx_http_request_t *r,
     ngx_str_t *name);
 
@@ -53,7 +65,7 @@ ngx_http_tunnel_admin_names_get(ngx_http_request_t *r,
 {
     int                                 i, n;
     ngx_str_t                           params[2];
-    ngx_uint_t                          mine;
+    ngx_uint_t                          mine, counted;
     ngx_http_tunnel_admin_main_conf_t  *amcf;
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_tunnel_admin_module);
@@ -70,10 +82,15 @@ ngx_http_tunnel_admin_names_get(ngx_http_request_t *r,
 
     n = PQntuples(ctx->res);
     mine = 0;
+    counted = 0;
 
     for (i = 0; i < n; i++) {
         if (ngx_http_tunnel_admin_cell_is(ctx, i, 2, "t")) {
             mine++;
+
+            if (!ngx_http_tunnel_admin_cell_is(ctx, i, 4, "t")) {
+                counted++;
+            }
         }
     }
 
@@ -83,7 +100,7 @@ ngx_http_tunnel_admin_names_get(ngx_http_request_t *r,
     ngx_http_tunnel_admin_printf(r, ctx,
         "<p>A reserved name is yours even while no tunnel of yours is up: "
         "nobody else can claim it.  You use %ui of %ui.</p>\n",
-        mine, amcf->name_quota);
+        counted, amcf->name_quota);
 
     if (mine) {
         ngx_http_tunnel_admin_names_table(r, ctx, 1);
@@ -148,6 +165,11 @@ ngx_http_tunnel_admin_names_table(ngx_http_request_t *r,
         ngx_http_tunnel_admin_put(r, ctx, "<tr><td class=\"mono\">");
         ngx_http_tunnel_admin_esc(r, ctx, &name);
 
+        if (ngx_http_tunnel_admin_cell_is(ctx, i, 4, "t")) {
+            ngx_http_tunnel_admin_put(r, ctx, " <span class=\"tag\">kept "
+                                      "for the system now</span>");
+        }
+
         if (!mine) {
             ngx_http_tunnel_admin_put(r, ctx, "</td><td>");
             ngx_http_tunnel_admin_esc_cell(r, ctx, i, 1);
@@ -189,7 +211,8 @@ static ngx_int_t
 ngx_http_tunnel_admin_name_reserve(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx)
 {
-    u_char                             *folded;
+    u_char                             *folded, *path;
+    ngx_int_t                           rc;
     ngx_str_t                          *name, params[4];
     const char                         *msg;
     ngx_http_tunnel_admin_main_conf_t  *amcf;
@@ -244,13 +267,32 @@ ngx_http_tunnel_admin_name_reserve(ngx_http_request_t *r,
                                        4, params);
     }
 
+    if (ctx->step == 2) {
+        return ngx_http_tunnel_admin_name_reserved(r, ctx);
+    }
+
     if (ngx_http_tunnel_admin_cell_is(ctx, 0, 0, "ok")) {
         ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
                       "tunnel: admin: \"%V\" reserved the name \"%V\"",
                       &ctx->user_name, &ctx->s1);
 
-        return ngx_http_tunnel_admin_redirect(r, ctx,
-                                              "/names?done=name-reserved");
+        /* is someone else's tunnel live on it?  It keeps the name */
+        path = ngx_pnalloc(r->pool, sizeof("/tunnels/") + ctx->s1.len);
+        if (path == NULL) {
+            return NGX_ERROR;
+        }
+
+        *ngx_sprintf(path, "/tunnels/%V", &ctx->s1) = '\0';
+        ctx->step = 2;
+
+        rc = ngx_http_tunnel_admin_api(r, ctx, NGX_HTTP_GET, (char *) path,
+                                       NULL);
+
+        if (rc == NGX_DECLINED) {
+            return ngx_http_tunnel_admin_name_reserved(r, ctx);
+        }
+
+        return rc;
     }
 
     if (ngx_http_tunnel_admin_cell_is(ctx, 0, 0, "mine")) {
@@ -281,6 +323,49 @@ ngx_http_tunnel_admin_name_reserve(ngx_http_request_t *r,
     return ngx_http_tunnel_admin_form_error(r, ctx,
                NGX_HTTP_TUNNEL_ADMIN_INVALID,
                "Someone else has reserved this name: choose another one.");
+}
+
+
+/*
+ * The name ctx->s1 is reserved; tunneld answered GET /tunnels/NAME (or
+ * not).  A live tunnel of another user keeps the name until it closes
+ * (tunneld refuses the reserver meanwhile: "in use by another user"), so
+ * the page says so instead of "yours now"; nobody is kicked.  No answer
+ * from tunneld: the usual "yours now", as before the API was asked.
+ */
+static ngx_int_t
+ngx_http_tunnel_admin_name_reserved(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx)
+{
+    const char  *note;
+    ngx_str_t    owner;
+
+    if (ngx_http_tunnel_admin_api_ok(ctx)) {
+        owner = ngx_http_tunnel_admin_json_str(ctx->api_json, "user");
+
+        if (owner.len
+            && (owner.len != ctx->user_name.len
+                || ngx_strncmp(owner.data, ctx->user_name.data, owner.len)
+                   != 0))
+        {
+            note = ngx_http_tunnel_admin_sentence(r,
+                       "Reserved: it is yours once %V's tunnel on it "
+                       "closes.", &owner);
+            if (note == NULL) {
+                return NGX_ERROR;
+            }
+
+            ctx->note.data = (u_char *) note;
+            ctx->note.len = ngx_strlen(note);
+            ctx->render = 1;
+            ctx->step = 0;
+
+            return ctx->route->get(r, ctx);
+        }
+    }
+
+    return ngx_http_tunnel_admin_redirect(r, ctx,
+                                          "/names?done=name-reserved");
 }
 
 

@@ -2,7 +2,8 @@
 
 # Tunnel names: invalid and reserved names are refused, a name reserved by
 # another user is refused, another user cannot take a live name, names are
-# folded to lower case, and one session may hold several names.
+# folded to lower case, and one session may hold several names.  A nameless
+# -R gets the user's first reserved name in name order.
 
 use strict;
 use warnings;
@@ -148,6 +149,25 @@ $ssh_bs->stop;
 $ssh_a->stop;
 ok(wait_no_route($s, 'mixedcase', 3) && wait_no_route($s, 'second', 3),
     'both names released when the session ends');
+
+
+# --- a nameless -R gets the first reserved name in name order ------------------
+# (README "Tunnel names"; the start page suggests the same one, see
+# t/100-admin-home.t): bob-a, reserved after bobsite, sorts before it
+
+($rc0, $out0, $err0) = $s->tunnelctl('name', 'reserve', 'bob-a', 'bob');
+is($rc0, 0, 'tunnelctl name reserve bob-a bob') or diag("$out0$err0");
+sleep 2.5;
+my $ssh_nl = start_ssh($s, key => $bob->{key}, user => 'bob', session => 1,
+    remote => "80:localhost:$two->{port}");
+my ($got) = $ssh_nl->wait_for(qr{Your tunnel is up: http://([a-z0-9-]+)\.},
+                              10);
+is($got, 'bob-a', '-R 80: the first of two reserved names in name order, '
+   . 'not the older one') or diag($ssh_nl->output);
+$route = wait_route($s, 'bob-a', 10) // {};
+is($route->{user}, 'bob', '... held by bob');
+$ssh_nl->stop;
+ok(wait_no_route($s, 'bob-a', 3), '... released when the session ends');
 
 check_logs($s);
 

@@ -135,6 +135,35 @@ like($r->{content}, qr{<span class="mono">bobs-site</span> is your reserved name
      '... called his');
 unlike($r->{content}, qr/myapp/, 'myapp (alice\'s) is not suggested');
 
+# several reserved names: the first in name order (byte order, as tunneld
+# gives a nameless -R, t/020-names.t), not the oldest
+reserve($bob, 'bob-a');
+$r = $bob->get('/');
+($cmd) = command_of($r);
+is($cmd, "ssh -p $ssh -R bob-a:80:localhost:3000 bob\@localhost",
+   'two reserved names: bob-a (newer, first in name order), as tunneld');
+like($r->{content}, qr{Reserved names: bob-a, bobs-site \(}, '... both listed');
+like($r->{content}, qr{you get your reserved name \(the first in name order if you have several\)},
+     '... and the page says which one -R 80: gets');
+
+# a reservation that became a system name counts for nothing (tunneld
+# refuses it: t/025-system-names.t)
+$t->sql("INSERT INTO system_names (name) VALUES ('bob-a')");
+$r = $bob->get('/');
+($cmd) = command_of($r);
+is($cmd, "ssh -p $ssh -R bobs-site:80:localhost:3000 bob\@localhost",
+   'bob-a became a system name: bobs-site again');
+like($r->{content}, qr{Reserved names: bob-a \(kept for the system now\), bobs-site \(},
+     '... bob-a listed as kept for the system now');
+$t->sql("INSERT INTO system_names (name) VALUES ('bobs-site')");
+$r = $bob->get('/');
+($cmd) = command_of($r);
+is($cmd, "ssh -p $ssh -R bob-2:80:localhost:3000 bob\@localhost",
+   'both became system names: a free name is offered instead');
+like($r->{content}, qr{<span class="mono">bob-2</span> is free right now},
+     '... not called his');
+unlike($r->{content}, qr/is your reserved name/, '... nor any reserved name');
+
 # a user name that is not a DNS label, and one that is a system name
 my $carol = $t->join_user($alice, 'carol_x');
 ($cmd) = command_of($carol->get('/'));

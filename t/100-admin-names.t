@@ -103,6 +103,21 @@ is($r->{status}, 422, 'over the quota: refused');
 like($r->{content}, qr/as many names as you may/, '... says so');
 like($bob->get('/names')->{content}, qr/You use 2 of 2/, 'quota used');
 
+# a reservation that became a system name counts for nothing, as in tunneld
+# (which refuses it: t/025-system-names.t)
+$t->sql("INSERT INTO system_names (name) VALUES ('second')");
+$r = $bob->get('/names');
+like($r->{content}, qr/You use 1 of 2/,
+     'a reservation that became a system name is not counted');
+like($r->{content}, qr{>second <span class="tag">kept for the system now</span></td>},
+     '... and is shown as kept for the system now');
+$r = act($bob, action => 'reserve', name => 'third');
+is($r->{status}, 303, '... so another name may be reserved in its place');
+like($bob->get('/names')->{content}, qr/You use 2 of 2/, 'quota used again');
+is(act($bob, action => 'release', name => 'third')->{status}, 303,
+   'third released');
+$t->sql("DELETE FROM system_names WHERE name = 'second'");
+
 # concurrent reservations by one user stay within the quota
 my $page = $carol->get('/names');
 my $csrf = csrf($page);
