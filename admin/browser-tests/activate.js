@@ -15,49 +15,15 @@
 
 'use strict';
 
-const { chromium } = require('playwright-core');
-const path = require('path');
+const { ok, failures, launch, snapper, watch } = require('./tap');
 
 const ADMIN = process.env.ADMIN_URL;
 const CODE = process.env.CODE;
-const ART = process.env.ARTIFACTS;
 
-let failed = 0;
-function ok(cond, what, detail) {
-    if (!cond) failed++;
-    console.log(`${cond ? 'ok' : 'not ok'} - ${what}` +
-                (cond || !detail ? '' : ` # ${String(detail).replace(/\n/g, ' ')}`));
-}
-
-let shot = 0;
-async function snap(page, name) {
-    shot++;
-    const file = path.join(ART, `activate-${String(shot).padStart(2, '0')}-${name}.png`);
-    await page.screenshot({ path: file, fullPage: true });
-}
-
-// nothing external, no CSP violation, no console error
-function watch(page, problems) {
-    page.on('console', (m) => {
-        if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) {
-            problems.push(`console: ${m.text()}`);
-        }
-    });
-    page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
-    page.on('request', (r) => {
-        if (!r.url().startsWith(ADMIN)) {
-            problems.push(`external request: ${r.url()}`);
-        }
-    });
-}
+const snap = snapper('activate', true);
 
 async function main() {
-    const browser = await chromium.launch({
-        executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-        args: ['--headless', '--no-sandbox', '--disable-gpu',
-               '--disable-background-networking', '--disable-component-update',
-               '--no-first-run', '--disable-dev-shm-usage'],
-    });
+    const browser = await launch();
     const problems = [];
 
     // --- the user, on a phone ------------------------------------------
@@ -65,7 +31,7 @@ async function main() {
         viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true,
     });
     const p = await phone.newPage();
-    watch(p, problems);
+    watch(p, problems, [ADMIN]);
 
     const link = `${ADMIN}/activate?code=${CODE}`;
     await p.goto(link);
@@ -115,7 +81,7 @@ async function main() {
     // --- the administrator ---------------------------------------------
     const desk = await browser.newContext();
     const a = await desk.newPage();
-    watch(a, problems);
+    watch(a, problems, [ADMIN]);
     await a.goto(`${ADMIN}/login`);
     await a.fill('#f-name', process.env.ADMIN_NAME);
     await a.fill('#f-password', process.env.ADMIN_PASSWORD);
@@ -145,7 +111,7 @@ async function main() {
 
 main().then(() => {
     console.log('done');
-    process.exit(failed ? 1 : 0);
+    process.exit(failures() ? 1 : 0);
 }, (e) => {
     console.log(`not ok - the browser flow ran to the end # ${e.stack || e}`);
     console.log('failed');

@@ -18,52 +18,14 @@
 
 'use strict';
 
-const { chromium } = require('playwright-core');
-const readline = require('readline');
-const path = require('path');
+const { ok, failures, ask, endQuestions, launch, snapper,
+        watch } = require('./tap');
 
 const ADMIN = process.env.ADMIN_URL;
 const NAME = process.env.TUNNEL_NAME;
 const OTHER = process.env.USER2_TUNNEL;
-const ART = process.env.ARTIFACTS;
-const lines = readline.createInterface({ input: process.stdin });
-const waiting = [];
-lines.on('line', (l) => { const w = waiting.shift(); if (w) w(l); });
 
-let failed = 0;
-function ok(cond, what, detail) {
-    if (!cond) failed++;
-    console.log(`${cond ? 'ok' : 'not ok'} - ${what}` +
-                (cond || detail === undefined ? ''
-                 : ` # ${String(detail).replace(/\n/g, ' ')}`));
-}
-
-function ask(msg) {
-    return new Promise((resolve) => {
-        waiting.push(resolve);
-        console.log(msg);
-    });
-}
-
-async function snap(page, name) {
-    await page.screenshot({ path: path.join(ART, `dashboard-${name}.png`),
-                            fullPage: true });
-}
-
-function watch(page, problems) {
-    page.on('console', (m) => {
-        if (m.type() === 'error'
-            && !m.text().startsWith('Failed to load resource')) {
-            problems.push(`console: ${m.text()}`);
-        }
-    });
-    page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
-    page.on('request', (r) => {
-        if (!r.url().startsWith(ADMIN)) {
-            problems.push(`external request: ${r.url()}`);
-        }
-    });
-}
+const snap = snapper('dashboard', false);
 
 async function signIn(ctx, user, password) {
     const p = await ctx.newPage();
@@ -77,19 +39,14 @@ async function signIn(ctx, user, password) {
 const row = (name) => `#live tbody tr[data-name="${name}"]`;
 
 async function main() {
-    const browser = await chromium.launch({
-        executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-        args: ['--headless', '--no-sandbox', '--disable-gpu',
-               '--disable-background-networking', '--disable-component-update',
-               '--no-first-run', '--disable-dev-shm-usage'],
-    });
+    const browser = await launch();
     const problems = [];
 
     // --- the administrator's dashboard ------------------------------------
     const adminCtx = await browser.newContext({ viewport: { width: 1400, height: 800 } });
     const a = await signIn(adminCtx, process.env.ADMIN_USER,
                            process.env.ADMIN_PASSWORD);
-    watch(a, problems);
+    watch(a, problems, [ADMIN]);
     await a.click('nav >> text=All tunnels');
     ok(a.url() === `${ADMIN}/admin/tunnels`, 'the nav leads to All tunnels', a.url());
     ok(await a.locator(row(OTHER)).count() === 1, 'the other user\'s tunnel is listed');
@@ -138,7 +95,7 @@ async function main() {
     // --- a second user sees only their own --------------------------------
     const userCtx = await browser.newContext();
     const u = await signIn(userCtx, process.env.USER2, process.env.USER2_PASSWORD);
-    watch(u, problems);
+    watch(u, problems, [ADMIN]);
     await u.click('nav >> text=My tunnels');
     let leaked = false;
     for (let i = 0; i < 5; i++) {
@@ -200,8 +157,8 @@ async function main() {
        + 'external requests', problems.join('; '));
 
     await browser.close();
-    lines.close();
-    console.log(failed ? `failed ${failed}` : 'done');
+    endQuestions();
+    console.log(failures() ? `failed ${failures()}` : 'done');
 }
 
 main().catch((e) => {

@@ -14,76 +14,25 @@
 
 'use strict';
 
-const { chromium } = require('playwright-core');
-const readline = require('readline');
-const path = require('path');
+const { ok, failures, ask, endQuestions, launch, snapper,
+        watch } = require('./tap');
 
 const ADMIN = process.env.ADMIN_URL;
 const TUNNEL = process.env.TUNNEL_URL;
 const PUBKEY = process.env.PUBKEY;
-const ART = process.env.ARTIFACTS;
-const lines = readline.createInterface({ input: process.stdin });
-const waiting = [];
-lines.on('line', (l) => { const w = waiting.shift(); if (w) w(l); });
 
-let failed = 0;
-function ok(cond, what, detail) {
-    if (!cond) failed++;
-    console.log(`${cond ? 'ok' : 'not ok'} - ${what}` +
-                (cond || !detail ? '' : ` # ${String(detail).replace(/\n/g, ' ')}`));
-}
-
-function ask(msg) {
-    return new Promise((resolve) => {
-        waiting.push(resolve);
-        console.log(msg);
-    });
-}
-
-let shot = 0;
-async function snap(page, name) {
-    shot++;
-    const file = path.join(ART, `admin-${String(shot).padStart(2, '0')}-${name}.png`);
-    await page.screenshot({ path: file, fullPage: true });
-}
-
-// a page must load nothing external and break no CSP rule
-function watch(page, problems) {
-    // a refused form answers 422 by design: Chromium logs every 4xx as a
-    // console error, so responses are checked on their own below
-    page.on('console', (m) => {
-        if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) {
-            problems.push(`console: ${m.text()}`);
-        }
-    });
-    page.on('response', (r) => {
-        if (r.status() >= 400 && r.status() !== 422) {
-            problems.push(`HTTP ${r.status()}: ${r.url()}`);
-        }
-    });
-    page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
-    page.on('request', (r) => {
-        const u = r.url();
-        if (!u.startsWith(ADMIN) && !u.startsWith(TUNNEL)) {
-            problems.push(`external request: ${u}`);
-        }
-    });
-}
+const snap = snapper('admin', true);
 
 async function main() {
-    const browser = await chromium.launch({
-        executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-        args: ['--headless', '--no-sandbox', '--disable-gpu',
-               '--disable-background-networking', '--disable-component-update',
-               '--no-first-run', '--disable-dev-shm-usage'],
-    });
+    const browser = await launch();
 
     const problems = [];
 
     // --- the administrator ---------------------------------------------
     const adminCtx = await browser.newContext();
     const a = await adminCtx.newPage();
-    watch(a, problems);
+    watch(a, problems, [ADMIN, TUNNEL],
+          { checkStatus: true, okStatus: [422] });
 
     await a.goto(`${ADMIN}/`);
     ok(a.url() === `${ADMIN}/setup`, 'a fresh install sends / to /setup', a.url());
@@ -128,7 +77,8 @@ async function main() {
         permissions: ['clipboard-read', 'clipboard-write'],
     });
     const d = await daveCtx.newPage();
-    watch(d, problems);
+    watch(d, problems, [ADMIN, TUNNEL],
+          { checkStatus: true, okStatus: [422] });
 
     await d.goto(link);
     ok((await d.textContent('h1')) === 'Join ngx-tunnel', 'invitation page');
@@ -183,7 +133,8 @@ async function main() {
     const noJs = await browser.newContext({ javaScriptEnabled: false });
     await noJs.addCookies(await daveCtx.cookies());
     const n = await noJs.newPage();
-    watch(n, problems);
+    watch(n, problems, [ADMIN, TUNNEL],
+          { checkStatus: true, okStatus: [422] });
     await n.goto(`${ADMIN}/`);
     ok(!(await n.locator('button[data-copy]').isVisible())
        && (await n.textContent('#tunnel-command')).trim() === command,
@@ -258,8 +209,8 @@ async function main() {
        + 'external requests', problems.join('; '));
 
     await browser.close();
-    lines.close();
-    console.log(failed ? `failed ${failed}` : 'done');
+    endQuestions();
+    console.log(failures() ? `failed ${failures()}` : 'done');
 }
 
 main().catch((e) => {
