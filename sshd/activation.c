@@ -109,7 +109,7 @@ tnl_act_draw(char *code)
     n = 0;
 
     while (n < TNL_ACT_CODE_LEN) {
-        got = getrandom(buf, sizeof(buf), 0);
+        got = getrandom(buf, sizeof(buf), GRND_NONBLOCK);
         if (got <= 0) {
             if (got == -1 && errno == EINTR) {
                 continue;
@@ -245,7 +245,7 @@ tnl_act_send_create(tnl_activation_t *a)
     int             i;
 
     if (tnl_act_draw(a->code) == -1
-        || getrandom(rnd, sizeof(rnd), 0) != (ssize_t) sizeof(rnd))
+        || getrandom(rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t) sizeof(rnd))
     {
         tnl_log_error("activation: getrandom failed: %s", strerror(errno));
         return -1;

@@ -49,7 +49,7 @@ tnl_notify(const char *state)
         len = (socklen_t) sizeof(sa);
     }
 
-    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd == -1) {
         tnl_log_warn("cannot notify the service manager: socket(): %s",
                      strerror(errno));
