@@ -544,7 +544,14 @@ tnl_forward_listen(tnl_forward_t *f)
     memcpy(sa.sun_path, f->socket_path, (size_t) n + 1);
 
     if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) == -1) {
-        tnl_log_error("bind(\"%s\"): %s", f->socket_path, strerror(errno));
+        /*
+         * ENOSPC (no inode left), EROFS, EACCES, EDQUOT: the directory,
+         * not this client; the tunnels already up keep their sockets
+         */
+        tnl_log_error("cannot create the socket of tunnel %s in \"%s\": "
+                      "%s; new tunnels are refused until the socket "
+                      "directory has room and is writable",
+                      f->name, tnl_conf.socket_dir, strerror(errno));
         close(fd);
         f->socket_path[0] = '\0';
         return -1;
@@ -780,8 +787,10 @@ tnl_forward_request(tnl_session_t *s, ssh_message msg)
     s->nforwards++;
 
     if (tnl_forward_listen(f) == -1) {
-        tnl_session_printf(s, "The server could not create your tunnel; "
-                           "please retry later.%s", tnl_session_eol(s));
+        tnl_session_printf(s, "The server cannot create new tunnels right "
+                           "now (no room or no write access for their "
+                           "sockets). Existing tunnels keep working; please "
+                           "retry later.%s", tnl_session_eol(s));
         tnl_forward_answer(f, TNL_REPLY_REFUSED);
         tnl_forward_close(f, "cannot create its socket");
         return;

@@ -32,7 +32,6 @@
 #define TNL_SERVER_PAUSE_MS      250   /* after EMFILE/ENFILE */
 #define TNL_SERVER_FULL_PAUSE_MS 1000  /* at the fd reserve, with peers */
 #define TNL_SERVER_EXCLUSIVE     8     /* more sharing workers: no herd */
-#define TNL_TCP_USER_TIMEOUT_MS  60000
 
 
 typedef struct {
@@ -91,13 +90,27 @@ tnl_server_parse(const char *spec, char *host, size_t hsize, char *port,
 }
 
 
+/*
+ * Dead peers are found by the kernel, on the --keepalive period K (60 s by
+ * default): data unacknowledged for K seconds drops the connection
+ * (TCP_USER_TIMEOUT), and tunneld sends an SSH_MSG_IGNORE every K seconds,
+ * so a client whose packets stop arriving (unplugged, its network gone) is
+ * dropped within 2 K, with its tunnels and their open requests (which then
+ * end cut short for the browser: t/177-fault-client-vanish.t).  TCP
+ * keepalive probes after K idle seconds cover a session our timer has not
+ * reached yet.
+ */
 static void
 tnl_server_tune(int fd)
 {
-    int  on = 1, idle = 60, intvl = 10, cnt = 3;
-    int  uto = TNL_TCP_USER_TIMEOUT_MS;
+    int  on = 1, idle, intvl, cnt = 3;
+    int  uto;
 
-    /* latency first; dead peers found by the kernel without our timers */
+    idle = tnl_conf.keepalive;
+    intvl = idle < 30 ? (idle + 2) / 3 : 10;
+    uto = idle * 1000;
+
+    /* latency first */
     (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
     (void) setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
     (void) setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
