@@ -43,12 +43,16 @@ my $alice = new_user($s, 'alice');
 my $bob = new_user($s, 'bob');
 my $be = start_backend($s, 'one');
 
-my @a_names = map { "rds$_" } 1 .. 3;
+# rdsidle: no request at all, so no counter changes while Redis is down
+my @a_names = ((map { "rds$_" } 1 .. 3), 'rdsidle');
 my $ssh_a = start_ssh($s, key => $alice->{key}, user => 'alice',
     remote => [ map { "$_:80:localhost:$be->{port}" } @a_names ]);
+# rdska: never requested before the cache warm-up below
 my $ssh_b = start_ssh($s, key => $bob->{key}, user => 'bob',
-    remote => "rdsbob:80:localhost:$be->{port}");
-my @names = (@a_names, 'rdsbob');
+    remote => [ map { "$_:80:localhost:$be->{port}" } qw(rdsbob rdska) ]);
+my @names = (@a_names, 'rdsbob', 'rdska');
+my @served = grep { !/^(?:rdska|rdsidle)$/ } @names;
+my @busy = grep { $_ ne 'rdsidle' } @names;
 
 my %route;
 for my $n (@names) {
@@ -56,7 +60,21 @@ for my $n (@names) {
     ok($route{$n}, "$n up") or diag($ssh_a->output, $ssh_b->output);
 }
 is(status_body($s, $_), '200 hello from backend one', "$_ serves")
-    for @names;
+    for @served;
+
+# the live fields (live.c: key fingerprint, counters) are published
+my %fp = ((map { $_ => $alice->{fingerprint} } @a_names),
+          rdsbob => $bob->{fingerprint}, rdska => $bob->{fingerprint});
+my %req0 = map { $_ => 1 } @served;
+my %live0;
+ok(wait_until(5, sub {
+    for my $n (@names) {
+        my %h = route_of($s, $n);
+        $live0{$n} = \%h if ($h{fingerprint} // '') eq $fp{$n}
+                            && ($h{requests} // 0) >= ($req0{$n} // 0);
+    }
+    keys %live0 == @names;
+}), 'live fields published: fingerprint, requests');
 
 # the audit rows of the opens are written (PostgreSQL is up): wait for
 # them so that the count below compares like with like
@@ -88,7 +106,7 @@ sub timed {
 # other names may sit in this worker's cache already, older.
 
 my $ka = http_connect($port);
-my ($st, $dt, $r) = timed('rdsbob', conn => $ka);
+my ($st, $dt, $r) = timed('rdska', conn => $ka);
 is($st, 200, 'keepalive connection: 200 before the stop');
 my $t_cached = time;
 
@@ -118,7 +136,7 @@ while (time < $t_stop + $DOWN) {
             =~ /Tunnel lookup unavailable.*retry in a moment/i;
 
     # a live name on a fresh connection (any worker): cached 200 or 503
-    my $live = $names[$i % @names];
+    my $live = $busy[$i % @busy];
     ($st, $dt, $r) = timed($live);
     $n_req++;
     $max = $dt if $dt > $max;
@@ -128,9 +146,9 @@ while (time < $t_stop + $DOWN) {
         unless ($st eq '200' && $r->{body} eq 'hello from backend one')
             || $st eq '503';
 
-    # the keepalive connection: its worker cached rdsbob at $t_cached
+    # the keepalive connection: its worker cached rdska at $t_cached
     my $t = time;
-    ($st, $dt, $r) = timed('rdsbob', conn => $ka);
+    ($st, $dt, $r) = timed('rdska', conn => $ka);
     $n_req++;
     $max = $dt if $dt > $max;
     push @ka_log, sprintf('%.1f:%s', $t - $t_cached, $st);
@@ -203,6 +221,24 @@ ok($all && $slowest <= 5, sprintf 'Redis back: all %d routes back in '
 diag('route back after: ' . join ', ',
     map { sprintf '%s %.2f s', $_, $back{$_} // -1 } @names);
 
+# re-registration writes the route's own fields; the live ones (what the
+# dashboard shows) follow at the next stats tick, not at the next change:
+# rdsidle's counters do not change (checked before the socket probe
+# below, which opens a stream on each)
+my %full;
+wait_until(5, sub {
+    for my $n (@names) {
+        my %h = route_of($s, $n);
+        $full{$n} //= time - $t_start
+            if ($h{fingerprint} // '') eq $fp{$n}
+               && ($h{requests} // 0) >= $live0{$n}{requests};
+    }
+    keys %full == @names;
+});
+is(scalar keys %full, scalar @names, sprintf 'Redis back: every route has '
+    . 'its key fingerprint and counters again (last after %.2f s)',
+    (sort { $b <=> $a } values %full)[0] // -1);
+
 # every route in Redis belongs to a live session and a live socket
 my @keys = grep { length } split /\n/,
     $s->redis_cli('--scan', '--pattern', 'tunnel:route:*');
@@ -221,6 +257,7 @@ for my $k (@keys) {
 }
 is(scalar @dead, 0, 'Redis back: no route points at a dead socket, and '
     . 'each keeps its session') or diag(join ', ', @dead);
+
 
 my %ok;
 my $t_serve = time;
