@@ -581,11 +581,23 @@ refused:
 }
 
 
-/* the page for "no database": pg.c shows it too */
+/*
+ * The page for "no database": pg.c shows it too.  The JSON twins of the
+ * tunnels pages answer JSON, which their poller shows.
+ */
 ngx_int_t
 ngx_http_tunnel_admin_unavailable(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx)
 {
+    if (ctx->route != NULL
+        && ctx->route->get == ngx_http_tunnel_admin_tunnels_json)
+    {
+        return ngx_http_tunnel_admin_tunnels_json_error(r, ctx,
+                   "database_unavailable",
+                   "The database is not answering.  Tunnels keep working; "
+                   "this page tries again every second.");
+    }
+
     return ngx_http_tunnel_admin_message(r, ctx,
                NGX_HTTP_SERVICE_UNAVAILABLE,
                "The database is not answering",

@@ -399,6 +399,8 @@ ngx_int_t ngx_http_tunnel_admin_tunnels_post(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
 ngx_int_t ngx_http_tunnel_admin_tunnels_json(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
+ngx_int_t ngx_http_tunnel_admin_tunnels_json_error(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx, const char *error, const char *message);
 ngx_int_t ngx_http_tunnel_admin_tunnels_script(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
 ngx_int_t ngx_http_tunnel_admin_live_list(ngx_http_request_t *r,

@@ -971,14 +971,11 @@ ngx_http_tunnel_admin_tunnels_json(ngx_http_request_t *r,
     ctx->status = NGX_HTTP_OK;
 
     if (ngx_http_tunnel_admin_live_tunnels(ctx) == NULL) {
-        ctx->status = NGX_HTTP_SERVICE_UNAVAILABLE;
-        out = json_pack("{s:b, s:s, s:s}", "available", 0,
-                        "error", "live_state_unavailable",
-                        "message", "Live state unavailable: tunneld's "
-                        "management API is not answering.  Tunnels "
-                        "themselves are not affected; this page tries "
-                        "again every second.");
-        goto send;
+        return ngx_http_tunnel_admin_tunnels_json_error(r, ctx,
+                   "live_state_unavailable",
+                   "Live state unavailable: tunneld's management API is "
+                   "not answering.  Tunnels themselves are not affected; "
+                   "this page tries again every second.");
     }
 
     list = json_array();
@@ -1049,8 +1046,6 @@ ngx_http_tunnel_admin_tunnels_json(ngx_http_request_t *r,
                     "summary", s.data, s.len,
                     "now", (json_int_t) v.now);
 
-send:
-
     if (out == NULL) {
         return NGX_ERROR;
     }
@@ -1061,6 +1056,44 @@ send:
     if (text == NULL) {
         return NGX_ERROR;
     }
+
+    ngx_http_tunnel_admin_put(r, ctx, text);
+    ngx_http_tunnel_admin_put(r, ctx, "\n");
+    free(text);
+
+    return NGX_HTTP_TUNNEL_ADMIN_READY;
+}
+
+
+/*
+ * The JSON twins' 503 when they cannot say what is live (tunneld's API or
+ * the database not answering): {available: false, error, message}.
+ * tunnels.js shows the message and keeps polling; an HTML page would read
+ * as "signed out" there.
+ */
+ngx_int_t
+ngx_http_tunnel_admin_tunnels_json_error(ngx_http_request_t *r,
+    ngx_http_tunnel_admin_ctx_t *ctx, const char *error, const char *message)
+{
+    char    *text;
+    json_t  *out;
+
+    out = json_pack("{s:b, s:s, s:s}", "available", 0, "error", error,
+                    "message", message);
+    if (out == NULL) {
+        return NGX_ERROR;
+    }
+
+    text = json_dumps(out, JSON_COMPACT);
+    json_decref(out);
+
+    if (text == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_str_set(&ctx->content_type, "application/json");
+    ctx->no_cache = 1;
+    ctx->status = NGX_HTTP_SERVICE_UNAVAILABLE;
 
     ngx_http_tunnel_admin_put(r, ctx, text);
     ngx_http_tunnel_admin_put(r, ctx, "\n");

@@ -1,5 +1,6 @@
 /*
- * Live counters into Redis and kicks out of it (see live.h).
+ * Live counters into Redis and kicks out of it, and the Redis half of the
+ * node-lost sweep (see live.h).
  */
 
 #include <inttypes.h>
@@ -14,10 +15,18 @@
 #include "redis.h"
 #include "routes.h"
 #include "session.h"
+#include "tnl_embedded.h"
+#include "tnl_name.h"
 
 
 #define TNL_LIVE_BATCH   256      /* routes per stats.lua call */
 #define TNL_LIVE_FIELDS  8        /* per route, after its key */
+#define TNL_LIVE_LOST_BUDGET    "1000"  /* index entries per node_lost.lua */
+#define TNL_LIVE_LOST_RETRY_MS  500     /* Redis not up, or the call failed */
+#define TNL_LIVE_LOST_TIMEOUT   5000
+
+
+extern const tnl_embedded_t  tnl_redis_scripts[];
 
 
 typedef struct {
@@ -33,7 +42,19 @@ static struct {
     tnl_timer_t        timer;
     tnl_live_batch_t  *batch;
     unsigned           failed_logged:1;
+
+    /* the node-lost sweep: until it went through the index once */
+    tnl_timer_t        lost_timer;
+    char              *lost_prefix;      /* NULL: nothing to sweep */
+    char               lost_before[24];
+    char               lost_after[TNL_NAME_MAX + 1];
+    unsigned           lost_removed;
+    unsigned           lost_busy:1;      /* a call in flight */
+    unsigned           lost_failed_logged:1;
 } tnl_live;
+
+
+static void tnl_live_lost_send(tnl_timer_t *t);
 
 
 static void
@@ -179,6 +200,133 @@ tnl_live_tick(tnl_timer_t *t)
 }
 
 
+/*
+ * The node-lost sweep in Redis: the routes of a killed process of this
+ * node (tnl_live_node_lost) are deleted, a page of tunnel:index at a time,
+ * once Redis answers; retried until it went through once.  A route of a
+ * live process never matches: other pid, or claimed after `before`.
+ */
+
+static void
+tnl_live_lost_done(tnl_redis_t *rc, redisReply *reply, void *data)
+{
+    redisReply  *next, *n;
+
+    (void) rc;
+    (void) data;
+
+    tnl_live.lost_busy = 0;
+
+    if (tnl_live.lost_prefix == NULL) {
+        return;                          /* stopped meanwhile */
+    }
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 2
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[1]->type != REDIS_REPLY_INTEGER
+        || reply->element[0]->len >= sizeof(tnl_live.lost_after))
+    {
+        if (!tnl_live.lost_failed_logged) {
+            tnl_live.lost_failed_logged = 1;
+            tnl_log_warn("live: removing the routes of the killed process "
+                         "(%s) failed: %s; retrying (else they expire by "
+                         "TTL)", tnl_live.lost_prefix,
+                         (reply && reply->type == REDIS_REPLY_ERROR)
+                         ? reply->str : "redis unavailable or slow");
+        }
+        tnl_timer_add(&tnl_live.lost_timer, TNL_LIVE_LOST_RETRY_MS);
+        return;
+    }
+
+    next = reply->element[0];
+    n = reply->element[1];
+
+    tnl_live.lost_removed += (unsigned) n->integer;
+    memcpy(tnl_live.lost_after, next->str, next->len);
+    tnl_live.lost_after[next->len] = '\0';
+
+    if (next->len > 0) {
+        tnl_timer_add(&tnl_live.lost_timer, 0);
+        return;
+    }
+
+    if (tnl_live.lost_removed > 0) {
+        tnl_log_info("live: removed %u route%s left in Redis by the killed "
+                     "process (%s)", tnl_live.lost_removed,
+                     tnl_live.lost_removed == 1 ? "" : "s",
+                     tnl_live.lost_prefix);
+    }
+
+    free(tnl_live.lost_prefix);
+    tnl_live.lost_prefix = NULL;
+}
+
+
+static void
+tnl_live_lost_send(tnl_timer_t *t)
+{
+    const char  *text, *argv[7];
+    size_t       lens[7];
+    int          i;
+
+    if (tnl_live.lost_prefix == NULL || tnl_live.lost_busy) {
+        return;
+    }
+
+    text = tnl_embedded_find(tnl_redis_scripts, "node_lost.lua");
+
+    if (text == NULL || !tnl_routes_available()) {
+        tnl_timer_add(t, TNL_LIVE_LOST_RETRY_MS);
+        return;
+    }
+
+    argv[0] = "EVAL";
+    argv[1] = text;
+    argv[2] = "0";
+    argv[3] = tnl_live.lost_prefix;
+    argv[4] = tnl_live.lost_before;
+    argv[5] = tnl_live.lost_after;
+    argv[6] = TNL_LIVE_LOST_BUDGET;
+
+    for (i = 0; i < 7; i++) {
+        lens[i] = strlen(argv[i]);
+    }
+
+    if (tnl_redis_command(tnl_routes_redis(), 7, argv, lens,
+                          TNL_LIVE_LOST_TIMEOUT, tnl_live_lost_done, NULL)
+        == -1)
+    {
+        tnl_timer_add(t, TNL_LIVE_LOST_RETRY_MS);
+        return;
+    }
+
+    tnl_live.lost_busy = 1;
+}
+
+
+void
+tnl_live_node_lost(const char *prefix, time_t before)
+{
+    free(tnl_live.lost_prefix);
+
+    tnl_live.lost_prefix = strdup(prefix);
+    if (tnl_live.lost_prefix == NULL) {
+        tnl_log_warn("live: out of memory: the routes of the killed "
+                     "process expire by TTL");
+        return;
+    }
+
+    snprintf(tnl_live.lost_before, sizeof(tnl_live.lost_before), "%lld",
+             (long long) before);
+    tnl_live.lost_after[0] = '\0';
+    tnl_live.lost_removed = 0;
+    tnl_live.lost_failed_logged = 0;
+
+    tnl_timer_add(&tnl_live.lost_timer, 0);
+}
+
+
 int
 tnl_live_start(tnl_loop_t *loop)
 {
@@ -190,6 +338,7 @@ tnl_live_start(tnl_loop_t *loop)
     tnl_live.loop = loop;
     tnl_timer_init(&tnl_live.timer, loop, tnl_live_tick, NULL);
     tnl_timer_add(&tnl_live.timer, TNL_LIVE_STATS_MS);
+    tnl_timer_init(&tnl_live.lost_timer, loop, tnl_live_lost_send, NULL);
 
     tnl_routes_on_close(tnl_session_close_tunnel);
 
@@ -201,6 +350,9 @@ void
 tnl_live_stop(void)
 {
     tnl_timer_del(&tnl_live.timer);
+    tnl_timer_del(&tnl_live.lost_timer);
+    free(tnl_live.lost_prefix);
+    tnl_live.lost_prefix = NULL;
     tnl_routes_on_close(NULL);
     free(tnl_live.batch);
     tnl_live.batch = NULL;

@@ -9,6 +9,11 @@
  *
  * Owns no tunnel: reads counters through tnl_forward_live_stats and
  * closes through session.c.
+ *
+ * And the Redis half of the node-lost sweep (db.c's tnl_db_node_lost
+ * closes the audit rows): the routes a SIGKILLed process left are deleted
+ * when its replacement starts, so the dashboard, /admin/users and nginx
+ * stop showing them at once rather than after their TTL.
  */
 
 #ifndef TNL_LIVE_H
@@ -37,5 +42,13 @@ typedef struct tnl_live_stats_s {
 /* starts the stats timer and takes tunnel:close messages; 0 or -1 */
 int tnl_live_start(tnl_loop_t *loop);
 void tnl_live_stop(void);
+
+/*
+ * After tnl_live_start, in a process that replaces a killed one: deletes
+ * from Redis the routes of sessions whose id starts with prefix ("NODE/"
+ * or "NODE/PID/") claimed before `before` (node_lost.lua), once Redis
+ * answers, instead of letting them wait for their TTL.
+ */
+void tnl_live_node_lost(const char *prefix, time_t before);
 
 #endif /* TNL_LIVE_H */

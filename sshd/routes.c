@@ -426,9 +426,13 @@ tnl_route_refreshed(tnl_route_t *route, redisReply *status,
         return -1;
     }
 
-    if (strcmp(status->str, "refreshed") == 0
-        || strcmp(status->str, "claimed") == 0)
-    {
+    if (strcmp(status->str, "refreshed") == 0) {
+        return 0;
+    }
+
+    if (strcmp(status->str, "claimed") == 0) {
+        /* re-created without the live fields: live.c publishes them again */
+        route->stats_sum = 0;
         return 0;
     }
 

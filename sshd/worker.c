@@ -444,6 +444,7 @@ tnl_worker_node_lost(int number)
     }
 
     tnl_db_node_lost(prefix, &tnl_sup_lost_before);
+    tnl_live_node_lost(prefix, tnl_sup_lost_before.tv_sec);
 }
 
 
@@ -503,8 +504,6 @@ tnl_worker_run(int number, int nworkers, ssh_key key, const int *fds,
         goto done;
     }
 
-    tnl_worker_node_lost(number);
-
     if (tnl_routes_start(loop, tnl_conf.redis_url, tnl_session_kick) == -1) {
         tnl_log_error("unusable Redis URL \"%s\"", tnl_conf.redis_url);
         rc = TNL_WORKER_EXIT_CONFIG;
@@ -520,6 +519,9 @@ tnl_worker_run(int number, int nworkers, ssh_key key, const int *fds,
         tnl_db_stop(0);
         goto done;
     }
+
+    /* after tnl_live_start: the sweep's Redis half needs it */
+    tnl_worker_node_lost(number);
 
     tnl_keys_on_change(tnl_worker_keys_changed);
     tnl_timer_add(&tnl_worker_late, TNL_WORKER_ACCEPT_LATE_MS);
