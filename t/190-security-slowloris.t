@@ -3,8 +3,8 @@
 # Slowloris (SECURITY.md): hundreds of connections that send a request
 # header one byte every few seconds, held open (reconnected when dropped)
 # for the whole phase, against
-#   * nginx's public port (the stack's nginx with the client_header_timeout
-#     nginx.conf.example recommends): a normal client keeps being served
+#   * nginx's public port (the stack's nginx with the slow-client timeouts
+#     nginx.conf.example recommends, read from that file): a normal client keeps being served
 #     through a tunnel, and nginx drops each slow connection at the timeout;
 #   * tunneld's management API on its Unix socket and on `--api HOST:PORT`:
 #     more slow connections than the API's cap (256 per worker), so without
@@ -32,10 +32,19 @@ use NgxTunnel::Test;
 
 watchdog(420);
 
+# the timeouts nginx.conf.example recommends, as it writes them
+my $example = read_file(repo_root() . '/nginx.conf.example');
+my @timeouts = $example =~ /^[ ]{4}((?:client_header_timeout|client_body_timeout
+    |send_timeout|keepalive_timeout|reset_timedout_connection)\s[^;]+;)$/xmg;
+is(scalar @timeouts, 5, 'nginx.conf.example sets the five slow-client '
+   . 'directives') or diag(join "\n", @timeouts);
+my ($header_timeout) = $example =~ /^    client_header_timeout (\d+)s;$/m;
+is($header_timeout, 10, 'nginx.conf.example: client_header_timeout 10s');
+
 my $api_port = NgxTunnel::Stack::free_port();
 my $s = start_stack(
     tunneld_args     => ['--api', "127.0.0.1:$api_port"],
-    nginx_http_extra => "    client_header_timeout 10s;\n");
+    nginx_http_extra => join '', map { "    $_\n" } @timeouts);
 my $port = $s->env->{HTTP_PORT};
 my $api_sock = $s->socket_dir . '/api.sock';
 
@@ -185,8 +194,10 @@ sub slowloris {
     cmp_ok($r->{p99}, '<', 3, 'nginx: p99 under 3 s');
     cmp_ok($r->{dropped}, '>=', 400,
         'nginx: the slow connections were dropped (client_header_timeout)');
-    cmp_ok($r->{drop_after}[0] // 0, '>=', 9,
-        'nginx: none before the 10 s client_header_timeout');
+    cmp_ok($r->{drop_after}[0] // 0, '>=', $header_timeout - 1,
+        "nginx: none before the ${header_timeout} s client_header_timeout");
+    cmp_ok($r->{drop_after}[-1] // 99, '<', $header_timeout + 5,
+        'nginx: none held much past it');
 }
 
 
