@@ -4,8 +4,9 @@
 # header one byte every few seconds, held open (reconnected when dropped)
 # for the whole phase, against
 #   * nginx's public port (the stack's nginx with the slow-client timeouts
-#     nginx.conf.example recommends, read from that file): a normal client keeps being served
-#     through a tunnel, and nginx drops each slow connection at the timeout;
+#     nginx.conf.example recommends, read from that file): a normal client
+#     keeps being served through a tunnel, and nginx drops each slow
+#     connection at the timeout;
 #   * tunneld's management API on its Unix socket and on `--api HOST:PORT`:
 #     more slow connections than the API's cap (256 per worker), so without
 #     the "a newcomer replaces the oldest unfinished request" rule of
@@ -175,7 +176,7 @@ sub slowloris {
 }
 
 
-# --- nginx's public port ----------------------------------------------------------
+# --- nginx's public port ------------------------------------------------------
 
 {
     my $r = slowloris(
@@ -201,7 +202,7 @@ sub slowloris {
 }
 
 
-# --- tunneld's management API: Unix socket, then TCP ---------------------------------
+# --- tunneld's management API: Unix socket, then TCP --------------------------
 
 for my $case (
     [ 'API (unix socket)', sub {
