@@ -30,7 +30,7 @@ my $alice = new_user($s, 'alice');
 my $be = start_backend($s, 'target');
 
 
-# --- -D: dynamic (SOCKS) forwarding -------------------------------------------------
+# --- -D: dynamic (SOCKS) forwarding -------------------------------------------
 
 {
     my $lport = NgxTunnel::Stack::free_port();
@@ -75,7 +75,7 @@ my $be = start_backend($s, 'target');
 }
 
 
-# --- -A: agent forwarding -----------------------------------------------------------
+# --- -A: agent forwarding -----------------------------------------------------
 
 {
     my $dir = "$s->{_test_dir}/agent";
@@ -113,7 +113,7 @@ my $be = start_backend($s, 'target');
 }
 
 
-# --- -X: X11 forwarding -----------------------------------------------------------
+# --- -X: X11 forwarding -------------------------------------------------------
 
 {
     local $ENV{DISPLAY} = ':99';
@@ -129,7 +129,7 @@ my $be = start_backend($s, 'target');
        '-X: tunneld says why') or diag($ssh->output);
 
 
-# --- a shell runs nothing ---------------------------------------------------------
+# --- a shell runs nothing -----------------------------------------------------
 
     # the same session: it asked for a pty and a shell
     my $fh = $ssh->{in};
