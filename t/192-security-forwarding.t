@@ -6,7 +6,8 @@
 # (ssh -A sends auth-agent-req@openssh.com: ignored, tunneld never opens
 # an agent channel back), X11 forwarding (ssh -X: x11-req refused, the
 # client says so), and a shell request runs nothing (typed commands are
-# not executed; Ctrl-C ends the session).
+# not executed; Ctrl-C ends the session).  Also records the key exchange
+# OpenSSH's defaults end up with (SECURITY.md: no post-quantum one).
 
 use strict;
 use warnings;
@@ -108,6 +109,15 @@ my $be = start_backend($s, 'target');
     eval { $h->pump_nb };
     unlike("$out$err", qr/ctype auth-agent|server tried agent forwarding/,
        '-A: tunneld never opened an agent channel back');
+
+    # SECURITY.md's key-exchange paragraph: what OpenSSH's defaults get
+    my ($kex) = "$out$err" =~ /kex: algorithm: (\S+)/;
+    my ($hk) = "$out$err" =~ /kex: host key algorithm: (\S+)/;
+    diag(((`ssh -V 2>&1` =~ /^(OpenSSH_\S+)/)[0] // 'OpenSSH')
+         . " with its defaults negotiates kex $kex, host key $hk");
+    like($kex, qr/^curve25519-sha256(?:\@libssh\.org)?$/,
+         'key exchange: curve25519 (libssh 0.10.6 has no sntrup761 or '
+         . 'mlkem768)');
     $h->kill_kill(grace => 2);
     $agent->kill_kill(grace => 2);
 }
