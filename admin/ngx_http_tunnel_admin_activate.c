@@ -119,6 +119,8 @@ static ngx_int_t ngx_http_tunnel_admin_act_result(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *shown);
 static ngx_int_t ngx_http_tunnel_admin_act_unknown(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx);
+static ngx_uint_t ngx_http_tunnel_admin_act_same_host(ngx_str_t *client,
+    ngx_str_t *browser);
 static void ngx_http_tunnel_admin_act_span(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx, ngx_str_t *secs, const char *before,
     const char *after);
@@ -603,6 +605,39 @@ ngx_http_tunnel_admin_act_form(ngx_http_request_t *r,
 }
 
 
+/*
+ * Does the ssh client's "ADDR:PORT" (tunneld writes "[V6]:PORT" for IPv6)
+ * name the host of the browser's address?
+ */
+static ngx_uint_t
+ngx_http_tunnel_admin_act_same_host(ngx_str_t *client, ngx_str_t *browser)
+{
+    u_char  *p, *host;
+    size_t   len;
+
+    p = ngx_strlchr(client->data, client->data + client->len, ']');
+
+    if (client->len > 0 && client->data[0] == '[' && p != NULL) {
+        host = client->data + 1;
+        len = p - host;
+
+    } else {
+        host = client->data;
+        len = client->len;
+
+        for (p = client->data + client->len; p > client->data; p--) {
+            if (p[-1] == ':') {
+                len = p - 1 - client->data;
+                break;
+            }
+        }
+    }
+
+    return len == browser->len && len > 0
+           && ngx_strncasecmp(host, browser->data, len) == 0;
+}
+
+
 /* a span of seconds: "3 min ago", "in 40 s" (before, after) */
 static void
 ngx_http_tunnel_admin_act_span(ngx_http_request_t *r,
@@ -663,9 +698,10 @@ ngx_http_tunnel_admin_act_show(ngx_http_request_t *r,
 
     ngx_http_tunnel_admin_put(r, ctx,
         "<p class=\"msg bad\" id=\"act-warning\">Only approve a code you "
-        "started yourself, on a machine in front of you.  Someone who sent "
-        "you this code, or asked you to type it here, would get access as "
-        "you: their key would open tunnels in your name.</p>\n"
+        "just saw in your own terminal, printed by an ssh command you "
+        "started yourself.  Someone who sent you this code or a link to "
+        "it, or asked you to type it here, would get access as you: their "
+        "key would open tunnels in your name.</p>\n"
         "<table>\n<tbody>\n"
         "<tr><th>Code</th><td class=\"mono\" id=\"act-code\">");
     ngx_http_tunnel_admin_esc(r, ctx, shown);
@@ -685,7 +721,23 @@ ngx_http_tunnel_admin_act_show(ngx_http_request_t *r,
     ngx_http_tunnel_admin_put(r, ctx,
         "</span><br><span class=\"hint\">the address the ssh command "
         "connected from, as this server saw it</span></td></tr>\n"
-        "<tr><th>Tunnel name</th><td id=\"act-name\">");
+        "<tr><th>This browser</th><td><span class=\"mono\" "
+        "id=\"act-browser\">");
+    ngx_http_tunnel_admin_esc(r, ctx, &r->connection->addr_text);
+    ngx_http_tunnel_admin_put(r, ctx, "</span>");
+
+    s = ngx_http_tunnel_admin_cell(ctx, 0, 4);
+    if (!ngx_http_tunnel_admin_act_same_host(&s, &r->connection->addr_text)) {
+        /* a server without a browser is the device flow's reason to be */
+        ngx_http_tunnel_admin_put(r, ctx,
+            "<br><span class=\"hint\" id=\"act-elsewhere\">not where the "
+            "ssh command connected from: expected if you ran it on another "
+            "machine of yours (a server), a reason to Deny if you did "
+            "not</span>");
+    }
+
+    ngx_http_tunnel_admin_put(r, ctx,
+        "</td></tr>\n<tr><th>Tunnel name</th><td id=\"act-name\">");
 
     s = ngx_http_tunnel_admin_cell(ctx, 0, 5);
     if (s.len) {

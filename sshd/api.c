@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "api.h"
@@ -94,6 +95,7 @@ static int                 tnl_api_nlisteners;
 static char                tnl_api_token[256];
 static tnl_api_conn_t     *tnl_api_conns;
 static unsigned            tnl_api_nconns;
+static unsigned            tnl_api_nclosed;     /* closed, not yet swept */
 static tnl_loop_t         *tnl_api_loop;
 
 
@@ -385,6 +387,7 @@ tnl_api_sweep(void *data)
     }
 
     tnl_api_nconns--;
+    tnl_api_nclosed--;
     free(c->out);
     free(c);
 }
@@ -417,11 +420,53 @@ tnl_api_finish(tnl_api_conn_t *c)
     }
     close(c->fd);
     c->fd = -1;
+    tnl_api_nclosed++;
 
     if (tnl_loop_post(tnl_api_loop, tnl_api_sweep, c) == -1) {
         /* only at shutdown: leak rather than free under a caller */
         tnl_log_warn("API: connection not freed (post queue full)");
     }
+}
+
+
+/*
+ * At the connection cap, a new client takes the place of the oldest one
+ * still sending its request: slowloris (hundreds of connections, a header
+ * byte every few seconds) would otherwise keep the cap full and every
+ * real client out until the 10 s read deadline, then fill it again.  A
+ * real request arrives in one write and is answered at once, so it is
+ * never the oldest reader for long.  Answers being written, held or
+ * streamed are never closed here.  -1: nothing to close (the cap holds).
+ */
+static int
+tnl_api_evict_slowest(void)
+{
+    static time_t    logged;
+    tnl_api_conn_t  *c, *oldest = NULL;
+    time_t           now;
+
+    /* new connections go to the head: the last reader found is the oldest */
+    for (c = tnl_api_conns; c != NULL; c = c->next) {
+        if (c->state == TNL_API_READING && !c->in_handler) {
+            oldest = c;
+        }
+    }
+
+    if (oldest == NULL) {
+        return -1;
+    }
+
+    now = time(NULL);
+    if (now - logged >= 10) {
+        logged = now;
+        tnl_log_warn("API: %u connections (the cap): closing the oldest "
+                     "one still sending its request to make room (many "
+                     "slow or idle clients?)", tnl_api_nconns);
+    }
+
+    tnl_api_finish(oldest);
+
+    return 0;
 }
 
 
@@ -446,7 +491,10 @@ tnl_api_accept(tnl_io_t *io, uint32_t events)
             return;
         }
 
-        if (tnl_api_nconns >= TNL_API_CONNS_MAX) {
+        /* closed connections wait for the sweep: not counted */
+        if (tnl_api_nconns - tnl_api_nclosed >= TNL_API_CONNS_MAX
+            && tnl_api_evict_slowest() == -1)
+        {
             static const char  busy[] =
                 "HTTP/1.1 503 Service Unavailable\r\n"
                 "Content-Type: application/json\r\nConnection: close\r\n"

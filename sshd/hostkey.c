@@ -158,6 +158,19 @@ tnl_hostkey_load(const char *path)
         return tnl_hostkey_generate(path);
     }
 
+    /*
+     * as sshd does ("UNPROTECTED PRIVATE KEY FILE"): a key others could
+     * read may already be someone else's, and every client would trust
+     * them; refusing beats warning into a log nobody reads
+     */
+    if (st.st_mode & 077) {
+        tnl_log_error("host key \"%s\" is readable by group or others "
+                      "(mode %04o): run \"chmod 600 %s\" (and keep its "
+                      "directory 0700), or remove it for a new key",
+                      path, (unsigned) (st.st_mode & 07777), path);
+        return NULL;
+    }
+
     if (ssh_pki_import_privkey_file(path, NULL, NULL, NULL, &key) != SSH_OK) {
         tnl_log_error("cannot read host key \"%s\" (not a private key "
                       "without passphrase?): fix or remove the file", path);
@@ -167,10 +180,6 @@ tnl_hostkey_load(const char *path)
     if (ssh_key_type(key) != SSH_KEYTYPE_ED25519) {
         tnl_log_warn("host key \"%s\" is %s, not ed25519",
                      path, ssh_key_type_to_char(ssh_key_type(key)));
-    }
-
-    if (st.st_mode & 077) {
-        tnl_log_warn("host key \"%s\" is readable by group or others", path);
     }
 
     return key;

@@ -198,10 +198,15 @@ like(text_of($page, 'act-expires'),
      qr/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(in 10 min\)$/,
      'when it expires, and in how long');
 is(text_of($page, 'act-warning'),
-   'Only approve a code you started yourself, on a machine in front of '
-   . 'you.  Someone who sent you this code, or asked you to type it here, '
-   . 'would get access as you: their key would open tunnels in your name.',
-   'the RFC 8628 5.4 warning');
+   'Only approve a code you just saw in your own terminal, printed by an '
+   . 'ssh command you started yourself.  Someone who sent you this code or '
+   . 'a link to it, or asked you to type it here, would get access as you: '
+   . 'their key would open tunnels in your name.',
+   'the RFC 8628 5.4 warning (phishing: a code or link someone sent)');
+is(text_of($page, 'act-browser'), '127.0.0.1',
+   "this browser's address, beside the ssh command's");
+unlike($page, qr/id="act-elsewhere"/,
+       '... same host as the ssh command: no note');
 like($page, re(qr{<form method="post" action="/activate"><input type="hidden" },
               qr{name="code" value="BCDF-GHJK"><input type="hidden" },
               qr{name="csrf" value="[0-9a-f]{64}">}),
@@ -293,6 +298,12 @@ my $id2 = make_code('CDFGHJKL', $k2, client => '[2001:db8::7]:40000');
 $r = $bob->get('/activate?code=cdfg-hjkl');
 is(text_of($r->{content}, 'act-client'), '[2001:db8::7]:40000',
    'an IPv6 client address');
+like($r->{content}, re(qr{id="act-elsewhere">not where the ssh command },
+                       qr{connected from: expected if you ran it on },
+                       qr{another machine of yours \(a server\), a reason },
+                       qr{to Deny if you did not</span>}),
+     'a code requested from another host than this browser: a note says '
+     . 'what that means');
 $r = decide($bob, 'cdfg-hjkl', 'deny');
 is($r->{status}, 200, 'Deny');
 like($r->{content}, qr{<h1>Denied</h1>}, '... the result page');

@@ -215,6 +215,36 @@ is($r->{status}, 303, 'but not where she signed in before');
 (undef, $r) = login('bob', 'bob password 12', '10.7.0.1');
 is($r->{status}, 303, 'other accounts are not slowed down');
 
+# the attack of issue 14: wrong passwords typed for the administrator's
+# name (an administrator called root) from the attacker's addresses must
+# not lock root out of the browser root signs in from
+$t->sql('DELETE FROM login_failures');
+# (alice's first session idled out: a fresh one invites root)
+my ($alice_now) = login('alice', 'alice password 1', '10.9.0.1');
+$t->join_user($alice_now, 'root', password => 'root password 12');
+$t->sql("UPDATE users SET is_admin = true WHERE name = 'root'");
+(undef, $r) = login('root', 'root password 12', '10.8.0.1');
+is($r->{status}, 303, 'root signs in from their usual address');
+login('root', "wrong password $_", $_ <= 3 ? '10.66.0.1' : '10.66.0.2')
+    for 1 .. 5;
+is($t->sql("SELECT count(*) FROM login_failures WHERE user_name = 'root'"),
+   5, 'the attacker typed five wrong passwords for root');
+(undef, $r) = login('root', 'root password 12', '10.8.0.1');
+is($r->{status}, 303, 'during the attack root still signs in where root '
+   . 'signed in before');
+(undef, $r) = login(' Root ', 'root password 12', '10.8.0.1');
+is($r->{status}, 303, '... as often as root likes');
+(undef, $r) = login('root', 'root password 12', '10.66.0.1');
+is($r->{status}, 429, 'the attacker\'s address is refused even the right '
+   . 'password');
+(undef, $r) = login('root', 'root password 12', '10.66.0.2');
+is($r->{status}, 429, '... from its second address too (account limit)');
+(undef, $r) = login('root', 'root password 12', '10.8.0.2');
+is($r->{status}, 429, 'a place root never signed in from waits out the '
+   . 'window (the account limit slows new places only)');
+(undef, $r) = login('alice', 'alice password 1', '10.66.0.1');
+is($r->{status}, 303, 'other accounts are not slowed down');
+
 $t->sql('DELETE FROM login_failures');
 (undef, $r) = login(' ALICE ', 'alice password 1', '10.3.0.1');
 is($r->{status}, 303, 'the name is folded: " ALICE " is alice');

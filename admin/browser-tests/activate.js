@@ -49,7 +49,11 @@ async function main() {
     ok(/^SHA256:[A-Za-z0-9+/]{43}$/.test(fp), 'the fingerprint is shown', fp);
     console.log(`fingerprint ${fp}`);
     ok((await p.textContent('#act-warning')).startsWith(
-        'Only approve a code you started yourself'), 'the warning is shown');
+        'Only approve a code you just saw in your own terminal'),
+       'the warning is shown');
+    const where = await p.textContent('#act-browser');
+    ok(/^[0-9a-f.:]+$/.test(where),
+       "this browser's address is shown beside the ssh command's", where);
     ok((await p.textContent('#act-name')) === 'sent after approval',
        'tunnel name: sent after approval');
     const fits = await p.evaluate(() =>
