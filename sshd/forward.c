@@ -41,9 +41,6 @@
 #define TNL_FORWARD_BACKLOG       511
 #define TNL_FORWARD_PAUSE_MS      250   /* accept after EMFILE */
 
-/* unanswered forward requests per session: more closes the session */
-#define TNL_REPLIES_MAX           64
-
 /*
  * A refusal with text waits for the session channel.  OpenSSH sends the
  * "session" channel open right after its tcpip-forward requests, so a
@@ -298,12 +295,14 @@ static tnl_reply_t *
 tnl_reply_new(tnl_session_t *s, ssh_message msg)
 {
     tnl_reply_t  *rp, **pp;
+    char          why[128];
 
-    if (s->nreplies >= TNL_REPLIES_MAX) {
-        tnl_log_warn("session %s: more than %d forward requests waiting "
-                     "for an answer", s->id, TNL_REPLIES_MAX);
-        tnl_session_close(s, "Too many forward requests at once.",
-                          "too many forward requests");
+    /* unanswered forward requests per session: more closes the session */
+    if (s->nreplies >= (unsigned) tnl_conf.max_pending) {
+        snprintf(why, sizeof(why), "more than %d forward requests waiting "
+                 "for an answer (--max-pending-requests)",
+                 tnl_conf.max_pending);
+        tnl_session_abuse(s, why);
         return NULL;
     }
 

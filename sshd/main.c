@@ -61,6 +61,12 @@ static const struct option  tnl_opts[] = {
     { "keepalive",      required_argument, NULL, 'K' },
     { "workers",        required_argument, NULL, 'w' },
     { "ciphers",        required_argument, NULL, 'c' },
+    { "kex",            required_argument, NULL, 'x' },
+    { "macs",           required_argument, NULL, 'y' },
+    { "hostkey-algorithms", required_argument, NULL, 'z' },
+    { "max-channels",   required_argument, NULL, 'o' },
+    { "max-pending-requests", required_argument, NULL, 'p' },
+    { "max-requests",   required_argument, NULL, 'r' },
     { "api",            required_argument, NULL, 'A' },
     { "api-token-file", required_argument, NULL, 'T' },
     { "log-format",     required_argument, NULL, 'L' },
@@ -102,6 +108,17 @@ tnl_usage(FILE *f)
         "  --ciphers LIST          SSH ciphers to offer, default: AES-GCM\n"
         "                          only to OpenSSH clients (fastest), else\n"
         "                          AES-GCM, chacha20-poly1305, AES-CTR\n"
+        "  --kex LIST              key exchange algorithms to offer,\n"
+        "                          default libssh's (curve25519-sha256\n"
+        "                          first)\n"
+        "  --macs LIST             MACs to offer (for AES-CTR), default\n"
+        "                          libssh's\n"
+        "  --hostkey-algorithms LIST  host key algorithms to offer\n"
+        "  --max-channels N        channel opens per session, default 16\n"
+        "  --max-pending-requests N  forward requests waiting for an\n"
+        "                          answer per session, default 64\n"
+        "  --max-requests N        requests per minute per session,\n"
+        "                          default 300\n"
         "  --api HOST:PORT         also serve the management API over TCP\n"
         "                          (always on DIR/api.sock); a non-loopback\n"
         "                          address needs --api-token-file\n"
@@ -159,6 +176,8 @@ tnl_number(const char *where, const char *opt, const char *s, int min,
 static int
 tnl_option(int c, const char *where, const char *opt, char *arg)
 {
+    char  err[1024];
+
     switch (c) {
     case 'l':
         if (tnl_conf.nlisten == TNL_LISTEN_MAX) {
@@ -204,6 +223,27 @@ tnl_option(int c, const char *where, const char *opt, char *arg)
             return -1;
         }
         break;
+    case 'x':
+    case 'y':
+    case 'z':
+        /* set before the workers fork: they inherit it */
+        if (tnl_session_set_algorithms(c == 'x' ? TNL_ALGO_KEX
+                                       : c == 'y' ? TNL_ALGO_MACS
+                                       : TNL_ALGO_HOSTKEYS,
+                                       arg, err, sizeof(err)) != 0)
+        {
+            fprintf(stderr, "tunneld: %s%s\n", where, err);
+            return -1;
+        }
+        break;
+    case 'o':
+        return tnl_number(where, opt, arg, 1, 100000,
+                          &tnl_conf.max_channels);
+    case 'p':
+        return tnl_number(where, opt, arg, 1, 10000, &tnl_conf.max_pending);
+    case 'r':
+        return tnl_number(where, opt, arg, 10, 1000000,
+                          &tnl_conf.max_requests);
     case 'L':
         if (tnl_log_set_format(arg) != 0) {
             fprintf(stderr, "tunneld: %s%s wants \"text\" or \"json\", not "
@@ -397,6 +437,9 @@ tnl_options(int argc, char **argv)
     tnl_conf.database_url = getenv("DATABASE_URL");
     tnl_conf.redis_url = getenv("REDIS_URL");
     tnl_conf.max_forwards = 8;
+    tnl_conf.max_channels = 16;
+    tnl_conf.max_pending = 64;
+    tnl_conf.max_requests = 300;
     tnl_conf.login_grace = 30;
     tnl_conf.max_startups = 100;
     /*
@@ -558,6 +601,7 @@ main(int argc, char **argv)
 {
     sigset_t  set;
     ssh_key   key;
+    char      err[512];
     int       fds[TNL_LISTEN_MAX];
     int       rc;
 
@@ -589,6 +633,13 @@ main(int argc, char **argv)
     if (key == NULL) {
         ssh_finalize();
         return 1;
+    }
+
+    if (tnl_session_hostkey_usable(key, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tunneld: %s\n", err);
+        ssh_key_free(key);
+        ssh_finalize();
+        return 2;
     }
 
     if (tnl_server_listen(fds) == -1) {

@@ -28,6 +28,8 @@
 #define TNL_STREAM_SNDBUF    (256 * 1024) /* toward nginx (the kernel
                                              doubles it) */
 #define TNL_STREAM_DOWN_MAX  (64 * 1024)
+#define TNL_STREAM_HELD_MAX  (2 * 1024 * 1024) /* libssh's window 1.28 MB,
+                                                 plus a packet's slack */
 #define TNL_PUMP_ACCEPTS     64
 #define TNL_STREAM_REFUSED_MS  1000  /* wait for nginx's request, at most */
 #define TNL_STREAM_OPEN_MS     10000 /* the client answers an open within */
@@ -57,6 +59,22 @@ tnl_stream_chan_data(ssh_session session, ssh_channel channel, void *data,
     {
         st->down_pending = 0;
         return (int) len;                  /* nobody to give it to */
+    }
+
+    /*
+     * libssh 0.10.6 accepts data beyond the window it granted ("Data
+     * packet too big for our window": it keeps it anyway) and hands us
+     * all it holds; what we leave, it keeps.  A client that respects the
+     * window never has more than libssh's window (1,280,000 bytes) held
+     * here; one that ignores it would grow this without bound while
+     * nginx does not read: the session is closed and the bytes dropped.
+     */
+
+    if (len > TNL_STREAM_HELD_MAX) {
+        st->down_pending = 0;
+        tnl_session_abuse(st->session, "channel data beyond the window "
+                          "this server granted");
+        return (int) len;
     }
 
     /* libssh hands us everything it holds: what we leave, it keeps */

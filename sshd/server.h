@@ -45,6 +45,9 @@ typedef struct {
     const char  *redis_url;
     const char  *node;
     int          max_forwards;    /* per session */
+    int          max_channels;    /* channel opens per session */
+    int          max_pending;     /* forward requests unanswered */
+    int          max_requests;    /* requests per minute, per session */
     int          login_grace;     /* seconds */
     int          max_startups;    /* unauthenticated connections */
     int          keepalive;       /* seconds between SSH_MSG_IGNOREs */

@@ -71,6 +71,43 @@
 
 
 static char           *tnl_session_ciphers;   /* set: offered to all */
+
+
+/*
+ * --kex, --macs, --hostkey-algorithms.  Unset, libssh's defaults are
+ * offered (curve25519-sha256 first; no post-quantum hybrid exists in
+ * libssh 0.10).  The candidates are every name libssh 0.10 or OpenSSH
+ * 9.x knows; those this libssh accepts are the supported ones named in
+ * an error.  "none" is never a MAC we offer.
+ */
+static const char  *tnl_algo_candidates[TNL_ALGO_N][16] = {
+    {
+        "curve25519-sha256", "curve25519-sha256@libssh.org",
+        "ecdh-sha2-nistp256", "ecdh-sha2-nistp384", "ecdh-sha2-nistp521",
+        "diffie-hellman-group18-sha512", "diffie-hellman-group16-sha512",
+        "diffie-hellman-group-exchange-sha256",
+        "diffie-hellman-group14-sha256", "diffie-hellman-group14-sha1",
+        "diffie-hellman-group-exchange-sha1", "diffie-hellman-group1-sha1",
+        "sntrup761x25519-sha512@openssh.com", "mlkem768x25519-sha256",
+        NULL
+    },
+    {
+        "hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com",
+        "hmac-sha1-etm@openssh.com", "hmac-sha2-256", "hmac-sha2-512",
+        "hmac-sha1", NULL
+    },
+    {
+        "ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521", "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa",
+        NULL
+    },
+};
+
+static const char  *tnl_algo_option[TNL_ALGO_N] = {
+    "--kex", "--macs", "--hostkey-algorithms"
+};
+
+static char        *tnl_session_algos[TNL_ALGO_N];   /* set: offered */
 static tnl_session_t  *tnl_sessions;
 static int             tnl_sessions_n;
 static int             tnl_sessions_unauth;    /* TNL_AUTH_NONE only */
@@ -85,6 +122,8 @@ static void tnl_session_process(tnl_session_t *s);
 static void tnl_session_process_posted(void *data);
 static void tnl_session_sweep(void *data);
 static void tnl_session_message(tnl_session_t *s, ssh_message msg);
+static int tnl_session_request_allowed(tnl_session_t *s, int type,
+    int subtype);
 static void tnl_session_finish(tnl_session_t *s);
 static void tnl_session_set_auth(tnl_session_t *s, tnl_auth_state_e auth);
 
@@ -153,6 +192,175 @@ tnl_session_set_ciphers(const char *list)
 }
 
 
+/* 1 if libssh supports this one algorithm name for kind */
+static int
+tnl_algo_supported(ssh_session ssh, tnl_algo_e kind, const char *name)
+{
+    int  rc;
+
+    switch (kind) {
+    case TNL_ALGO_KEX:
+        rc = ssh_options_set(ssh, SSH_OPTIONS_KEY_EXCHANGE, name);
+        break;
+    case TNL_ALGO_MACS:
+        rc = ssh_options_set(ssh, SSH_OPTIONS_HMAC_C_S, name);
+        break;
+    default:
+        rc = ssh_options_set(ssh, SSH_OPTIONS_HOSTKEYS, name);
+        break;
+    }
+
+    return rc == SSH_OK;
+}
+
+
+int
+tnl_session_set_algorithms(tnl_algo_e kind, const char *list, char *err,
+    size_t size)
+{
+    ssh_session   ssh;
+    const char  **c;
+    char         *copy, *name, *save;
+    size_t        len;
+    int           bad, first;
+
+    if (list == NULL || list[0] == '\0') {
+        free(tnl_session_algos[kind]);
+        tnl_session_algos[kind] = NULL;
+        return 0;
+    }
+
+    ssh = ssh_new();
+    copy = strdup(list);
+
+    if (ssh == NULL || copy == NULL) {
+        snprintf(err, size, "out of memory");
+        free(copy);
+        if (ssh != NULL) {
+            ssh_free(ssh);
+        }
+        return -1;
+    }
+
+    /* every entry must be known: a typo would silently offer less */
+
+    bad = 0;
+
+    for (name = strtok_r(copy, ",", &save); name != NULL;
+         name = strtok_r(NULL, ",", &save))
+    {
+        if (strcmp(name, "none") == 0
+            || !tnl_algo_supported(ssh, kind, name))
+        {
+            bad = 1;
+            break;
+        }
+    }
+
+    if (!bad && list[0] != ',' && list[strlen(list) - 1] != ','
+        && strstr(list, ",,") == NULL)
+    {
+        ssh_free(ssh);
+        free(tnl_session_algos[kind]);
+        tnl_session_algos[kind] = strdup(list);
+        free(copy);
+        return tnl_session_algos[kind] != NULL ? 0 : -1;
+    }
+
+    len = (size_t) snprintf(err, size, "%s: \"%s\" is not an algorithm "
+                            "this server supports%s; supported: ",
+                            tnl_algo_option[kind],
+                            bad ? name : "(an empty entry)",
+                            bad && (strstr(name, "sntrup") != NULL
+                                    || strstr(name, "mlkem") != NULL)
+                            ? " (libssh 0.10 has no post-quantum key "
+                              "exchange)" : "");
+    first = 1;
+
+    for (c = tnl_algo_candidates[kind]; *c != NULL && len < size; c++) {
+        if (tnl_algo_supported(ssh, kind, *c)) {
+            len += (size_t) snprintf(err + len, size - len, "%s%s",
+                                     first ? "" : ",", *c);
+            first = 0;
+        }
+    }
+
+    ssh_free(ssh);
+    free(copy);
+
+    return -1;
+}
+
+
+int
+tnl_session_hostkey_usable(ssh_key key, char *err, size_t size)
+{
+    const char  *list, *names;
+    char         buf[256], *name, *save;
+
+    list = tnl_session_algos[TNL_ALGO_HOSTKEYS];
+    if (list == NULL) {
+        return 0;
+    }
+
+    /* the signature algorithms this key can make */
+
+    switch (ssh_key_type(key)) {
+    case SSH_KEYTYPE_RSA:
+        names = "rsa-sha2-512,rsa-sha2-256,ssh-rsa";
+        break;
+    default:
+        names = ssh_key_type_to_char(ssh_key_type(key));
+        if (names == NULL) {
+            names = "?";
+        }
+        break;
+    }
+
+    snprintf(buf, sizeof(buf), "%s", list);
+
+    for (name = strtok_r(buf, ",", &save); name != NULL;
+         name = strtok_r(NULL, ",", &save))
+    {
+        if (strstr(names, name) != NULL) {
+            return 0;
+        }
+    }
+
+    snprintf(err, size, "--hostkey-algorithms \"%s\" names none the host "
+             "key can sign with (it needs one of: %s); add one, or use a "
+             "host key of a listed type", list, names);
+
+    return -1;
+}
+
+
+static int
+tnl_session_set_algos(tnl_session_t *s)
+{
+    static const enum ssh_options_e  opts[TNL_ALGO_N][2] = {
+        { SSH_OPTIONS_KEY_EXCHANGE, SSH_OPTIONS_KEY_EXCHANGE },
+        { SSH_OPTIONS_HMAC_C_S, SSH_OPTIONS_HMAC_S_C },
+        { SSH_OPTIONS_HOSTKEYS, SSH_OPTIONS_HOSTKEYS },
+    };
+
+    int  i;
+
+    for (i = 0; i < TNL_ALGO_N; i++) {
+        if (tnl_session_algos[i] != NULL
+            && (ssh_options_set(s->ssh, opts[i][0], tnl_session_algos[i])
+                != SSH_OK
+                || ssh_options_set(s->ssh, opts[i][1], tnl_session_algos[i])
+                   != SSH_OK))
+        {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
 static int
 tnl_session_set_offer(tnl_session_t *s, const char *ciphers)
 {
@@ -162,7 +370,8 @@ tnl_session_set_offer(tnl_session_t *s, const char *ciphers)
         || ssh_options_set(s->ssh, SSH_OPTIONS_COMPRESSION_C_S, "none")
            != SSH_OK
         || ssh_options_set(s->ssh, SSH_OPTIONS_COMPRESSION_S_C, "none")
-           != SSH_OK)
+           != SSH_OK
+        || tnl_session_set_algos(s) != 0)
     {
         tnl_log_error("session %s: cannot set the cipher offer: %s", s->id,
                       ssh_get_error(s->ssh));
@@ -368,7 +577,7 @@ tnl_session_io_handler(tnl_io_t *io, uint32_t events)
 {
     tnl_session_t  *s = io->data;
     uint64_t        before;
-    int             i;
+    int             i, polls;
 
     (void) events;
 
@@ -388,7 +597,19 @@ tnl_session_io_handler(tnl_io_t *io, uint32_t events)
      * socket is level-triggered: anything arriving later wakes us again).
      */
 
-    for (i = 0; i < TNL_SESSION_POLLS; i++) {
+    /*
+     * Reading waits (the pass below still flushes) while libssh's message
+     * queue has a backlog, or while it holds output the client has not
+     * taken: a client that floods requests and never reads the answers
+     * (libssh answers unknown global requests and keepalives itself)
+     * would otherwise grow both without bound.  The socket is then
+     * watched for writing only (tnl_session_update_io).
+     */
+
+    polls = (s->msg_backlog || s->write_blocked || s->abusive)
+            ? 0 : TNL_SESSION_POLLS;
+
+    for (i = 0; i < polls; i++) {
         before = s->sock_count.in_bytes;
 
         if (ssh_event_dopoll(s->event, 0) != SSH_OK
@@ -648,9 +869,10 @@ tnl_session_update_io(tnl_session_t *s)
         tnl_pump_update_interest(s);
     }
 
-    ev = EPOLLIN;
+    /* unsent output: read nothing more until the client takes it */
+    ev = pending ? EPOLLOUT : EPOLLIN;
 
-    if (pending || more || s->write_blocked) {
+    if (more) {
         ev |= EPOLLOUT;
     }
 
@@ -674,7 +896,8 @@ tnl_session_process(tnl_session_t *s)
          */
 
         if (tnl_session_is_gone(s)
-            || ((s->chan == NULL || s->chan_closed) && s->text_len == 0
+            || ((s->abusive || s->chan == NULL || s->chan_closed)
+                && (s->abusive || s->text_len == 0)
                 && ssh_blocking_flush(s->ssh, 0) != SSH_AGAIN))
         {
             tnl_session_finish(s);
@@ -703,6 +926,8 @@ tnl_session_process(tnl_session_t *s)
 
             tnl_session_message(s, msg);
         }
+
+        s->msg_backlog = s->msg_check && !s->closing;
     }
 
     if (s->closing) {
@@ -1288,10 +1513,84 @@ tnl_session_channel_request(tnl_session_t *s, ssh_message msg)
 }
 
 
+/*
+ * The request rate of a signed-in client: --max-requests a minute, as a
+ * credit that refills continuously up to one minute's worth (a burst of
+ * that many is fine).  Channel opens, channel requests, tcpip-forward and
+ * cancel-tcpip-forward count; a terminal's window-change does not (a
+ * resize sends many, and costs nothing).  Global requests libssh answers
+ * itself (keepalive@openssh.com, unknown names) never reach us: they
+ * cost a packet each, read no faster than the client takes the answers
+ * (tnl_session_io_handler).  0 once the session was closed for it.
+ */
+static int
+tnl_session_request_allowed(tnl_session_t *s, int type, int subtype)
+{
+    uint64_t  now, full, cost;
+    char      why[128];
+
+    if (type == SSH_REQUEST_CHANNEL
+        && subtype == SSH_CHANNEL_REQUEST_WINDOW_CHANGE)
+    {
+        return 1;
+    }
+
+    now = tnl_now_ms();
+    full = (uint64_t) tnl_conf.max_requests * 60000;
+    cost = 60000;
+
+    if (s->req_refill_ms == 0) {
+        s->req_credit = full;                 /* the first request */
+
+    } else {
+        s->req_credit += (now - s->req_refill_ms)
+                         * (uint64_t) tnl_conf.max_requests;
+        if (s->req_credit > full) {
+            s->req_credit = full;
+        }
+    }
+
+    s->req_refill_ms = now;
+
+    if (s->req_credit >= cost) {
+        s->req_credit -= cost;
+        return 1;
+    }
+
+    snprintf(why, sizeof(why), "more than %d requests a minute "
+             "(--max-requests)", tnl_conf.max_requests);
+    tnl_session_abuse(s, why);
+
+    return 0;
+}
+
+
+void
+tnl_session_abuse(tnl_session_t *s, const char *why)
+{
+    char  text[256];
+
+    if (s->closing) {
+        return;
+    }
+
+    tnl_log_warn("session %s: user \"%s\" from %s: %s: closing the session",
+                 s->id, s->user, s->client, why);
+
+    snprintf(text, sizeof(text), "Closed: %s.", why);
+
+    /* not the client's choice: scripts should notice */
+    s->exit_status = 1;
+    s->abusive = 1;
+    tnl_session_close(s, text, why);
+}
+
+
 static void
 tnl_session_message(tnl_session_t *s, ssh_message msg)
 {
-    int  type, subtype;
+    char  why[128];
+    int   type, subtype;
 
     type = ssh_message_type(msg);
     subtype = ssh_message_subtype(msg);
@@ -1310,9 +1609,23 @@ tnl_session_message(tnl_session_t *s, ssh_message msg)
         return;
     }
 
+    if (!tnl_session_request_allowed(s, type, subtype)) {
+        ssh_message_reply_default(msg);
+        ssh_message_free(msg);
+        return;
+    }
+
     switch (type) {
 
     case SSH_REQUEST_CHANNEL_OPEN:
+        if (++s->chan_opens > (unsigned) tnl_conf.max_channels) {
+            ssh_message_reply_default(msg);
+            snprintf(why, sizeof(why), "more than %d channel opens in one "
+                     "session (--max-channels)", tnl_conf.max_channels);
+            tnl_session_abuse(s, why);
+            break;
+        }
+
         tnl_session_channel_open(s, msg);
         break;
 

@@ -102,6 +102,10 @@ struct tnl_session_s {
     unsigned            no_tunnel:1;     /* none is: close once the
                                             replies went out */
     unsigned            kex_counted:1;   /* in tunneld_handshakes_total */
+    unsigned            abusive:1;       /* closed for breaking a limit:
+                                            no linger, no more reads */
+    unsigned            msg_backlog:1;   /* messages left in libssh's
+                                            queue: parse no more yet */
 
     char                id[128];      /* "<node>/<pid>/<counter>" */
     char                client[64];   /* "ip:port" */
@@ -133,6 +137,12 @@ struct tnl_session_s {
     tnl_stream_t       *streams;      /* of every forward of the session */
     unsigned            nstreams;
     uint32_t            next_origin_port;
+
+    /* what the signed-in client asked: the per-session limits */
+    unsigned            chan_opens;   /* channel opens, of any kind */
+    uint64_t            req_credit;   /* requests it may still make,
+                                         x 60,000 (refills per ms) */
+    uint64_t            req_refill_ms;
 
     tnl_session_t      *next;
     tnl_session_t      *prev;
@@ -170,6 +180,37 @@ void tnl_session_printf_later(tnl_session_t *s, const char *fmt, ...)
  * them.  Call before sessions are accepted.
  */
 int tnl_session_set_ciphers(const char *list);
+
+/*
+ * The key exchange, MAC and host key algorithms offered to every client
+ * instead of libssh's defaults (NULL or "" restores them): a comma-
+ * separated list, every entry of which libssh must support.  Returns 0,
+ * or -1 with err naming the bad entry and the supported ones.  Call
+ * before sessions are accepted.
+ */
+typedef enum {
+    TNL_ALGO_KEX = 0,
+    TNL_ALGO_MACS,
+    TNL_ALGO_HOSTKEYS,
+    TNL_ALGO_N
+} tnl_algo_e;
+
+int tnl_session_set_algorithms(tnl_algo_e kind, const char *list,
+    char *err, size_t size);
+
+/*
+ * 0 if the host key can sign with one of the --hostkey-algorithms, else
+ * -1 with err saying what to add
+ */
+int tnl_session_hostkey_usable(ssh_key key, char *err, size_t size);
+
+/*
+ * The signed-in client broke a per-session limit (too many channels or
+ * requests, data beyond its window): logs it and closes the session at
+ * once (no linger), the DISCONNECT message saying why.  Safe from a
+ * libssh callback.
+ */
+void tnl_session_abuse(tnl_session_t *s, const char *why);
 
 /* line end for text on the session channel */
 const char *tnl_session_eol(tnl_session_t *s);
