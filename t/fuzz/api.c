@@ -16,7 +16,10 @@
 #include "api_parse.h"
 
 
-static const char  fuzz_bad[] = "";
+static const char   fuzz_bad[] = "";
+static const char  *fuzz_params[] = {
+    "user", "name", "limit", "reason", ""
+};
 
 
 int
@@ -74,10 +77,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     }
 
-    static const char  *names[] = { "user", "name", "limit", "reason", "" };
-
-    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        v = tnl_api_query_param(h.query, names[i], buf, sizeof(buf),
+    for (i = 0; i < sizeof(fuzz_params) / sizeof(fuzz_params[0]); i++) {
+        v = tnl_api_query_param(h.query, fuzz_params[i], buf, sizeof(buf),
                                 fuzz_bad);
         if (v != NULL && v != fuzz_bad && strlen(v) >= sizeof(buf)) {
             abort();
