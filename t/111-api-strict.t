@@ -123,8 +123,8 @@ is((raw("GET /healthz HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"))[0],
 
 # tunneld still serves after all of it
 is((raw("GET /healthz HTTP/1.1\r\n\r\n"))[0], 200, 'tunneld still answers');
-my @bad = grep { /tunneld: (?:alert|crit|fatal)\b/i || /AddressSanitizer/ }
+my @alarms = grep { /tunneld: (?:alert|crit|fatal)\b/i || /AddressSanitizer/ }
     log_lines($s->log_path('tunneld'));
-is(scalar @bad, 0, 'tunneld log: no alert/crit/fatal') or diag("@bad");
+is(scalar @alarms, 0, 'tunneld log: no alert/crit/fatal') or diag("@alarms");
 
 done_testing();

@@ -3,7 +3,7 @@
 # The libFuzzer targets (t/fuzz/*.c, docs/FUZZING.md) in CI: builds each
 # with clang -fsanitize=fuzzer,address,undefined, replays its committed
 # seed corpus and regression inputs (every fixed finding keeps its input
-# under t/fuzz/regressions/NAME/), then fuzzes it for a few seconds (50 s
+# under t/fuzz/regressions/NAME/), then fuzzes it for a few seconds (36 s
 # in all).  Any crash, sanitizer report or broken invariant fails.  Skips
 # only when clang's fuzzer runtime cannot be linked (t/fuzz/build exit 2).
 
@@ -33,8 +33,8 @@ for my $name (@targets) {
     ok(-d "$root/t/fuzz/corpus/$name", "$name: has a committed seed corpus");
 }
 
-# a few seconds each, 50 s in all
-my $secs = int(50 / @targets) || 1;
+# a few seconds each: 36 s of fuzzing, under 60 s with building and replays
+my $secs = int(36 / @targets) || 1;
 
 for my $name (@targets) {
     my $got = `$root/t/fuzz/run -t $secs $name 2>&1`;
