@@ -105,6 +105,13 @@ test: all unit
 bench: all
 	tools/bench
 
+# libFuzzer targets (t/fuzz/, docs/FUZZING.md): `make fuzz FUZZ_S=60`
+# replays the committed corpora, then fuzzes each target FUZZ_S seconds
+FUZZ_S ?= 60
+.PHONY: fuzz
+fuzz:
+	t/fuzz/run -t $(FUZZ_S)
+
 clean:
 	rm -rf $(B)
 

@@ -26,8 +26,9 @@ ngx_int_t
 ngx_http_tunnel_admin_form_parse(ngx_http_request_t *r,
     ngx_http_tunnel_admin_ctx_t *ctx)
 {
-    u_char                         *body, *p, *last, *amp, *eq;
+    u_char                         *body, *p, *last;
     size_t                          len;
+    ngx_str_t                       name, value;
     ngx_buf_t                      *b;
     ngx_chain_t                    *cl;
     ngx_http_tunnel_admin_field_t  *f;
@@ -81,85 +82,52 @@ ngx_http_tunnel_admin_form_parse(ngx_http_request_t *r,
     last = p;
     p = body;
 
-    while (p < last) {
-        amp = ngx_strlchr(p, last, '&');
-        if (amp == NULL) {
-            amp = last;
+    while (ngx_http_tunnel_admin_form_next(&p, last, &name, &value)) {
+        if (ctx->form->nelts == NGX_HTTP_TUNNEL_ADMIN_MAX_FIELDS) {
+            return NGX_ERROR;
         }
 
-        if (amp > p) {
-            if (ctx->form->nelts == NGX_HTTP_TUNNEL_ADMIN_MAX_FIELDS) {
-                return NGX_ERROR;
-            }
-
-            f = ngx_array_push(ctx->form);
-            if (f == NULL) {
-                return NGX_ERROR;
-            }
-
-            eq = ngx_strlchr(p, amp, '=');
-
-            if (ngx_http_tunnel_admin_decode(r->pool, p, eq ? eq : amp,
-                                             &f->name) != NGX_OK
-                || ngx_http_tunnel_admin_decode(r->pool, eq ? eq + 1 : amp,
-                                                amp, &f->value) != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
+        f = ngx_array_push(ctx->form);
+        if (f == NULL) {
+            return NGX_ERROR;
         }
 
-        p = amp + 1;
+        if (ngx_http_tunnel_admin_decode(r->pool, name.data,
+                                         name.data + name.len, &f->name)
+            != NGX_OK
+            || ngx_http_tunnel_admin_decode(r->pool, value.data,
+                                            value.data + value.len,
+                                            &f->value)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
     }
 
     return NGX_OK;
 }
 
 
+/* decoded and checked (ngx_http_tunnel_admin_unescape) into r->pool */
 static ngx_int_t
 ngx_http_tunnel_admin_decode(ngx_pool_t *pool, u_char *start, u_char *end,
     ngx_str_t *out)
 {
-    u_char  *src, *dst, *p, *q;
-    size_t   n;
+    u_char   *p;
+    ssize_t   n;
 
-    n = end - start;
-
-    p = ngx_pnalloc(pool, n + 1);
+    p = ngx_pnalloc(pool, (end - start) + 1);
     if (p == NULL) {
         return NGX_ERROR;
     }
 
-    for (q = p, src = start; src < end; src++) {
-        *q++ = (*src == '+') ? ' ' : *src;
+    n = ngx_http_tunnel_admin_unescape(p, start, end - start);
+    if (n < 0) {
+        return NGX_ERROR;
     }
-
-    src = p;
-    dst = p;
-    ngx_unescape_uri(&dst, &src, n, 0);
 
     out->data = p;
-    out->len = dst - p;
-    *dst = '\0';
-
-    /* valid UTF-8, no control characters but tab and line breaks */
-    q = p;
-
-    while (q < dst) {
-        if (*q < 0x80) {
-            if ((*q < 0x20 && *q != '\t' && *q != '\r' && *q != '\n')
-                || *q == 0x7f)
-            {
-                return NGX_ERROR;
-            }
-
-            q++;
-            continue;
-        }
-
-        if (ngx_utf8_decode(&q, dst - q) > 0x10ffff) {
-            return NGX_ERROR;
-        }
-    }
+    out->len = n;
 
     return NGX_OK;
 }
@@ -222,8 +190,8 @@ ngx_int_t
 ngx_http_tunnel_admin_cookie(ngx_http_request_t *r, const char *name,
     ngx_str_t *value)
 {
-    u_char            *p, *end, *n, *v, *ve;
     size_t             len;
+    ngx_str_t          v;
     ngx_uint_t         i, found;
     ngx_table_elt_t  **h;
 
@@ -234,49 +202,22 @@ ngx_http_tunnel_admin_cookie(ngx_http_request_t *r, const char *name,
     h = r->headers_in.cookies.elts;
 
     for (i = 0; i < r->headers_in.cookies.nelts; i++) {
-        p = h[i]->value.data;
-        end = p + h[i]->value.len;
+        ngx_str_null(&v);
 
-        while (p < end) {
-            while (p < end && (*p == ' ' || *p == '\t' || *p == ';')) {
-                p++;
-            }
+        found += ngx_http_tunnel_admin_cookie_scan(h[i]->value.data,
+                                                   h[i]->value.data
+                                                   + h[i]->value.len,
+                                                   name, len, &v);
+        if (found > 1) {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "tunnel: admin: cookie \"%s\" sent twice: "
+                          "both ignored", name);
+            ngx_str_null(value);
+            return NGX_DECLINED;
+        }
 
-            n = p;
-            while (p < end && *p != '=' && *p != ';') {
-                p++;
-            }
-
-            if (p == end || *p != '=') {
-                continue;           /* a name without a value */
-            }
-
-            ve = p;                 /* end of the name */
-            v = ++p;
-            while (p < end && *p != ';') {
-                p++;
-            }
-
-            if ((size_t) (ve - n) != len || ngx_strncmp(n, name, len) != 0) {
-                continue;
-            }
-
-            if (found++) {
-                ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                              "tunnel: admin: cookie \"%s\" sent twice: "
-                              "both ignored", name);
-                ngx_str_null(value);
-                return NGX_DECLINED;
-            }
-
-            value->data = v;
-            value->len = p - v;
-
-            while (value->len && (value->data[value->len - 1] == ' '
-                                  || value->data[value->len - 1] == '\t'))
-            {
-                value->len--;
-            }
+        if (v.data != NULL) {
+            *value = v;
         }
     }
 
@@ -317,26 +258,6 @@ ngx_http_tunnel_admin_arg_text(ngx_http_request_t *r, const char *name,
     }
 
     return NGX_OK;
-}
-
-
-void
-ngx_http_tunnel_admin_trim(ngx_str_t *s)
-{
-    while (s->len && (s->data[0] == ' ' || s->data[0] == '\t'
-                      || s->data[0] == '\r' || s->data[0] == '\n'))
-    {
-        s->data++;
-        s->len--;
-    }
-
-    while (s->len && (s->data[s->len - 1] == ' '
-                      || s->data[s->len - 1] == '\t'
-                      || s->data[s->len - 1] == '\r'
-                      || s->data[s->len - 1] == '\n'))
-    {
-        s->len--;
-    }
 }
 
 

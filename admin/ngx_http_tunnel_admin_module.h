@@ -31,6 +31,8 @@
 #include <libpq-fe.h>
 #include <jansson.h>
 
+#include "ngx_http_tunnel_admin_parse.h"
+
 
 #define NGX_HTTP_TUNNEL_ADMIN_TOKEN_BYTES   32      /* session, csrf */
 #define NGX_HTTP_TUNNEL_ADMIN_INVITE_BYTES  18      /* 144 bits */
@@ -228,7 +230,6 @@ ngx_int_t ngx_http_tunnel_admin_arg(ngx_http_request_t *r, const char *name,
     ngx_str_t *value);
 ngx_int_t ngx_http_tunnel_admin_arg_text(ngx_http_request_t *r,
     const char *name, ngx_str_t *value);
-void ngx_http_tunnel_admin_trim(ngx_str_t *s);
 ngx_int_t ngx_http_tunnel_admin_is_id(ngx_str_t *s);
 
 /* session.c: tokens, cookies, CSRF, the session query */

@@ -27,6 +27,7 @@
 #include "ngx_http_tunnel_module.h"
 #include "ngx_http_tunnel_redis.h"
 #include "ngx_http_tunnel_cache.h"
+#include "ngx_http_tunnel_route.h"
 
 
 /*
@@ -282,10 +283,9 @@ static void
 ngx_http_tunnel_lookup_parse(ngx_http_request_t *r,
     ngx_http_tunnel_ctx_t *ctx, redisReply *rr, ngx_uint_t generation)
 {
-    size_t       i;
-    ngx_int_t    rc;
-    ngx_str_t    socket, user;
-    redisReply  *f, *v;
+    ngx_int_t                 rc;
+    ngx_str_t                 socket, user;
+    ngx_http_tunnel_route_t   route;
 
     ctx->state = NGX_HTTP_TUNNEL_UNAVAILABLE;
 
@@ -303,50 +303,28 @@ ngx_http_tunnel_lookup_parse(ngx_http_request_t *r,
         return;
     }
 
-    if (rr->type != REDIS_REPLY_ARRAY) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "tunnel: lookup of \"%V\" failed: unexpected reply "
-                      "type %d", &ctx->name, rr->type);
-        return;
-    }
+    switch (ngx_http_tunnel_route_decode(rr, &route)) {
 
-    if (rr->elements == 0) {
+    case NGX_HTTP_TUNNEL_ROUTE_NONE:
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "tunnel: no route for \"%V\"", &ctx->name);
         ctx->state = NGX_HTTP_TUNNEL_UNKNOWN;
         return;
-    }
 
-    ngx_str_null(&socket);
-    ngx_str_null(&user);
-
-    for (i = 0; i + 1 < rr->elements; i += 2) {
-        f = rr->element[i];
-        v = rr->element[i + 1];
-
-        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) {
-            continue;
-        }
-
-        if (f->len == sizeof("socket") - 1
-            && ngx_strncmp(f->str, "socket", f->len) == 0)
-        {
-            socket.data = (u_char *) v->str;
-            socket.len = v->len;
-
-        } else if (f->len == sizeof("user") - 1
-                   && ngx_strncmp(f->str, "user", f->len) == 0)
-        {
-            user.data = (u_char *) v->str;
-            user.len = v->len;
-        }
-    }
-
-    if (socket.len == 0) {
+    case NGX_HTTP_TUNNEL_ROUTE_BAD:
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "tunnel: route of \"%V\" has no socket", &ctx->name);
+                      "tunnel: lookup of \"%V\" failed: %s",
+                      &ctx->name, route.error);
         return;
+
+    default: /* NGX_HTTP_TUNNEL_ROUTE_FOUND */
+        break;
     }
+
+    socket.data = (u_char *) route.socket;
+    socket.len = route.socket_len;
+    user.data = (u_char *) route.user;
+    user.len = route.user_len;
 
     rc = ngx_http_tunnel_set_route(r, ctx, &socket, &user);
 

@@ -18,6 +18,7 @@
 #include "ngx_http_tunnel_module.h"
 #include "ngx_http_tunnel_redis.h"
 #include "ngx_http_tunnel_cache.h"
+#include "ngx_http_tunnel_route.h"
 
 
 static ngx_int_t ngx_http_tunnel_add_variables(ngx_conf_t *cf);
@@ -249,10 +250,8 @@ ngx_http_tunnel_set_route(ngx_http_request_t *r, ngx_http_tunnel_ctx_t *ctx,
     u_char              *p;
     struct sockaddr_un  *sun;
 
-    if (socket->len == 0
-        || socket->data[0] != '/'
-        || socket->len >= sizeof(sun->sun_path)
-        || ngx_strlchr(socket->data, socket->data + socket->len, '\0'))
+    if (!ngx_http_tunnel_route_socket_ok((const char *) socket->data,
+                                         socket->len))
     {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "tunnel: route of \"%V\" has an unusable socket "

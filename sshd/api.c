@@ -24,13 +24,12 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "api_parse.h"
 #include "api_handlers.h"
 #include "log.h"
 #include "server.h"
 
 
-#define TNL_API_HEAD_MAX      8192     /* request line + headers: 431 */
-#define TNL_API_BODY_MAX      16384    /* 413 */
 #define TNL_API_READ_MS       10000    /* to send the whole request */
 #define TNL_API_ANSWER_MS     30000    /* to take the whole answer */
 #define TNL_API_CONNS_MAX     256      /* per worker */
@@ -62,11 +61,7 @@ struct tnl_api_conn_s {
     size_t               body_want;
 
     tnl_api_request_t    req;
-    char                 method[16];
-    char                 path[1024];
-    char                 query[2048];
-    char                 content_type[128];
-    char                 auth[512];
+    tnl_api_head_t       head;            /* method, path, ... (parsed) */
 
     char                *out;
     size_t               out_len;
@@ -669,7 +664,7 @@ tnl_api_text(tnl_api_conn_t *c, int status, const char *content_type,
                  "Connection: close\r\n\r\n",
                  status, tnl_api_reason(status), content_type, len);
 
-    if (strcmp(c->method, "HEAD") != 0) {
+    if (strcmp(c->head.method, "HEAD") != 0) {
         tnl_api_out(c, text, len);
     }
 
@@ -730,7 +725,7 @@ tnl_api_error(tnl_api_conn_t *c, int status, const char *code,
                  status, tnl_api_reason(status), len + 1,
                  headers ? headers : "");
 
-    if (strcmp(c->method, "HEAD") != 0) {
+    if (strcmp(c->head.method, "HEAD") != 0) {
         tnl_api_out(c, s, len);
         tnl_api_out(c, "\n", 1);
     }
@@ -876,100 +871,14 @@ tnl_api_write(tnl_api_conn_t *c)
 
 /* input */
 
-static int
-tnl_api_hex(int ch)
-{
-    if (ch >= '0' && ch <= '9') {
-        return ch - '0';
-    }
-    ch |= 0x20;
-    if (ch >= 'a' && ch <= 'f') {
-        return ch - 'a' + 10;
-    }
-    return -1;
-}
-
-
-/* %XX and (in queries) '+' decoded into out; -1 on a bad escape or NUL */
-static int
-tnl_api_decode(const char *in, size_t len, char *out, size_t size,
-    int plus)
-{
-    size_t  i, o = 0;
-    int     hi, lo, ch;
-
-    for (i = 0; i < len; i++) {
-        ch = (unsigned char) in[i];
-
-        if (ch == '%') {
-            if (i + 2 >= len) {
-                return -1;
-            }
-            hi = tnl_api_hex((unsigned char) in[i + 1]);
-            lo = tnl_api_hex((unsigned char) in[i + 2]);
-            if (hi < 0 || lo < 0) {
-                return -1;
-            }
-            ch = hi * 16 + lo;
-            i += 2;
-
-        } else if (ch == '+' && plus) {
-            ch = ' ';
-        }
-
-        if (ch == '\0' || o + 1 >= size) {
-            return -1;
-        }
-
-        out[o++] = (char) ch;
-    }
-
-    out[o] = '\0';
-
-    return 0;
-}
-
-
 const char  tnl_api_bad_param[] = "";
 
 
 const char *
 tnl_api_query(tnl_api_conn_t *c, const char *name, char *buf, size_t size)
 {
-    const char  *p, *amp, *eq;
-    size_t       nlen;
-
-    nlen = strlen(name);
-
-    for (p = c->query; *p != '\0'; p = *amp ? amp + 1 : amp) {
-        amp = strchr(p, '&');
-        if (amp == NULL) {
-            amp = p + strlen(p);
-        }
-
-        eq = memchr(p, '=', (size_t) (amp - p));
-
-        if ((size_t) ((eq ? eq : amp) - p) == nlen
-            && strncmp(p, name, nlen) == 0)
-        {
-            if (eq == NULL) {
-                if (size > 0) {
-                    buf[0] = '\0';
-                }
-                return buf;
-            }
-
-            if (tnl_api_decode(eq + 1, (size_t) (amp - eq - 1), buf, size, 1)
-                == -1)
-            {
-                return tnl_api_bad_param;
-            }
-
-            return buf;
-        }
-    }
-
-    return NULL;
+    return tnl_api_query_param(c->head.query, name, buf, size,
+                               tnl_api_bad_param);
 }
 
 
@@ -1000,161 +909,27 @@ tnl_api_secret_equal(const char *a, const char *b)
 }
 
 
-/* copies the value of header name (case-insensitive) from the head */
-static void
-tnl_api_header(const char *head, size_t len, const char *name, char *out,
-    size_t size)
-{
-    const char  *p, *end, *eol, *v;
-    size_t       nlen;
-
-    out[0] = '\0';
-    nlen = strlen(name);
-    end = head + len;
-
-    for (p = memchr(head, '\n', len); p != NULL && p + 1 < end; p = eol) {
-        p++;
-        eol = memchr(p, '\n', (size_t) (end - p));
-        if (eol == NULL) {
-            return;
-        }
-
-        if ((size_t) (eol - p) > nlen && p[nlen] == ':'
-            && strncasecmp(p, name, nlen) == 0)
-        {
-            v = p + nlen + 1;
-            while (v < eol && (*v == ' ' || *v == '\t')) {
-                v++;
-            }
-            len = (size_t) (eol - v);
-            if (len > 0 && v[len - 1] == '\r') {
-                len--;
-            }
-            while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t')) {
-                len--;
-            }
-            snprintf(out, size, "%.*s", (int) len, v);
-            return;
-        }
-    }
-}
-
-
-/*
- * Parses the request line and the headers we use.  0: done (or an error
- * answer composed), 1: the body is still coming.
- */
-static int
-tnl_api_parse_head(tnl_api_conn_t *c)
-{
-    const char  *line_end, *sp1, *sp2, *target, *q;
-    char         buf[32];
-    size_t       tlen;
-    long         clen;
-    char        *end;
-
-    line_end = memchr(c->in, '\n', c->head_len);
-    sp1 = memchr(c->in, ' ', (size_t) (line_end - c->in));
-
-    if (sp1 == NULL || (size_t) (sp1 - c->in) >= sizeof(c->method)) {
-        goto bad;
-    }
-    sp2 = memchr(sp1 + 1, ' ', (size_t) (line_end - sp1 - 1));
-    if (sp2 == NULL || strncmp(sp2 + 1, "HTTP/1.", 7) != 0) {
-        goto bad;
-    }
-
-    snprintf(c->method, sizeof(c->method), "%.*s", (int) (sp1 - c->in),
-             c->in);
-
-    target = sp1 + 1;
-    tlen = (size_t) (sp2 - target);
-
-    if (tlen == 0 || target[0] != '/') {
-        goto bad;
-    }
-
-    q = memchr(target, '?', tlen);
-
-    if (q != NULL) {
-        if ((size_t) (target + tlen - q - 1) >= sizeof(c->query)) {
-            tnl_api_error(c, 414, "uri_too_long", "the query string is "
-                          "longer than 2047 bytes", NULL);
-            return 0;
-        }
-        snprintf(c->query, sizeof(c->query), "%.*s",
-                 (int) (target + tlen - q - 1), q + 1);
-    } else {
-        c->query[0] = '\0';
-        q = target + tlen;
-    }
-
-    if (tnl_api_decode(target, (size_t) (q - target), c->path,
-                       sizeof(c->path), 0) == -1)
-    {
-        tnl_api_error(c, 400, "bad_path", "the path is not valid "
-                      "(a bad %-escape, or longer than 1023 bytes)", NULL);
-        return 0;
-    }
-
-    tnl_api_header(c->in, c->head_len, "Content-Type", c->content_type,
-                   sizeof(c->content_type));
-    tnl_api_header(c->in, c->head_len, "Authorization", c->auth,
-                   sizeof(c->auth));
-
-    tnl_api_header(c->in, c->head_len, "Transfer-Encoding", buf,
-                   sizeof(buf));
-    if (buf[0] != '\0') {
-        tnl_api_error(c, 501, "chunked_body", "send the body with a "
-                      "Content-Length, not chunked", NULL);
-        return 0;
-    }
-
-    tnl_api_header(c->in, c->head_len, "Content-Length", buf, sizeof(buf));
-    if (buf[0] != '\0') {
-        errno = 0;
-        clen = strtol(buf, &end, 10);
-        if (errno || *end != '\0' || end == buf || clen < 0) {
-            goto bad;
-        }
-        if (clen > TNL_API_BODY_MAX) {
-            tnl_api_error(c, 413, "body_too_large", "the request body is "
-                          "larger than 16384 bytes", NULL);
-            return 0;
-        }
-        c->body_want = (size_t) clen;
-    }
-
-    return c->body_want > 0 ? 1 : 0;
-
-bad:
-
-    tnl_api_error(c, 400, "bad_request", "not an HTTP/1.x request this "
-                  "server understands", NULL);
-    return 0;
-}
-
-
 /* the head and the body are in: find the handler */
 static void
 tnl_api_dispatch(tnl_api_conn_t *c)
 {
     const char  *token;
 
-    c->req.method = c->method;
-    c->req.path = c->path;
-    c->req.query = c->query;
+    c->req.method = c->head.method;
+    c->req.path = c->head.path;
+    c->req.query = c->head.query;
     c->req.body = c->in + c->head_len;
     c->req.body_len = c->body_want;
-    c->req.content_type = c->content_type;
+    c->req.content_type = c->head.content_type;
     c->in[c->head_len + c->body_want] = '\0';
 
     if (c->tcp && tnl_api_token[0] != '\0') {
-        token = strncasecmp(c->auth, "Bearer ", 7) == 0 ? c->auth + 7 : "";
+        token = strncasecmp(c->head.auth, "Bearer ", 7) == 0
+                ? c->head.auth + 7 : "";
 
         if (!tnl_api_secret_equal(token, tnl_api_token)) {
             tnl_log_warn("API: request \"%s %s\" without a valid token "
-                         "refused", c->method, c->path);
+                         "refused", c->head.method, c->head.path);
             tnl_api_error(c, 401, "unauthorized", "this listener needs "
                           "\"Authorization: Bearer TOKEN\" with the token "
                           "of --api-token-file",
@@ -1177,7 +952,6 @@ tnl_api_dispatch(tnl_api_conn_t *c)
 static void
 tnl_api_read(tnl_api_conn_t *c)
 {
-    const char  *end;
     ssize_t      n;
     size_t       room;
     int          eof = 0;
@@ -1215,33 +989,41 @@ tnl_api_read(tnl_api_conn_t *c)
     }
 
     if (c->head_len == 0) {
-        c->in[c->in_len] = '\0';
-        end = strstr(c->in, "\r\n\r\n");
 
-        if (end == NULL) {
-            if (c->in_len >= TNL_API_HEAD_MAX) {
-                tnl_api_error(c, 431, "header_too_large", "the request line "
-                              "and headers are larger than 8192 bytes",
-                              NULL);
-            } else if (eof) {
+        switch (tnl_api_head_end(c->in, c->in_len, &c->head_len)) {
+
+        case TNL_API_HEAD_AGAIN:
+            if (eof) {
                 tnl_api_error(c, 400, "bad_request", "the request ended "
                               "before its headers did", NULL);
             }
             return;
+
+        case TNL_API_HEAD_LARGE:
+            tnl_api_error(c, 431, "header_too_large", "the request line "
+                          "and headers are larger than 8192 bytes", NULL);
+            return;
+
+        case TNL_API_HEAD_BAD:
+            tnl_api_error(c, 400, "bad_request", "the request line and "
+                          "headers must end every line in CRLF and hold "
+                          "no NUL byte, bare CR or bare LF", NULL);
+            return;
+
+        case TNL_API_HEAD_DONE:
+            break;
         }
 
-        c->head_len = (size_t) (end - c->in) + 4;
-
-        if (c->head_len > TNL_API_HEAD_MAX) {
-            tnl_api_error(c, 431, "header_too_large", "the request line and "
-                          "headers are larger than 8192 bytes", NULL);
+        if (tnl_api_head_parse(c->in, c->head_len, &c->head) != 0) {
+            tnl_api_error(c, c->head.status, c->head.code,
+                          c->head.message, NULL);
             return;
         }
 
-        if (tnl_api_parse_head(c) == 0) {
-            if (c->state == TNL_API_READING) {
-                tnl_api_dispatch(c);
-            }
+        c->body_want = c->head.body_want;
+
+        if (c->body_want == 0) {
+            tnl_api_dispatch(c);
             return;
         }
     }

@@ -460,6 +460,16 @@ test_garbage(void)
               " | raw - - 0 body=0 up=21 down=1 ms=20",
               L(AREQ), L(ARSP)));
 
+    step_t  status800[] = {
+        { '>', 10, "GET /ws HTTP/1.1\r\n\r\n", 0 },
+        { '<', 12, "HTTP/1.1 800 Bad\r\n\r\n", 0 },
+        { 'c', 20, "", 0 }, { 0, 0, NULL, 0 }
+    };
+
+    /* found by t/fuzz/httplog.c: the refused status was reported */
+    check("a status out of 100-599 is not reported", status800,
+          "raw GET /ws 0 body=0 up=20 down=20 ms=10");
+
     step_t  unasked[] = {
         { '<', 10, ARSP, 0 }, { 'c', 20, "", 0 }, { 0, 0, NULL, 0 }
     };
