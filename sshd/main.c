@@ -29,6 +29,7 @@
 #include "metrics.h"
 #include "server.h"
 #include "session.h"
+#include "startups.h"
 #include "tnl_name.h"
 #include "worker.h"
 
@@ -58,6 +59,7 @@ static const struct option  tnl_opts[] = {
     { "max-forwards",   required_argument, NULL, 'f' },
     { "login-grace",    required_argument, NULL, 'G' },
     { "max-startups",   required_argument, NULL, 'm' },
+    { "per-source-max-startups", required_argument, NULL, 'S' },
     { "keepalive",      required_argument, NULL, 'K' },
     { "workers",        required_argument, NULL, 'w' },
     { "ciphers",        required_argument, NULL, 'c' },
@@ -96,7 +98,10 @@ tnl_usage(FILE *f)
         "  --node ID               default the host name\n"
         "  --max-forwards N        per session, default 8\n"
         "  --login-grace SECONDS   default 30\n"
-        "  --max-startups N        unauthenticated connections, default 100\n"
+        "  --max-startups N        unauthenticated connections at a time,\n"
+        "                          all workers together, default 1000\n"
+        "  --per-source-max-startups N  ... from one IPv4 address or IPv6\n"
+        "                          /64, default 10\n"
         "  --keepalive SECONDS     default 60\n"
         "  --workers N             processes, default the number of CPUs\n"
         "  --ciphers LIST          SSH ciphers to offer, default: AES-GCM\n"
@@ -190,6 +195,9 @@ tnl_option(int c, const char *where, const char *opt, char *arg)
     case 'm':
         return tnl_number(where, opt, arg, 1, 100000,
                           &tnl_conf.max_startups);
+    case 'S':
+        return tnl_number(where, opt, arg, 1, 100000,
+                          &tnl_conf.per_source_max_startups);
     case 'K':
         return tnl_number(where, opt, arg, 1, 3600, &tnl_conf.keepalive);
     case 'w':
@@ -398,7 +406,15 @@ tnl_options(int argc, char **argv)
     tnl_conf.redis_url = getenv("REDIS_URL");
     tnl_conf.max_forwards = 8;
     tnl_conf.login_grace = 30;
-    tnl_conf.max_startups = 100;
+    /*
+     * An unauthenticated connection costs a libssh session (tens of KB)
+     * and, once it sends its key exchange, one signature: 1,000 are
+     * cheap.  A login takes well under a second, so 10 at once from one
+     * address leave room for a whole office behind one NAT, and a single
+     * host cannot hold the rest (measured in t/160-ssh-flood.t).
+     */
+    tnl_conf.max_startups = 1000;
+    tnl_conf.per_source_max_startups = 10;
     /*
      * An SSH-level message keeps NAT mappings alive; dead peers are found
      * by TCP keepalive/TCP_USER_TIMEOUT anyway.  Measured at 20,000 idle
@@ -609,6 +625,7 @@ main(int argc, char **argv)
     }
 
     (void) tnl_metrics_init(tnl_conf.workers);
+    (void) tnl_startups_init(tnl_conf.workers);
 
     /* both take the key and the fds */
 
