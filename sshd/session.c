@@ -346,6 +346,12 @@ tnl_session_accept(tnl_loop_t *loop, ssh_bind bind, int fd,
         return -1;
     }
 
+    /*
+     * The grace runs from now, not from the loop's cached time: a busy
+     * or descheduled wake-up that accepts late would otherwise shorten it
+     * (seen: 1.3 s of 6 with 2,500 connections on a loaded machine)
+     */
+    tnl_time_update();
     tnl_timer_init(&s->timer, loop, tnl_session_timer_handler, s);
     tnl_timer_add(&s->timer, (uint64_t) tnl_conf.login_grace * 1000);
     tnl_timer_init(&s->text_timer, loop, tnl_session_text_timer_handler, s);
