@@ -43,6 +43,8 @@ static char         tnl_url_buf[512];
 /* options the command line set: the config file does not override them */
 static char         tnl_opt_cmdline[128];
 
+static int          tnl_allow_root;
+
 
 static const struct option  tnl_opts[] = {
     { "config",         required_argument, NULL, 'C' },
@@ -70,6 +72,7 @@ static const struct option  tnl_opts[] = {
     { "activation-ttl", required_argument, NULL, 'E' },
     { "activation-max-per-addr", required_argument, NULL, 'P' },
     { "activation-max", required_argument, NULL, 'M' },
+    { "allow-root",     no_argument,       NULL, 'r' },
     { "debug",          no_argument,       NULL, 'v' },
     { "help",           no_argument,       NULL, 'h' },
     { NULL, 0, NULL, 0 }
@@ -118,6 +121,7 @@ tnl_usage(FILE *f)
         "  --activation-max-per-addr N  codes pending per client address,\n"
         "                          default 3\n"
         "  --activation-max N      codes pending in all, default 1000\n"
+        "  --allow-root            run even as root (refused otherwise)\n"
         "  --debug                 log every stream\n");
 }
 
@@ -231,6 +235,9 @@ tnl_option(int c, const char *where, const char *opt, char *arg)
     case 'M':
         return tnl_number(where, opt, arg, 1, 1000000,
                           &tnl_activation_conf.max_total);
+    case 'r':
+        tnl_allow_root = 1;
+        break;
     case 'v':
         tnl_log_set_level(TNL_LOG_DEBUG);
         break;
@@ -578,6 +585,21 @@ main(int argc, char **argv)
     int       rc;
 
     if (tnl_options(argc, argv) == -1) {
+        return 2;
+    }
+
+    /*
+     * Before anything is created: files made as root would stay root's.
+     * tunneld needs no privilege (port 22 takes CAP_NET_BIND_SERVICE).
+     */
+    if (geteuid() == 0 && !tnl_allow_root) {
+        fprintf(stderr, "tunneld: refusing to run as root: tunneld talks "
+                "SSH to anyone on the internet, and a flaw in that code "
+                "would then own the whole machine.  Run it as an "
+                "unprivileged user (the packages and the Docker image use "
+                "\"tunneld\"; e.g. setpriv --reuid=tunneld --regid=tunneld "
+                "--init-groups tunneld ...), or pass --allow-root (allow-root "
+                "= yes in --config) if you really mean it\n");
         return 2;
     }
 
