@@ -79,10 +79,20 @@ static const tnl_api_metric_t  tnl_api_metrics_table[] = {
       "connections from nginx served", NULL },
     { TNL_M_REQUESTS, "tunneld_requests_total", "counter",
       "HTTP requests seen", NULL },
+    { TNL_M_STARTUPS_FULL, "tunneld_startups_refused_total", "counter",
+      "connections closed at accept, by the limit reached",
+      "reason=\"max_startups\"" },
+    { TNL_M_STARTUPS_SOURCE, "tunneld_startups_refused_total", NULL, NULL,
+      "reason=\"per_source\"" },
+    { TNL_M_LOGIN_GRACE_EXPIRED, "tunneld_login_grace_expired_total",
+      "counter", "connections closed unauthenticated after --login-grace",
+      NULL },
     { TNL_M_TUNNELS_UP, "tunneld_tunnels", "gauge",
       "tunnels up on this daemon", NULL },
     { TNL_M_SESSIONS, "tunneld_sessions", "gauge",
       "SSH sessions on this daemon", NULL },
+    { TNL_M_UNAUTHENTICATED, "tunneld_unauthenticated", "gauge",
+      "SSH connections not authenticated yet", NULL },
 };
 
 

@@ -29,6 +29,7 @@
 #include "metrics.h"
 #include "server.h"
 #include "session.h"
+#include "startups.h"
 #include "tnl_name.h"
 #include "worker.h"
 
@@ -41,6 +42,8 @@ static char         tnl_url_buf[512];
 
 /* options the command line set: the config file does not override them */
 static char         tnl_opt_cmdline[128];
+
+static int          tnl_allow_root;
 
 
 static const struct option  tnl_opts[] = {
@@ -58,6 +61,7 @@ static const struct option  tnl_opts[] = {
     { "max-forwards",   required_argument, NULL, 'f' },
     { "login-grace",    required_argument, NULL, 'G' },
     { "max-startups",   required_argument, NULL, 'm' },
+    { "per-source-max-startups", required_argument, NULL, 'S' },
     { "keepalive",      required_argument, NULL, 'K' },
     { "workers",        required_argument, NULL, 'w' },
     { "ciphers",        required_argument, NULL, 'c' },
@@ -74,6 +78,7 @@ static const struct option  tnl_opts[] = {
     { "activation-ttl", required_argument, NULL, 'E' },
     { "activation-max-per-addr", required_argument, NULL, 'P' },
     { "activation-max", required_argument, NULL, 'M' },
+    { "allow-root",     no_argument,       NULL, 'r' },
     { "debug",          no_argument,       NULL, 'v' },
     { "help",           no_argument,       NULL, 'h' },
     { NULL, 0, NULL, 0 }
@@ -102,7 +107,10 @@ tnl_usage(FILE *f)
         "  --node ID               default the host name\n"
         "  --max-forwards N        per session, default 8\n"
         "  --login-grace SECONDS   default 30\n"
-        "  --max-startups N        unauthenticated connections, default 100\n"
+        "  --max-startups N        unauthenticated connections at a time,\n"
+        "                          all workers together, default 1000\n"
+        "  --per-source-max-startups N  ... from one IPv4 address or IPv6\n"
+        "                          /64, default 10\n"
         "  --keepalive SECONDS     default 60\n"
         "  --workers N             processes, default the number of CPUs\n"
         "  --ciphers LIST          SSH ciphers to offer, default: AES-GCM\n"
@@ -130,6 +138,7 @@ tnl_usage(FILE *f)
         "  --activation-max-per-addr N  codes pending per client address,\n"
         "                          default 3\n"
         "  --activation-max N      codes pending in all, default 1000\n"
+        "  --allow-root            run even as root (refused otherwise)\n"
         "  --debug                 log every stream\n");
 }
 
@@ -209,6 +218,9 @@ tnl_option(int c, const char *where, const char *opt, char *arg)
     case 'm':
         return tnl_number(where, opt, arg, 1, 100000,
                           &tnl_conf.max_startups);
+    case 'S':
+        return tnl_number(where, opt, arg, 1, 100000,
+                          &tnl_conf.per_source_max_startups);
     case 'K':
         return tnl_number(where, opt, arg, 1, 3600, &tnl_conf.keepalive);
     case 'w':
@@ -263,6 +275,9 @@ tnl_option(int c, const char *where, const char *opt, char *arg)
     case 'M':
         return tnl_number(where, opt, arg, 1, 1000000,
                           &tnl_activation_conf.max_total);
+    case 'r':
+        tnl_allow_root = 1;
+        break;
     case 'v':
         tnl_log_set_level(TNL_LOG_DEBUG);
         break;
@@ -441,7 +456,15 @@ tnl_options(int argc, char **argv)
     tnl_conf.max_pending = 64;
     tnl_conf.max_requests = 300;
     tnl_conf.login_grace = 30;
-    tnl_conf.max_startups = 100;
+    /*
+     * An unauthenticated connection costs a libssh session (tens of KB)
+     * and, once it sends its key exchange, one signature: 1,000 are
+     * cheap.  A login takes well under a second, so 10 at once from one
+     * address leave room for a whole office behind one NAT, and a single
+     * host cannot hold the rest (measured in t/160-ssh-flood.t).
+     */
+    tnl_conf.max_startups = 1000;
+    tnl_conf.per_source_max_startups = 10;
     /*
      * An SSH-level message keeps NAT mappings alive; dead peers are found
      * by TCP keepalive/TCP_USER_TIMEOUT anyway.  Measured at 20,000 idle
@@ -609,6 +632,21 @@ main(int argc, char **argv)
         return 2;
     }
 
+    /*
+     * Before anything is created: files made as root would stay root's.
+     * tunneld needs no privilege (port 22 takes CAP_NET_BIND_SERVICE).
+     */
+    if (geteuid() == 0 && !tnl_allow_root) {
+        fprintf(stderr, "tunneld: refusing to run as root: tunneld talks "
+                "SSH to anyone on the internet, and a flaw in that code "
+                "would then own the whole machine.  Run it as an "
+                "unprivileged user (the packages and the Docker image use "
+                "\"tunneld\"; e.g. setpriv --reuid=tunneld --regid=tunneld "
+                "--init-groups tunneld ...), or pass --allow-root (allow-root "
+                "= yes in --config) if you really mean it\n");
+        return 2;
+    }
+
     signal(SIGPIPE, SIG_IGN);
 
     /* held until a signalfd reads them: a TERM during start-up waits */
@@ -660,6 +698,7 @@ main(int argc, char **argv)
     }
 
     (void) tnl_metrics_init(tnl_conf.workers);
+    (void) tnl_startups_init(tnl_conf.workers);
 
     /* both take the key and the fds */
 

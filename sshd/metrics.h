@@ -29,6 +29,9 @@ typedef enum {
     TNL_M_BYTES_OUT,              /* nginx -> client */
     TNL_M_STREAMS,
     TNL_M_REQUESTS,
+    TNL_M_STARTUPS_FULL,          /* refused at accept: --max-startups */
+    TNL_M_STARTUPS_SOURCE,        /* ... --per-source-max-startups */
+    TNL_M_LOGIN_GRACE_EXPIRED,    /* closed unauthenticated by the timer */
     TNL_M_COUNTERS,               /* the gauges follow */
 
     /* gauges */
@@ -37,6 +40,7 @@ typedef enum {
     TNL_M_REDIS_UP,
     TNL_M_POSTGRES_UP,
     TNL_M_HEARTBEAT_LAG_MS,       /* how late the last heartbeat tick was */
+    TNL_M_UNAUTHENTICATED,        /* connections not authenticated yet */
     TNL_M_N
 } tnl_metric_e;
 

@@ -24,6 +24,7 @@
 #include "metrics.h"
 #include "server.h"
 #include "session.h"
+#include "startups.h"
 #include "worker.h"
 
 
@@ -182,6 +183,62 @@ tnl_server_resume(tnl_timer_t *t)
 }
 
 
+/*
+ * Past --max-startups or --per-source-max-startups a connection is
+ * closed at once, before any allocation or libssh: a flood costs an
+ * accept, one write into an empty socket buffer and a close.  The line
+ * is allowed before the version string (RFC 4253, 4.2) and "ssh -v"
+ * shows it; the client then reports the closed connection.  0: counted
+ * (token for tnl_startups_release), -1: refused and closed.
+ */
+static int
+tnl_server_admit(int fd, const struct sockaddr_storage *ss, uint32_t *token)
+{
+    static const char  full[] = "The tunnel server has too many logins in "
+                                "progress; try again in a minute.\r\n";
+    static const char  source[] = "Too many logins in progress from your "
+                                  "address; try again in a minute.\r\n";
+    tnl_startup_e      rc;
+    char               peer[64];
+    ssize_t            n;
+
+    rc = tnl_startups_admit(ss, tnl_conf.max_startups,
+                            tnl_conf.per_source_max_startups, token);
+    if (rc == TNL_STARTUP_OK) {
+        return 0;
+    }
+
+    if (rc == TNL_STARTUP_FULL) {
+        tnl_metric_add(TNL_M_STARTUPS_FULL, 1);
+        n = write(fd, full, sizeof(full) - 1);
+    } else {
+        tnl_metric_add(TNL_M_STARTUPS_SOURCE, 1);
+        n = write(fd, source, sizeof(source) - 1);
+    }
+    (void) n;
+
+    close(fd);
+
+    /* one line a second at most: the counters tell the rest */
+
+    if (tnl_now_ms() - tnl_refused_logged_ms > 1000) {
+        tnl_refused_logged_ms = tnl_now_ms();
+        tnl_server_peer(ss, peer, sizeof(peer));
+
+        if (rc == TNL_STARTUP_FULL) {
+            tnl_log_warn("refusing %s: %d connections are not authenticated "
+                         "yet (--max-startups)", peer, tnl_conf.max_startups);
+        } else {
+            tnl_log_warn("refusing %s: its address has %d connections not "
+                         "authenticated yet (--per-source-max-startups)",
+                         peer, tnl_conf.per_source_max_startups);
+        }
+    }
+
+    return -1;
+}
+
+
 static void
 tnl_server_accept(tnl_io_t *io, uint32_t events)
 {
@@ -190,6 +247,7 @@ tnl_server_accept(tnl_io_t *io, uint32_t events)
     socklen_t                 len;
     struct sockaddr_storage   local;
     char                      peer[64];
+    uint32_t                  token;
     int                       i, fd, port;
 
     (void) events;
@@ -235,17 +293,11 @@ tnl_server_accept(tnl_io_t *io, uint32_t events)
             return;
         }
 
-        tnl_server_peer(&ss, peer, sizeof(peer));
-
-        if (tnl_sessions_unauthenticated() >= tnl_conf.max_startups) {
-            if (tnl_now_ms() - tnl_refused_logged_ms > 1000) {
-                tnl_refused_logged_ms = tnl_now_ms();
-                tnl_log_warn("refusing %s: %d unauthenticated connections "
-                             "(--max-startups)", peer, tnl_conf.max_startups);
-            }
-            close(fd);
+        if (tnl_server_admit(fd, &ss, &token) != 0) {
             continue;
         }
+
+        tnl_server_peer(&ss, peer, sizeof(peer));
 
         tnl_server_tune(fd);
 
@@ -258,7 +310,11 @@ tnl_server_accept(tnl_io_t *io, uint32_t events)
         }
 
         tnl_metric_add(TNL_M_CONNECTIONS, 1);
-        (void) tnl_session_accept(io->loop, tnl_bind, fd, peer, port);
+        if (tnl_session_accept(io->loop, tnl_bind, fd, peer, port, token)
+            != 0)
+        {
+            tnl_startups_release(token);
+        }
     }
 }
 

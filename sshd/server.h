@@ -3,9 +3,10 @@
  * are our own non-blocking sockets (libssh's ssh_bind_accept is blocking
  * and ssh_bind_set_blocking does nothing in 0.10.6): main.c creates them
  * before any worker starts (tnl_server_listen), every worker watches the
- * same ones and accept4()s with SOCK_NONBLOCK, tunes the TCP socket,
- * refuses past --max-startups unauthenticated connections, and hands the
- * fd to session.c.  The ssh_bind here only carries the host key and
+ * same ones and accept4()s with SOCK_NONBLOCK, refuses past --max-startups
+ * or --per-source-max-startups unauthenticated connections (startups.h;
+ * before anything is allocated), tunes the TCP socket, and hands the fd
+ * to session.c.  The ssh_bind here only carries the host key and
  * options: it never listens.
  *
  * Descriptor limit: EMFILE/ENFILE on accept stops accepting for a moment
@@ -49,7 +50,10 @@ typedef struct {
     int          max_pending;     /* forward requests unanswered */
     int          max_requests;    /* requests per minute, per session */
     int          login_grace;     /* seconds */
-    int          max_startups;    /* unauthenticated connections */
+    int          max_startups;    /* unauthenticated connections, in all
+                                     (every worker) */
+    int          per_source_max_startups;   /* ... per IPv4 address or
+                                               IPv6 /64 */
     int          keepalive;       /* seconds between SSH_MSG_IGNOREs */
     int          workers;         /* processes accepting (1: no fork) */
     const char  *api_listen;      /* --api HOST:PORT, or NULL */

@@ -106,6 +106,9 @@ struct tnl_session_s {
                                             no linger, no more reads */
     unsigned            msg_backlog:1;   /* messages left in libssh's
                                             queue: parse no more yet */
+    unsigned            startup:1;       /* counted in startups.h */
+
+    uint32_t            startup_token;   /* for tnl_startups_release */
 
     char                id[128];      /* "<node>/<pid>/<counter>" */
     char                client[64];   /* "ip:port" */
@@ -149,9 +152,14 @@ struct tnl_session_s {
 };
 
 
-/* takes fd (closed on failure); returns 0 or -1 */
+/*
+ * Takes fd (closed on failure); returns 0 or -1.  startup_token: what
+ * tnl_startups_admit counted; the session gives it back when it leaves
+ * TNL_AUTH_NONE (the caller does on failure).  The login grace timer
+ * runs from here: a client that never sends a byte is closed by it.
+ */
 int tnl_session_accept(tnl_loop_t *loop, ssh_bind bind, int fd,
-    const char *client, int local_port);
+    const char *client, int local_port, uint32_t startup_token);
 
 /*
  * Starts teardown: releases every route, closes streams, shows text (if

@@ -37,6 +37,7 @@
 #include "routes.h"
 #include "server.h"
 #include "session.h"
+#include "startups.h"
 #include "worker.h"
 
 
@@ -512,6 +513,7 @@ tnl_worker_run(int number, int nworkers, ssh_key key, const int *fds,
     }
 
     tnl_metrics_use_slot(number);
+    tnl_startups_use_slot(number);
 
     if (tnl_live_start(loop) == -1 || tnl_api_start(loop) == -1) {
         tnl_log_error("cannot start the management API");
@@ -860,6 +862,7 @@ tnl_sup_reaped(tnl_worker_proc_t *p, int status)
     char      how[96];
 
     tnl_metrics_clear_gauges(p->number);
+    tnl_startups_clear(p->number);
 
     tnl_sup_describe(status, how, sizeof(how));
     lived = tnl_now_ms() - p->started_ms;

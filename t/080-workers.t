@@ -224,6 +224,9 @@ my @cmd = grep { defined } $s->tunneld_command;
 for my $i (0 .. $#cmd - 1) {
     $cmd[$i + 1] = 1 if $cmd[$i] eq '--workers';
 }
+# the raw connections below all come from 127.0.0.1 and must be taken
+# until descriptors run out, not refused by the per-source limit
+push @cmd, '--per-source-max-startups', 1000;
 
 my $lim_pid = fork // die "fork: $!";
 if ($lim_pid == 0) {

@@ -298,7 +298,8 @@ is(api(GET => '/healthz', tcp => 1,
         '127.0.0.1:' . NgxTunnel::Stack::free_port(), '--socket-dir',
         "$dir/sockets", '--host-key', "$dir/key", '--database-url',
         $s->database_url, '--redis-url', $s->redis_url, '--workers', 1,
-        '--api', '0.0.0.0:' . NgxTunnel::Stack::free_port() ],
+        '--api', '0.0.0.0:' . NgxTunnel::Stack::free_port(),
+        '--allow-root' ],
         '<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(20));
     ok(!$ok, 'a non-loopback --api without a token: tunneld refuses to start');
     like($err, qr/not a loopback address: give --api-token-file/,
@@ -384,7 +385,8 @@ if ($pid_b == 0) {
         '--socket-dir', "$dir_b/sockets", '--host-key', "$dir_b/key",
         '--node', 'node-b', '--workers', 1,
         '--public-url', "http://%s.localhost:$port",
-        '--database-url', $s->database_url, '--redis-url', $s->redis_url)
+        '--database-url', $s->database_url, '--redis-url', $s->redis_url,
+        '--allow-root')
         or POSIX::_exit(127);
 }
 ok(wait_until(10, sub { (`cat $log_b 2>/dev/null` // '') =~ /db: loaded/ }),

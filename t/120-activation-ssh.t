@@ -348,7 +348,9 @@ $s->stop_all;
         or BAIL_OUT('cannot build tnl-loadgen');
 
     my $s4 = start_stack(tunneld_args => ['--activation-max-per-addr', '1000',
-        '--activation-max', '200', '--max-startups', '1000']);
+        '--activation-max', '200', '--max-startups', '1000',
+        # 200 at once from one address, by design
+        '--per-source-max-startups', '1000']);
     $s = $s4;
 
     # tunneld's CPU ticks (user + system, every process) over $secs

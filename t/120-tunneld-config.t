@@ -244,7 +244,8 @@ if ($pid == 0) {
     $ENV{REDIS_URL} = 'unix:/nonexistent/redis.sock';
     { exec { $bin } $bin, '--config', $one, '--listen',
           '127.0.0.1:' . NgxTunnel::Stack::free_port(),
-          '--socket-dir', "$tmp/one-sockets", '--host-key', "$tmp/one-key" }
+          '--socket-dir', "$tmp/one-sockets", '--host-key', "$tmp/one-key",
+          '--allow-root' }
     POSIX::_exit(127);
 }
 ok(wait_until(10, sub { read_file($one_log) =~ /db: loaded \d+ key/ }),

@@ -21,6 +21,11 @@
  * session's own one-fd ssh_event).  Channels are freed after the poll,
  * never inside a libssh callback.
  *
+ * --mode handshake measures logins instead: each session connects, does
+ * the key exchange and the publickey auth, records the time that took,
+ * and disconnects (no forward, nothing held); --rate paces the starts
+ * (sessions a second), and the "ready" line adds the latency p50/p99/max.
+ *
  * Output (stdout, one line each): "ready ..." once every session has
  * reached forward or failed (after writing the forwarded names to
  * --names-out), "done ..." at exit.  It holds the sessions
@@ -56,6 +61,7 @@ typedef enum {
     LG_AUTH,
     LG_FORWARD,
     LG_READY,
+    LG_DONE,          /* handshake mode: logged in and disconnected */
     LG_FAILED,
     LG_DROPPED
 } lg_state_e;
@@ -100,7 +106,7 @@ typedef struct {
     const char         *key_path;
     const char         *bind;
     const char         *prefix;
-    const char         *mode;          /* "name" or "port" */
+    const char         *mode;          /* "name", "port" or "handshake" */
     int                 count;
     int                 first;
     int                 concurrency;
@@ -108,6 +114,7 @@ typedef struct {
     int                 hold;
     int                 port_base;     /* port mode: 0 = server picks */
     int                 max_failures;  /* then start no more; 0 = never */
+    int                 rate;          /* starts a second; 0 = no pacing */
     const char         *names_out;     /* forwarded names, at ready */
     int                 verbose;
 } lg_conf_t;
@@ -129,6 +136,8 @@ static int            lg_errors_shown;
 static long           lg_requests, lg_channels;
 static uint64_t       lg_start_ms, lg_first_ok_ms, lg_last_ok_ms;
 static volatile sig_atomic_t  lg_stop;
+static uint32_t      *lg_latency_ms;   /* handshake mode, one per login */
+static int            lg_nlatency;
 
 static const char     lg_response[] =
     "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
@@ -436,6 +445,52 @@ lg_ready(lg_session_t *s)
 }
 
 
+/* handshake mode: logged in; the time it took, then goodbye */
+static void
+lg_done(lg_session_t *s)
+{
+    uint64_t  now = lg_now_ms();
+
+    lg_latency_ms[lg_nlatency++] = (uint32_t) (now - s->started_ms);
+    s->state = LG_DONE;
+    lg_inflight--;
+    lg_ok++;
+    if (lg_first_ok_ms == 0) {
+        lg_first_ok_ms = now;
+    }
+    lg_last_ok_ms = now;
+
+    epoll_ctl(lg_ep, EPOLL_CTL_DEL, s->fd, NULL);
+    s->events = 0;
+    ssh_disconnect(s->ssh);     /* sends DISCONNECT, closes the fd */
+    ssh_free(s->ssh);
+    s->ssh = NULL;
+    s->fd = -1;
+}
+
+
+static int
+lg_cmp_u32(const void *a, const void *b)
+{
+    uint32_t  x = *(const uint32_t *) a, y = *(const uint32_t *) b;
+
+    return x < y ? -1 : x > y;
+}
+
+
+static uint32_t
+lg_pct(int p)
+{
+    int  i;
+
+    if (lg_nlatency == 0) {
+        return 0;
+    }
+    i = (int) ((long) lg_nlatency * p / 100);
+    return lg_latency_ms[i < lg_nlatency ? i : lg_nlatency - 1];
+}
+
+
 static void
 lg_step(lg_session_t *s, uint32_t revents)
 {
@@ -497,6 +552,10 @@ lg_step(lg_session_t *s, uint32_t revents)
             lg_fail(s, "auth");
             return;
         }
+        if (strcmp(conf.mode, "handshake") == 0) {
+            lg_done(s);
+            return;
+        }
         s->state = LG_FORWARD;
         /* fall through */
 
@@ -556,7 +615,11 @@ lg_start_more(void)
         lg_next = conf.count;
     }
 
-    while (lg_inflight < conf.concurrency && lg_next < conf.count) {
+    while (lg_inflight < conf.concurrency && lg_next < conf.count
+           && (conf.rate == 0
+               || (uint64_t) lg_next * 1000
+                  <= (lg_now_ms() - lg_start_ms) * (uint64_t) conf.rate))
+    {
         s = &lg_sessions[lg_next++];
         s->started_ms = lg_now_ms();
         lg_inflight++;
@@ -613,7 +676,8 @@ lg_usage(void)
     fprintf(stderr,
         "usage: tnl-loadgen --key PRIVKEY [--host IP] [--port N]\n"
         "         [--user U] [--bind SRC_IP] [--count N] [--first I]\n"
-        "         [--prefix P] [--mode name|port] [--concurrency C]\n"
+        "         [--prefix P] [--mode name|port|handshake]\n"
+        "         [--concurrency C] [--rate PER_SECOND]\n"
         "         [--port-base P] [--connect-timeout S] [--hold S]\n"
         "         [--max-failures N] [--names-out FILE] [--verbose]\n");
     exit(2);
@@ -665,6 +729,8 @@ lg_options(int argc, char **argv)
             conf.names_out = v;
         } else if (strcmp(o, "--max-failures") == 0) {
             conf.max_failures = atoi(v);
+        } else if (strcmp(o, "--rate") == 0) {
+            conf.rate = atoi(v);
         } else if (strcmp(o, "--hold") == 0) {
             conf.hold = atoi(v);
         } else {
@@ -673,7 +739,9 @@ lg_options(int argc, char **argv)
     }
 
     if (conf.key_path == NULL || conf.count < 1 || conf.concurrency < 1
-        || (strcmp(conf.mode, "name") != 0 && strcmp(conf.mode, "port") != 0))
+        || conf.rate < 0
+        || (strcmp(conf.mode, "name") != 0 && strcmp(conf.mode, "port") != 0
+            && strcmp(conf.mode, "handshake") != 0))
     {
         lg_usage();
     }
@@ -715,8 +783,9 @@ main(int argc, char **argv)
     }
 
     lg_sessions = calloc(conf.count, sizeof(lg_session_t));
+    lg_latency_ms = calloc(conf.count, sizeof(uint32_t));
     lg_ep = epoll_create1(EPOLL_CLOEXEC);
-    if (lg_sessions == NULL || lg_ep == -1) {
+    if (lg_sessions == NULL || lg_latency_ms == NULL || lg_ep == -1) {
         return 1;
     }
 
@@ -745,7 +814,7 @@ main(int argc, char **argv)
     while (!lg_stop) {
         lg_start_more();
 
-        n = epoll_wait(lg_ep, events, 256, 100);
+        n = epoll_wait(lg_ep, events, 256, conf.rate ? 5 : 100);
         if (n == -1 && errno != EINTR) {
             break;
         }
@@ -775,6 +844,13 @@ main(int argc, char **argv)
             reported = 1;
             if (conf.names_out != NULL) {
                 lg_names_write();
+            }
+            if (lg_nlatency > 0) {
+                qsort(lg_latency_ms, lg_nlatency, sizeof(uint32_t),
+                      lg_cmp_u32);
+                printf("latency n=%d p50_ms=%u p99_ms=%u max_ms=%u\n",
+                       lg_nlatency, lg_pct(50), lg_pct(99),
+                       lg_latency_ms[lg_nlatency - 1]);
             }
             printf("ready ok=%d failed=%d skipped=%d start_ms=%llu "
                    "first_ok_ms=%llu last_ok_ms=%llu elapsed_ms=%llu\n",

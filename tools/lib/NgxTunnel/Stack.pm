@@ -876,6 +876,8 @@ sub tunneld_command {
         '--redis-url',    $self->redis_url,
     );
     push @cmd, '--socket-group', $WORKER_USER if $self->{is_root};
+    # tunneld refuses root unless told (t/160-ssh-flood.t tests the refusal)
+    push @cmd, '--allow-root' if $self->{is_root};
     # the web UI's base: an unknown key is told its keys page (URL/keys)
     push @cmd, '--admin-url', "http://$self->{domain}:$self->{http_port}"
         if $self->{admin};
