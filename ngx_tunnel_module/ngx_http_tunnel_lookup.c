@@ -75,6 +75,10 @@ ngx_http_tunnel_lookup_handler(ngx_http_request_t *r)
     ctx = ngx_http_get_module_ctx(r, ngx_http_tunnel_module);
 
     if (ctx == NULL) {
+        if (tlcf->internal && ngx_http_tunnel_node_check(r) != NGX_OK) {
+            return NGX_DONE;    /* refused and answered */
+        }
+
         return ngx_http_tunnel_lookup_start(r, tlcf);
     }
 
@@ -88,6 +92,10 @@ ngx_http_tunnel_lookup_handler(ngx_http_request_t *r)
 
     case NGX_HTTP_TUNNEL_UNKNOWN:
         return ngx_http_tunnel_lookup_page(r, NGX_HTTP_NOT_FOUND, &ctx->name);
+
+    case NGX_HTTP_TUNNEL_OFFLINE:
+        return ngx_http_tunnel_lookup_page(r, NGX_HTTP_BAD_GATEWAY,
+                                           &ctx->name);
 
     default: /* NGX_HTTP_TUNNEL_UNAVAILABLE */
         return ngx_http_tunnel_lookup_page(r, NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -103,7 +111,7 @@ ngx_http_tunnel_lookup_start(ngx_http_request_t *r,
     u_char                    *p;
     size_t                     len, argvlen[2];
     ngx_int_t                  rc;
-    ngx_str_t                  host, socket, user;
+    ngx_str_t                  host, socket, user, node;
     const char                *argv[2];
     ngx_http_tunnel_ctx_t     *ctx;
     ngx_http_tunnel_lookup_t  *lk;
@@ -144,10 +152,27 @@ ngx_http_tunnel_lookup_start(ngx_http_request_t *r,
     ngx_memcpy(ctx->name.data, name, len);
     ctx->name.len = len;
 
-    if (ngx_http_tunnel_cache_get(&ctx->name, &socket, &user) == NGX_OK) {
+    if (ngx_http_tunnel_cache_get(&ctx->name, &socket, &user, &node)
+        == NGX_OK)
+    {
         rc = ngx_http_tunnel_set_route(r, ctx, &socket, &user);
 
         if (rc == NGX_OK) {
+            rc = ngx_http_tunnel_node_route(r, ctx, &node);
+
+            if (rc == NGX_AGAIN) {
+                r->main->count++;   /* the node lookup resumes it */
+                return NGX_DONE;
+            }
+
+            if (rc == NGX_DECLINED) {
+                return ngx_http_tunnel_lookup_handler(r);
+            }
+
+            if (rc == NGX_ERROR) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
             ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                            "tunnel: \"%V\" -> \"%V\" (cached)",
                            &ctx->name, &ctx->socket);
@@ -274,6 +299,11 @@ ngx_http_tunnel_lookup_reply(redisAsyncContext *ac, void *reply,
     }
 
     ngx_http_tunnel_lookup_parse(r, ctx, reply, generation);
+
+    if (ctx->state == NGX_HTTP_TUNNEL_PENDING) {
+        return;     /* the node's address is being looked up */
+    }
+
     ngx_http_tunnel_lookup_resume(r);
 }
 
@@ -284,7 +314,7 @@ ngx_http_tunnel_lookup_parse(ngx_http_request_t *r,
 {
     size_t       i;
     ngx_int_t    rc;
-    ngx_str_t    socket, user;
+    ngx_str_t    socket, user, node;
     redisReply  *f, *v;
 
     ctx->state = NGX_HTTP_TUNNEL_UNAVAILABLE;
@@ -319,6 +349,7 @@ ngx_http_tunnel_lookup_parse(ngx_http_request_t *r,
 
     ngx_str_null(&socket);
     ngx_str_null(&user);
+    ngx_str_null(&node);
 
     for (i = 0; i + 1 < rr->elements; i += 2) {
         f = rr->element[i];
@@ -339,6 +370,12 @@ ngx_http_tunnel_lookup_parse(ngx_http_request_t *r,
         {
             user.data = (u_char *) v->str;
             user.len = v->len;
+
+        } else if (f->len == sizeof("node") - 1
+                   && ngx_strncmp(f->str, "node", f->len) == 0)
+        {
+            node.data = (u_char *) v->str;
+            node.len = v->len;
         }
     }
 
@@ -358,7 +395,11 @@ ngx_http_tunnel_lookup_parse(ngx_http_request_t *r,
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "tunnel: \"%V\" -> \"%V\"", &ctx->name, &ctx->socket);
 
-    ngx_http_tunnel_cache_put(generation, &ctx->name, &socket, &user);
+    ngx_http_tunnel_cache_put(generation, &ctx->name, &socket, &user, &node);
+
+    if (ngx_http_tunnel_node_route(r, ctx, &node) == NGX_ERROR) {
+        ctx->state = NGX_HTTP_TUNNEL_UNAVAILABLE;
+    }
 }
 
 
