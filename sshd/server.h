@@ -44,6 +44,7 @@ typedef struct {
     const char  *database_url;
     const char  *redis_url;
     const char  *node;
+    const char  *node_address;    /* --node-address IP:PORT, or NULL */
     int          max_forwards;    /* per session */
     int          login_grace;     /* seconds */
     int          max_startups;    /* unauthenticated connections */
