@@ -142,6 +142,8 @@ ngx_http_tunnel_lookup_start(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    ctx->forwarded = tlcf->internal;
+
     len = ngx_strlen(name);
 
     ctx->name.data = ngx_pnalloc(r->pool, len);

@@ -89,6 +89,7 @@ typedef struct {
     ngx_http_tunnel_lookup_t  *lookup;         /* in flight, or NULL */
     ngx_str_t                  node;           /* set when on another node */
     ngx_uint_t                 remote;         /* peer: that node, TCP */
+    ngx_uint_t                 forwarded;      /* came from another node */
     ngx_http_tunnel_node_lookup_t  *node_lookup;  /* in flight, or NULL */
 } ngx_http_tunnel_ctx_t;
 

@@ -328,6 +328,10 @@ ngx_http_tunnel_node_parse(ngx_http_request_t *r, ngx_http_tunnel_ctx_t *ctx,
                       "tunnel: \"%V\" is on node \"%V\", which is gone "
                       "(no tunnel:node:%V record): offline",
                       &ctx->name, &ctx->node, &ctx->node);
+
+        /* nor keep serving this 502 from the cached route: ask again */
+        ngx_http_tunnel_cache_remove_socket(&ctx->name, &ctx->socket);
+
         ctx->state = NGX_HTTP_TUNNEL_OFFLINE;
         return;
     }
