@@ -802,7 +802,9 @@ sub _node_http {
     close $fh;
     chmod 0644, $f;
     return "tunnel_node_id $self->{node};\n"
-         . "    tunnel_node_secret_file $f;";
+         . "    tunnel_node_secret_file $f;\n"
+         . "    log_format tunnel_node '\$remote_addr:\$remote_port "
+         . "\$connection_requests \"\$host\" \"\$request\" \$status';";
 }
 
 # The internal listener, with node => ID: requests other nodes forward for
@@ -813,10 +815,13 @@ sub _node_server {
     my ($self) = @_;
     return '' unless defined $self->{node};
     my $port = $self->{node_port} or croak 'node => ID needs node_port';
+    my $n = $self->nginx_dir;
     return <<"CONF";
     server {
         listen 127.0.0.1:$port;
         server_name _;
+        # which pooled connection carried each forwarded request
+        access_log $n/internal.log tunnel_node;
 
         client_max_body_size 0;
 
