@@ -1,7 +1,9 @@
 
 /*
- * Per-worker route cache: tunnel name -> {socket, user}, so a busy tunnel
- * does not cost a Redis round trip per request.
+ * Per-worker route cache: tunnel name -> {socket, user, node}, so a busy
+ * tunnel does not cost a Redis round trip per request.  The addresses of
+ * other nodes are kept here too, as ":node:ID" -> {address, "", ""} (no
+ * tunnel name starts with ':'; see ngx_http_tunnel_node.c).
  *
  * Entries live tunnel_cache_ttl (all the same), so insertion order is expiry
  * order: one queue serves both expiry and the size cap.  Entries are dropped

@@ -1,7 +1,8 @@
 
 /*
- * Per-worker route cache: tunnel name -> {socket, user, node}, each entry kept for
- * tunnel_cache_ttl.  See ngx_http_tunnel_cache.c.
+ * Per-worker route cache: tunnel name -> {socket, user, node}, each entry
+ * kept for tunnel_cache_ttl.  See ngx_http_tunnel_cache.c.  Also holds the
+ * node addresses (ngx_http_tunnel_node.c), under ":node:ID".
  */
 
 #ifndef _NGX_HTTP_TUNNEL_CACHE_H_INCLUDED_
