@@ -112,6 +112,13 @@ ngx_http_tunnel_balancer_get_peer(ngx_peer_connection_t *pc, void *data)
     pc->cached = 0;
     pc->connection = NULL;
 
+    if (ctx->remote) {
+        /* another node's internal listener (ngx_http_tunnel_node.c) */
+        pc->sockaddr = &ctx->sockaddr.sockaddr;
+        pc->socklen = ctx->socklen;
+        return NGX_OK;
+    }
+
     /*
      * A route can outlive its socket for up to its TTL (tunneld restarted
      * and unlinked it).  nginx would log connect()'s ENOENT as [crit]; say
@@ -177,6 +184,10 @@ ngx_http_tunnel_balancer_free_peer(ngx_peer_connection_t *pc, void *data,
                        "from the cache", &ctx->socket, &ctx->name);
 
         ngx_http_tunnel_cache_remove_socket(&ctx->name, &ctx->socket);
+
+        if (ctx->remote) {
+            ngx_http_tunnel_node_forget(ctx);
+        }
     }
 
     if (pc->tries) {

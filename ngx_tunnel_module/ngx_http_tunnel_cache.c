@@ -1,7 +1,9 @@
 
 /*
- * Per-worker route cache: tunnel name -> {socket, user}, so a busy tunnel
- * does not cost a Redis round trip per request.
+ * Per-worker route cache: tunnel name -> {socket, user, node}, so a busy
+ * tunnel does not cost a Redis round trip per request.  The addresses of
+ * other nodes are kept here too, as ":node:ID" -> {address, "", ""} (no
+ * tunnel name starts with ':'; see ngx_http_tunnel_node.c).
  *
  * Entries live tunnel_cache_ttl (all the same), so insertion order is expiry
  * order: one queue serves both expiry and the size cap.  Entries are dropped
@@ -36,6 +38,7 @@ typedef struct {
     ngx_msec_t         expires;
     ngx_str_t          socket;
     ngx_str_t          user;
+    ngx_str_t          node;        /* the tunneld node holding it */
 } ngx_http_tunnel_cache_node_t;
 
 
@@ -112,7 +115,7 @@ ngx_http_tunnel_cache_find(ngx_str_t *name)
 
 ngx_int_t
 ngx_http_tunnel_cache_get(ngx_str_t *name, ngx_str_t *socket,
-    ngx_str_t *user)
+    ngx_str_t *user, ngx_str_t *node)
 {
     ngx_http_tunnel_cache_node_t  *cn;
 
@@ -129,6 +132,7 @@ ngx_http_tunnel_cache_get(ngx_str_t *name, ngx_str_t *socket,
 
     *socket = cn->socket;
     *user = cn->user;
+    *node = cn->node;
 
     return NGX_OK;
 }
@@ -136,7 +140,7 @@ ngx_http_tunnel_cache_get(ngx_str_t *name, ngx_str_t *socket,
 
 void
 ngx_http_tunnel_cache_put(ngx_uint_t gen, ngx_str_t *name, ngx_str_t *socket,
-    ngx_str_t *user)
+    ngx_str_t *user, ngx_str_t *node)
 {
     u_char                        *p;
     ngx_queue_t                   *q;
@@ -164,7 +168,8 @@ ngx_http_tunnel_cache_put(ngx_uint_t gen, ngx_str_t *name, ngx_str_t *socket,
     }
 
     cn = ngx_alloc(sizeof(ngx_http_tunnel_cache_node_t)
-                   + name->len + socket->len + user->len, ngx_cycle->log);
+                   + name->len + socket->len + user->len + node->len,
+                   ngx_cycle->log);
     if (cn == NULL) {
         return;
     }
@@ -181,7 +186,11 @@ ngx_http_tunnel_cache_put(ngx_uint_t gen, ngx_str_t *name, ngx_str_t *socket,
 
     cn->user.data = p;
     cn->user.len = user->len;
-    ngx_memcpy(p, user->data, user->len);
+    p = ngx_cpymem(p, user->data, user->len);
+
+    cn->node.data = p;
+    cn->node.len = node->len;
+    ngx_memcpy(p, node->data, node->len);
 
     cn->sn.node.key = ngx_crc32_short(name->data, name->len);
     cn->expires = ngx_current_msec + ngx_http_tunnel_cache_ttl;

@@ -1,7 +1,8 @@
 
 /*
- * Per-worker route cache: tunnel name -> {socket, user}, each entry kept for
- * tunnel_cache_ttl.  See ngx_http_tunnel_cache.c.
+ * Per-worker route cache: tunnel name -> {socket, user, node}, each entry
+ * kept for tunnel_cache_ttl.  See ngx_http_tunnel_cache.c.  Also holds the
+ * node addresses (ngx_http_tunnel_node.c), under ":node:ID".
  */
 
 #ifndef _NGX_HTTP_TUNNEL_CACHE_H_INCLUDED_
@@ -27,14 +28,14 @@ void ngx_http_tunnel_cache_enable(ngx_uint_t on);
  * valid only until the next call into the cache, copy them at once.
  */
 ngx_int_t ngx_http_tunnel_cache_get(ngx_str_t *name, ngx_str_t *socket,
-    ngx_str_t *user);
+    ngx_str_t *user, ngx_str_t *node);
 
 /*
  * Stores a route looked up while the cache was at generation gen; a route
  * read before an invalidation that arrived since is not stored.
  */
 void ngx_http_tunnel_cache_put(ngx_uint_t gen, ngx_str_t *name,
-    ngx_str_t *socket, ngx_str_t *user);
+    ngx_str_t *socket, ngx_str_t *user, ngx_str_t *node);
 
 void ngx_http_tunnel_cache_remove(ngx_str_t *name);
 

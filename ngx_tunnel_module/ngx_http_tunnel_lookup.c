@@ -76,6 +76,10 @@ ngx_http_tunnel_lookup_handler(ngx_http_request_t *r)
     ctx = ngx_http_get_module_ctx(r, ngx_http_tunnel_module);
 
     if (ctx == NULL) {
+        if (tlcf->internal && ngx_http_tunnel_node_check(r) != NGX_OK) {
+            return NGX_DONE;    /* refused and answered */
+        }
+
         return ngx_http_tunnel_lookup_start(r, tlcf);
     }
 
@@ -89,6 +93,10 @@ ngx_http_tunnel_lookup_handler(ngx_http_request_t *r)
 
     case NGX_HTTP_TUNNEL_UNKNOWN:
         return ngx_http_tunnel_lookup_page(r, NGX_HTTP_NOT_FOUND, &ctx->name);
+
+    case NGX_HTTP_TUNNEL_OFFLINE:
+        return ngx_http_tunnel_lookup_page(r, NGX_HTTP_BAD_GATEWAY,
+                                           &ctx->name);
 
     default: /* NGX_HTTP_TUNNEL_UNAVAILABLE */
         return ngx_http_tunnel_lookup_page(r, NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -104,7 +112,7 @@ ngx_http_tunnel_lookup_start(ngx_http_request_t *r,
     u_char                    *p;
     size_t                     len, argvlen[2];
     ngx_int_t                  rc;
-    ngx_str_t                  host, socket, user;
+    ngx_str_t                  host, socket, user, node;
     const char                *argv[2];
     ngx_http_tunnel_ctx_t     *ctx;
     ngx_http_tunnel_lookup_t  *lk;
@@ -135,6 +143,8 @@ ngx_http_tunnel_lookup_start(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    ctx->forwarded = tlcf->internal;
+
     len = ngx_strlen(name);
 
     ctx->name.data = ngx_pnalloc(r->pool, len);
@@ -145,10 +155,27 @@ ngx_http_tunnel_lookup_start(ngx_http_request_t *r,
     ngx_memcpy(ctx->name.data, name, len);
     ctx->name.len = len;
 
-    if (ngx_http_tunnel_cache_get(&ctx->name, &socket, &user) == NGX_OK) {
+    if (ngx_http_tunnel_cache_get(&ctx->name, &socket, &user, &node)
+        == NGX_OK)
+    {
         rc = ngx_http_tunnel_set_route(r, ctx, &socket, &user);
 
         if (rc == NGX_OK) {
+            rc = ngx_http_tunnel_node_route(r, ctx, &node);
+
+            if (rc == NGX_AGAIN) {
+                r->main->count++;   /* the node lookup resumes it */
+                return NGX_DONE;
+            }
+
+            if (rc == NGX_DECLINED) {
+                return ngx_http_tunnel_lookup_handler(r);
+            }
+
+            if (rc == NGX_ERROR) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
             ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                            "tunnel: \"%V\" -> \"%V\" (cached)",
                            &ctx->name, &ctx->socket);
@@ -275,6 +302,11 @@ ngx_http_tunnel_lookup_reply(redisAsyncContext *ac, void *reply,
     }
 
     ngx_http_tunnel_lookup_parse(r, ctx, reply, generation);
+
+    if (ctx->state == NGX_HTTP_TUNNEL_PENDING) {
+        return;     /* the node's address is being looked up */
+    }
+
     ngx_http_tunnel_lookup_resume(r);
 }
 
@@ -284,7 +316,7 @@ ngx_http_tunnel_lookup_parse(ngx_http_request_t *r,
     ngx_http_tunnel_ctx_t *ctx, redisReply *rr, ngx_uint_t generation)
 {
     ngx_int_t                 rc;
-    ngx_str_t                 socket, user;
+    ngx_str_t                 socket, user, node;
     ngx_http_tunnel_route_t   route;
 
     ctx->state = NGX_HTTP_TUNNEL_UNAVAILABLE;
@@ -325,6 +357,8 @@ ngx_http_tunnel_lookup_parse(ngx_http_request_t *r,
     socket.len = route.socket_len;
     user.data = (u_char *) route.user;
     user.len = route.user_len;
+    node.data = (u_char *) route.node;
+    node.len = route.node_len;
 
     rc = ngx_http_tunnel_set_route(r, ctx, &socket, &user);
 
@@ -336,7 +370,11 @@ ngx_http_tunnel_lookup_parse(ngx_http_request_t *r,
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "tunnel: \"%V\" -> \"%V\"", &ctx->name, &ctx->socket);
 
-    ngx_http_tunnel_cache_put(generation, &ctx->name, &socket, &user);
+    ngx_http_tunnel_cache_put(generation, &ctx->name, &socket, &user, &node);
+
+    if (ngx_http_tunnel_node_route(r, ctx, &node) == NGX_ERROR) {
+        ctx->state = NGX_HTTP_TUNNEL_UNAVAILABLE;
+    }
 }
 
 

@@ -99,6 +99,27 @@ static ngx_command_t  ngx_http_tunnel_commands[] = {
       0,
       NULL },
 
+    { ngx_string("tunnel_node_id"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_tunnel_main_conf_t, node_id),
+      NULL },
+
+    { ngx_string("tunnel_node_secret_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_tunnel_node_secret_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tunnel_internal"),
+      NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tunnel_loc_conf_t, internal),
+      NULL },
+
     { ngx_string("tunnel_page"),
       NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_tunnel_page,
@@ -233,6 +254,11 @@ ngx_http_tunnel_ctx_cleanup(void *data)
         ngx_http_tunnel_lookup_detach(ctx->lookup);
         ctx->lookup = NULL;
     }
+
+    if (ctx->node_lookup) {
+        ngx_http_tunnel_node_detach(ctx->node_lookup);
+        ctx->node_lookup = NULL;
+    }
 }
 
 
@@ -342,7 +368,7 @@ ngx_http_tunnel_add_variables(ngx_conf_t *cf)
         var->data = v->data;
     }
 
-    return NGX_OK;
+    return ngx_http_tunnel_node_add_variables(cf);
 }
 
 
@@ -357,6 +383,14 @@ ngx_http_tunnel_init(ngx_conf_t *cf)
 
     if (!tmcf->lookup_used) {
         return NGX_OK;
+    }
+
+    if ((tmcf->node_id.len == 0) != (tmcf->node_secret.len == 0)) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"tunnel_node_id\" and \"tunnel_node_secret_file\" "
+                      "go together: a node forwards to and accepts from "
+                      "other nodes only with both (docs/SCALING.md)");
+        return NGX_ERROR;
     }
 
     if (tmcf->redis.len == 0) {
@@ -437,6 +471,7 @@ ngx_http_tunnel_create_loc_conf(ngx_conf_t *cf)
     tlcf->lookup_timeout = NGX_CONF_UNSET_MSEC;
     tlcf->lookup = NGX_CONF_UNSET;
     tlcf->ssh_port = NGX_CONF_UNSET;
+    tlcf->internal = NGX_CONF_UNSET;
 
     return tlcf;
 }
@@ -448,9 +483,12 @@ ngx_http_tunnel_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_tunnel_loc_conf_t *prev = parent;
     ngx_http_tunnel_loc_conf_t *conf = child;
 
+    ngx_http_tunnel_main_conf_t  *tmcf;
+
     ngx_conf_merge_str_value(conf->domain, prev->domain, "");
     ngx_conf_merge_str_value(conf->ssh_host, prev->ssh_host, "");
     ngx_conf_merge_value(conf->ssh_port, prev->ssh_port, 22);
+    ngx_conf_merge_value(conf->internal, prev->internal, 0);
 
     if (conf->ssh_port < 1 || conf->ssh_port > 65535) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -464,6 +502,18 @@ ngx_http_tunnel_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (conf->lookup == NGX_CONF_UNSET) {
         conf->lookup = 0;
+    }
+
+    if (conf->lookup && conf->internal) {
+        tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_tunnel_module);
+
+        if (tmcf->node_id.len == 0 || tmcf->node_secret.len == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"tunnel_internal\" needs \"tunnel_node_id\" "
+                               "and \"tunnel_node_secret_file\" in the http "
+                               "block, before the servers");
+            return NGX_CONF_ERROR;
+        }
     }
 
     if (conf->lookup && conf->domain.len == 0) {

@@ -30,6 +30,7 @@
 
 
 typedef struct ngx_http_tunnel_lookup_s  ngx_http_tunnel_lookup_t;
+typedef struct ngx_http_tunnel_node_lookup_s  ngx_http_tunnel_node_lookup_t;
 
 
 typedef struct {
@@ -41,6 +42,8 @@ typedef struct {
     ngx_uint_t                 lookup_used;    /* some location looks up */
     u_char                    *lookup_file;    /* where, for the error */
     ngx_uint_t                 lookup_line;
+    ngx_str_t                  node_id;        /* tunnel_node_id */
+    ngx_str_t                  node_secret;    /* tunnel_node_secret_file */
 } ngx_http_tunnel_main_conf_t;
 
 
@@ -52,6 +55,7 @@ typedef struct {
     ngx_msec_t                 lookup_timeout;
     ngx_flag_t                 lookup;
     ngx_uint_t                 page;           /* NGX_HTTP_TUNNEL_PAGE_* */
+    ngx_flag_t                 internal;       /* tunnel_internal */
 } ngx_http_tunnel_loc_conf_t;
 
 
@@ -63,7 +67,8 @@ typedef enum {
     NGX_HTTP_TUNNEL_PENDING = 0,
     NGX_HTTP_TUNNEL_FOUND,
     NGX_HTTP_TUNNEL_UNKNOWN,            /* no such tunnel: 404 */
-    NGX_HTTP_TUNNEL_UNAVAILABLE         /* Redis down, slow or odd: 503 */
+    NGX_HTTP_TUNNEL_UNAVAILABLE,        /* Redis down, slow or odd: 503 */
+    NGX_HTTP_TUNNEL_OFFLINE             /* its node is gone: 502 */
 } ngx_http_tunnel_state_e;
 
 
@@ -82,6 +87,10 @@ typedef struct {
     ngx_sockaddr_t             sockaddr;
     socklen_t                  socklen;
     ngx_http_tunnel_lookup_t  *lookup;         /* in flight, or NULL */
+    ngx_str_t                  node;           /* set when on another node */
+    ngx_uint_t                 remote;         /* peer: that node, TCP */
+    ngx_uint_t                 forwarded;      /* came from another node */
+    ngx_http_tunnel_node_lookup_t  *node_lookup;  /* in flight, or NULL */
 } ngx_http_tunnel_ctx_t;
 
 
@@ -102,6 +111,16 @@ void ngx_http_tunnel_lookup_detach(ngx_http_tunnel_lookup_t *lk);
 ngx_int_t ngx_http_tunnel_page_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *name);
 ngx_int_t ngx_http_tunnel_page_handler(ngx_http_request_t *r);
+
+/* ngx_http_tunnel_node.c */
+ngx_int_t ngx_http_tunnel_node_route(ngx_http_request_t *r,
+    ngx_http_tunnel_ctx_t *ctx, ngx_str_t *node);
+ngx_int_t ngx_http_tunnel_node_check(ngx_http_request_t *r);
+void ngx_http_tunnel_node_detach(ngx_http_tunnel_node_lookup_t *nl);
+void ngx_http_tunnel_node_forget(ngx_http_tunnel_ctx_t *ctx);
+ngx_int_t ngx_http_tunnel_node_add_variables(ngx_conf_t *cf);
+char *ngx_http_tunnel_node_secret_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 /* ngx_http_tunnel_balancer.c */
 char *ngx_http_tunnel_balancer(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -15,6 +15,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_tunnel_module.h"
+#include "ngx_http_tunnel_cache.h"
 
 
 static ngx_int_t ngx_http_tunnel_page_header(ngx_http_request_t *r,
@@ -47,6 +48,7 @@ ngx_http_tunnel_page_send(ngx_http_request_t *r, ngx_uint_t status,
     size_t                       len;
     u_char                      *end;
     ngx_int_t                    rc, from_app;
+    ngx_http_tunnel_ctx_t       *ctx;
     ngx_str_t                   *what, *ssh_host, host, cause;
     ngx_buf_t                   *b;
     ngx_chain_t                  out;
@@ -90,6 +92,37 @@ ngx_http_tunnel_page_send(ngx_http_request_t *r, ngx_uint_t status,
     }
 
     from_app = ngx_http_tunnel_page_cause(r, &cause);
+
+    /*
+     * Another node's internal listener made this 502 (the tunnel's socket
+     * is gone there): offline, not the app's own answer.  Our own, made
+     * for a forwarded request, says so to the node that forwarded it.
+     */
+
+    if (cause.len == sizeof("offline") - 1
+        && ngx_strncmp(cause.data, "offline", cause.len) == 0)
+    {
+        from_app = 0;
+
+        /* a killed tunneld publishes no invalidation: ask Redis next time */
+
+        ctx = ngx_http_tunnel_get_ctx(r);
+
+        if (ctx && ctx->remote) {
+            ngx_http_tunnel_cache_remove_socket(&ctx->name, &ctx->socket);
+        }
+    }
+
+    if (status == NGX_HTTP_BAD_GATEWAY && from_app == 0) {
+        ctx = ngx_http_tunnel_get_ctx(r);
+
+        if (ctx && ctx->forwarded
+            && ngx_http_tunnel_page_header(r, "X-Tunnel-Error", "offline")
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
 
     /*
      * the fixed text of the longest page, plus the name up to three times

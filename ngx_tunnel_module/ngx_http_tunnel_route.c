@@ -36,6 +36,8 @@ ngx_http_tunnel_route_decode(const redisReply *rr,
     route->socket_len = 0;
     route->user = "";
     route->user_len = 0;
+    route->node = "";
+    route->node_len = 0;
     route->error = NULL;
 
     if (rr->type != REDIS_REPLY_ARRAY) {
@@ -68,6 +70,12 @@ ngx_http_tunnel_route_decode(const redisReply *rr,
         {
             route->user = v->str;
             route->user_len = v->len;
+
+        } else if (f->len == sizeof("node") - 1
+                   && memcmp(f->str, "node", f->len) == 0)
+        {
+            route->node = v->str;
+            route->node_len = v->len;
         }
     }
 

@@ -1,7 +1,7 @@
 
 /*
  * Route records as Redis returns them: the reply to
- * "HGETALL tunnel:route:NAME" decoded into the socket path and the user.
+ * "HGETALL tunnel:route:NAME" decoded into the socket path, the user and the node holding it.
  * Pure functions over hiredis replies, no nginx types, so t/fuzz/route.c
  * fuzzes exactly what the lookup runs, on replies hiredis's own reader
  * built from fuzzed RESP bytes.  See ngx_http_tunnel_route.c.
@@ -28,6 +28,8 @@ typedef struct {
     size_t       socket_len;
     const char  *user;       /* "" when the record has none */
     size_t       user_len;
+    const char  *node;       /* "" when the record has none */
+    size_t       node_len;
     const char  *error;      /* BAD: why, for the log */
 } ngx_http_tunnel_route_t;
 

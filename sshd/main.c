@@ -27,6 +27,7 @@
 #include "hostkey.h"
 #include "log.h"
 #include "metrics.h"
+#include "node.h"
 #include "server.h"
 #include "session.h"
 #include "startups.h"
@@ -58,6 +59,7 @@ static const struct option  tnl_opts[] = {
     { "database-url",   required_argument, NULL, 'D' },
     { "redis-url",      required_argument, NULL, 'R' },
     { "node",           required_argument, NULL, 'n' },
+    { "node-address",   required_argument, NULL, 'O' },
     { "max-forwards",   required_argument, NULL, 'f' },
     { "login-grace",    required_argument, NULL, 'G' },
     { "max-startups",   required_argument, NULL, 'm' },
@@ -105,6 +107,10 @@ tnl_usage(FILE *f)
         "  --database-url URL      default $DATABASE_URL\n"
         "  --redis-url URL         default $REDIS_URL\n"
         "  --node ID               default the host name\n"
+        "  --node-address IP:PORT  this node's internal nginx listener:\n"
+        "                          advertised in Redis so other nodes\n"
+        "                          forward requests for tunnels held here\n"
+        "                          (docs/SCALING.md)\n"
         "  --max-forwards N        per session, default 8\n"
         "  --login-grace SECONDS   default 30\n"
         "  --max-startups N        unauthenticated connections at a time,\n"
@@ -209,6 +215,15 @@ tnl_option(int c, const char *where, const char *opt, char *arg)
     case 'D': tnl_conf.database_url = arg; break;
     case 'R': tnl_conf.redis_url = arg; break;
     case 'n': tnl_conf.node = arg; break;
+    case 'O':
+        if (tnl_node_address_valid(arg) != 0) {
+            fprintf(stderr, "tunneld: %s%s wants IP:PORT of this node's "
+                    "internal nginx listener (e.g. 10.0.0.5:8081, "
+                    "[fd00::5]:8081), not \"%s\"\n", where, opt, arg);
+            return -1;
+        }
+        tnl_conf.node_address = arg;
+        break;
     case 'A': tnl_conf.api_listen = arg; break;
     case 'T': tnl_conf.api_token_file = arg; break;
     case 'f':

@@ -45,6 +45,7 @@ typedef struct {
     const char  *database_url;
     const char  *redis_url;
     const char  *node;
+    const char  *node_address;    /* --node-address IP:PORT, or NULL */
     int          max_forwards;    /* per session */
     int          max_channels;    /* channel opens per session */
     int          max_pending;     /* forward requests unanswered */

@@ -33,6 +33,7 @@
 #include "log.h"
 #include "loop.h"
 #include "metrics.h"
+#include "node.h"
 #include "notify.h"
 #include "routes.h"
 #include "server.h"
@@ -412,6 +413,7 @@ tnl_worker_shutdown(tnl_loop_t *loop)
         }
     }
 
+    tnl_node_stop();
     tnl_live_stop();
     tnl_routes_stop();
     tnl_db_stop(1000);
@@ -515,7 +517,9 @@ tnl_worker_run(int number, int nworkers, ssh_key key, const int *fds,
     tnl_metrics_use_slot(number);
     tnl_startups_use_slot(number);
 
-    if (tnl_live_start(loop) == -1 || tnl_api_start(loop) == -1) {
+    if (tnl_live_start(loop) == -1 || tnl_api_start(loop) == -1
+        || tnl_node_start(loop) == -1)
+    {
         tnl_log_error("cannot start the management API");
         tnl_routes_stop();
         tnl_db_stop(0);

@@ -115,7 +115,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     || memchr(route.socket, '\0', route.socket_len)
                     || !inside(rr, route.socket, route.socket_len)
                     || (route.user_len > 0
-                        && !inside(rr, route.user, route.user_len)))
+                        && !inside(rr, route.user, route.user_len))
+                    || (route.node_len > 0
+                        && !inside(rr, route.node, route.node_len)))
                 {
                     abort();
                 }

@@ -120,6 +120,13 @@ sub new {
         admin_extra      => $o{admin_extra} // '',
         admin_api        => $o{admin_api} // 1,
         ipv6             => $o{ipv6},
+        # scale-out (docs/SCALING.md): node => ID gives this stack a node
+        # id, a node secret and an internal listener on node_port; share =>
+        # another Stack runs this one on that one's Redis and PostgreSQL
+        node             => $o{node},
+        node_port        => $o{node_port},
+        node_secret      => $o{node_secret} // 'test-node-secret-0123456789abcdef',
+        share            => $o{share},
         is_root          => ($> == 0),
         owner            => $$,
         procs            => {},       # name => pid
@@ -158,9 +165,11 @@ sub ssh_port      { $_[0]{ssh_port} }
 sub domain        { $_[0]{domain} }
 sub socket_dir    { "$_[0]{dir}/sockets" }
 sub host_key_path { "$_[0]{dir}/ssh_host_ed25519_key" }
-sub redis_socket  { "$_[0]{dir}/redis.sock" }
-sub pg_socket_dir { "$_[0]{dir}/pg" }
-sub pg_data_dir   { "$_[0]{dir}/pg/data" }
+sub data_dir      { $_[0]{share} ? $_[0]{share}{dir} : $_[0]{dir} }
+sub redis_socket  { $_[0]->data_dir . '/redis.sock' }
+sub pg_socket_dir { $_[0]->data_dir . '/pg' }
+sub pg_data_dir   { $_[0]->data_dir . '/pg/data' }
+sub node_port     { $_[0]{node_port} }
 sub nginx_dir     { "$_[0]{dir}/nginx" }
 sub nginx_conf    { "$_[0]{dir}/nginx/nginx.conf" }
 sub access_log    { "$_[0]{dir}/nginx/access.log" }
@@ -203,11 +212,12 @@ sub exit_status {
 
 sub database_url {
     my ($self) = @_;
-    return "postgresql:///$PG_DB?host=$self->{dir}/pg&port=$self->{pg_port}"
-         . "&user=$PG_USER";
+    my $pg_port = $self->{share} ? $self->{share}{pg_port} : $self->{pg_port};
+    return "postgresql:///$PG_DB?host=" . $self->pg_socket_dir
+         . "&port=$pg_port&user=$PG_USER";
 }
 
-sub redis_url { "unix:$_[0]{dir}/redis.sock" }
+sub redis_url { 'unix:' . $_[0]->redis_socket }
 
 sub env {
     my ($self) = @_;
@@ -631,7 +641,7 @@ sub stop_redis {
 
 sub nginx_config {
     my ($self) = @_;
-    my $d       = $self->{dir};
+    my $d       = $self->data_dir;
     my $n       = $self->nginx_dir;
     my $port    = $self->{http_port};
     my $domain  = $self->{domain};
@@ -708,6 +718,7 @@ http {
     tunnel_lookup_timeout $self->{lookup_timeout};
     tunnel_cache_ttl $self->{cache_ttl};
     $admin_http
+    ${\ $self->_node_http }
 
     # plain requests keep the upstream connection alive (empty Connection);
     # WebSocket handshakes are passed on as upgrades
@@ -743,9 +754,14 @@ $self->{nginx_http_extra}
             proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto \$scheme;
             proxy_set_header X-Forwarded-Host \$http_host;
+            # set only toward another node (docs/SCALING.md); empty, so
+            # stripped, toward a local tunnel
+            proxy_set_header X-Tunnel-Node-Auth \$tunnel_node_auth;
+            proxy_set_header X-Tunnel-Hop \$tunnel_node_hop;
 
             proxy_buffering off;
             proxy_request_buffering off;
+            proxy_connect_timeout 2s;
             proxy_read_timeout 1h;
             proxy_send_timeout 1h;
 
@@ -762,6 +778,7 @@ $self->{nginx_http_extra}
 
 $self->{nginx_extra}
     }
+${\ $self->_node_server }
 
     # the bare $domain: the admin UI (admin => 1), else a small static page
     server {
@@ -772,6 +789,72 @@ $self->{nginx_extra}
         $admin_loc
     }
 }
+CONF
+}
+
+# tunnel_node_id and the secret, with node => ID
+sub _node_http {
+    my ($self) = @_;
+    return '' unless defined $self->{node};
+    my $f = "$self->{dir}/node.secret";
+    open my $fh, '>', $f or croak "cannot write '$f': $!";
+    print $fh "$self->{node_secret}\n";
+    close $fh;
+    chmod 0644, $f;
+    return "tunnel_node_id $self->{node};\n"
+         . "    tunnel_node_secret_file $f;\n"
+         . "    log_format tunnel_node '\$remote_addr:\$remote_port "
+         . "\$connection_requests \"\$host\" \"\$request\" \$status';";
+}
+
+# The internal listener, with node => ID: requests other nodes forward for
+# the tunnels this node holds.  Their X-Forwarded-* already say who the
+# client is; a 502 of tunneld passes with X-Tunnel-Error, so the
+# forwarding node renders the offline page with its cause.
+sub _node_server {
+    my ($self) = @_;
+    return '' unless defined $self->{node};
+    my $port = $self->{node_port} or croak 'node => ID needs node_port';
+    my $n = $self->nginx_dir;
+    return <<"CONF";
+    server {
+        listen 127.0.0.1:$port;
+        server_name _;
+        # which pooled connection carried each forwarded request
+        access_log $n/internal.log tunnel_node;
+
+        client_max_body_size 0;
+
+        location / {
+            tunnel_lookup;
+            tunnel_internal on;
+            proxy_pass http://tunnels;
+
+            proxy_http_version 1.1;
+            proxy_set_header Host \$host;
+            proxy_set_header Upgrade \$http_upgrade;
+            proxy_set_header Connection \$tunnel_connection;
+            proxy_set_header X-Forwarded-For \$http_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$http_x_forwarded_proto;
+            proxy_set_header X-Forwarded-Host \$http_x_forwarded_host;
+            # local routes only here: both empty, so the credential and
+            # the hop count never reach the tunnel
+            proxy_set_header X-Tunnel-Node-Auth \$tunnel_node_auth;
+            proxy_set_header X-Tunnel-Hop \$tunnel_node_hop;
+
+            proxy_buffering off;
+            proxy_request_buffering off;
+            proxy_connect_timeout 2s;
+            proxy_read_timeout 1h;
+            proxy_send_timeout 1h;
+        }
+
+        error_page 502 /__tunnel/offline;
+        location = /__tunnel/offline {
+            internal;
+            tunnel_page offline;
+        }
+    }
 CONF
 }
 
@@ -878,6 +961,9 @@ sub tunneld_command {
     push @cmd, '--socket-group', $WORKER_USER if $self->{is_root};
     # tunneld refuses root unless told (t/160-ssh-flood.t tests the refusal)
     push @cmd, '--allow-root' if $self->{is_root};
+    push @cmd, '--node', $self->{node},
+               '--node-address', "127.0.0.1:$self->{node_port}"
+        if defined $self->{node};
     # the web UI's base: an unknown key is told its keys page (URL/keys)
     push @cmd, '--admin-url', "http://$self->{domain}:$self->{http_port}"
         if $self->{admin};
