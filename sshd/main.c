@@ -80,7 +80,7 @@ static const struct option  tnl_opts[] = {
     { "activation-ttl", required_argument, NULL, 'E' },
     { "activation-max-per-addr", required_argument, NULL, 'P' },
     { "activation-max", required_argument, NULL, 'M' },
-    { "allow-root",     no_argument,       NULL, 'O' },
+    { "allow-root",     no_argument,       NULL, 'U' },
     { "debug",          no_argument,       NULL, 'v' },
     { "help",           no_argument,       NULL, 'h' },
     { NULL, 0, NULL, 0 }
@@ -290,7 +290,7 @@ tnl_option(int c, const char *where, const char *opt, char *arg)
     case 'M':
         return tnl_number(where, opt, arg, 1, 1000000,
                           &tnl_activation_conf.max_total);
-    case 'O':
+    case 'U':
         tnl_allow_root = 1;
         break;
     case 'v':
