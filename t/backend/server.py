@@ -53,6 +53,10 @@ def pattern_chunk(j):
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # headers and body go out in two writes: without TCP_NODELAY the body
+    # waits for the ACK of the headers (Nagle + delayed ACK, ~40 ms a
+    # request on a reused connection)
+    disable_nagle_algorithm = True
     server_version = "ngx-tunnel-test-backend"
     backend_name = "backend"
 
