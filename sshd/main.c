@@ -65,6 +65,7 @@ static const struct option  tnl_opts[] = {
     { "max-startups",   required_argument, NULL, 'm' },
     { "per-source-max-startups", required_argument, NULL, 'S' },
     { "keepalive",      required_argument, NULL, 'K' },
+    { "keepalive-count", required_argument, NULL, 'Q' },
     { "workers",        required_argument, NULL, 'w' },
     { "ciphers",        required_argument, NULL, 'c' },
     { "kex",            required_argument, NULL, 'x' },
@@ -117,7 +118,11 @@ tnl_usage(FILE *f)
         "                          all workers together, default 1000\n"
         "  --per-source-max-startups N  ... from one IPv4 address or IPv6\n"
         "                          /64, default 10\n"
-        "  --keepalive SECONDS     default 60\n"
+        "  --keepalive SECONDS     default 60: a keepalive request the\n"
+        "                          client must answer every SECONDS of\n"
+        "                          silence, and TCP_USER_TIMEOUT\n"
+        "  --keepalive-count N     intervals without a packet from the\n"
+        "                          client before it is dropped, default 3\n"
         "  --workers N             processes, default the number of CPUs\n"
         "  --ciphers LIST          SSH ciphers to offer, default: AES-GCM\n"
         "                          only to OpenSSH clients (fastest), else\n"
@@ -238,6 +243,9 @@ tnl_option(int c, const char *where, const char *opt, char *arg)
                           &tnl_conf.per_source_max_startups);
     case 'K':
         return tnl_number(where, opt, arg, 1, 3600, &tnl_conf.keepalive);
+    case 'Q':
+        return tnl_number(where, opt, arg, 1, 100,
+                          &tnl_conf.keepalive_count);
     case 'w':
         return tnl_number(where, opt, arg, 1, TNL_WORKERS_MAX,
                           &tnl_conf.workers);
@@ -486,6 +494,7 @@ tnl_options(int argc, char **argv)
      * tunnels: 30 s cost about 1.5 % of a core in sendto() alone.
      */
     tnl_conf.keepalive = 60;
+    tnl_conf.keepalive_count = 3;
 
     while ((c = getopt_long(argc, argv, "", tnl_opts, &idx)) != -1) {
         switch (c) {
