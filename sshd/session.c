@@ -1067,7 +1067,9 @@ tnl_session_timer_handler(tnl_timer_t *t)
  * kernel still acknowledges every segment is invisible to TCP keepalive
  * and TCP_USER_TIMEOUT; it is found here: any packet from the client
  * (libssh's packet counter moved) proves it alive, and --keepalive-count
- * intervals in a row without one close the session.
+ * N intervals in a row without one close the session: as with OpenSSH's
+ * ClientAliveCountMax, a client that stopped answering is dropped between
+ * N and N + 1 intervals after its last packet.
  *
  * libssh consumes the answer itself.  ssh_send_keepalive() in 0.10.6 is
  * ssh_global_request(): it queues the request and polls once without
@@ -1086,7 +1088,7 @@ tnl_session_client_alive(tnl_session_t *s)
         s->alive_packets = s->pkt_count.in_packets;
         s->alive_missed = 0;
 
-    } else if (++s->alive_missed > (unsigned) tnl_conf.keepalive_count) {
+    } else if (++s->alive_missed >= (unsigned) tnl_conf.keepalive_count) {
         tnl_log_info("session %s: no packet from %s in %u keepalive "
                      "intervals of %d s", s->id, s->client,
                      s->alive_missed, tnl_conf.keepalive);
