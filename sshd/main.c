@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +47,11 @@ static char         tnl_opt_cmdline[128];
 
 static int          tnl_allow_root;
 
+/* --user NAME: the account to switch to once bound (root only) */
+static const char  *tnl_user;
+static uid_t        tnl_user_uid;
+static gid_t        tnl_user_gid;
+
 
 static const struct option  tnl_opts[] = {
     { "config",         required_argument, NULL, 'C' },
@@ -65,6 +71,7 @@ static const struct option  tnl_opts[] = {
     { "max-startups",   required_argument, NULL, 'm' },
     { "per-source-max-startups", required_argument, NULL, 'S' },
     { "keepalive",      required_argument, NULL, 'K' },
+    { "keepalive-count", required_argument, NULL, 'Q' },
     { "workers",        required_argument, NULL, 'w' },
     { "ciphers",        required_argument, NULL, 'c' },
     { "kex",            required_argument, NULL, 'x' },
@@ -81,6 +88,7 @@ static const struct option  tnl_opts[] = {
     { "activation-max-per-addr", required_argument, NULL, 'P' },
     { "activation-max", required_argument, NULL, 'M' },
     { "allow-root",     no_argument,       NULL, 'U' },
+    { "user",           required_argument, NULL, 'X' },
     { "debug",          no_argument,       NULL, 'v' },
     { "help",           no_argument,       NULL, 'h' },
     { NULL, 0, NULL, 0 }
@@ -117,7 +125,11 @@ tnl_usage(FILE *f)
         "                          all workers together, default 1000\n"
         "  --per-source-max-startups N  ... from one IPv4 address or IPv6\n"
         "                          /64, default 10\n"
-        "  --keepalive SECONDS     default 60\n"
+        "  --keepalive SECONDS     default 60: a keepalive request the\n"
+        "                          client must answer every SECONDS of\n"
+        "                          silence, and TCP_USER_TIMEOUT\n"
+        "  --keepalive-count N     intervals without a packet from the\n"
+        "                          client before it is dropped, default 3\n"
         "  --workers N             processes, default the number of CPUs\n"
         "  --ciphers LIST          SSH ciphers to offer, default: AES-GCM\n"
         "                          only to OpenSSH clients (fastest), else\n"
@@ -145,6 +157,9 @@ tnl_usage(FILE *f)
         "                          default 3\n"
         "  --activation-max N      codes pending in all, default 1000\n"
         "  --allow-root            run even as root (refused otherwise)\n"
+        "  --user NAME             started as root: bind, read the host\n"
+        "                          key, make the socket dir, then run as\n"
+        "                          NAME (its groups and --socket-group)\n"
         "  --debug                 log every stream\n");
 }
 
@@ -238,6 +253,9 @@ tnl_option(int c, const char *where, const char *opt, char *arg)
                           &tnl_conf.per_source_max_startups);
     case 'K':
         return tnl_number(where, opt, arg, 1, 3600, &tnl_conf.keepalive);
+    case 'Q':
+        return tnl_number(where, opt, arg, 1, 100,
+                          &tnl_conf.keepalive_count);
     case 'w':
         return tnl_number(where, opt, arg, 1, TNL_WORKERS_MAX,
                           &tnl_conf.workers);
@@ -292,6 +310,9 @@ tnl_option(int c, const char *where, const char *opt, char *arg)
                           &tnl_activation_conf.max_total);
     case 'U':
         tnl_allow_root = 1;
+        break;
+    case 'X':
+        tnl_user = arg;
         break;
     case 'v':
         tnl_log_set_level(TNL_LOG_DEBUG);
@@ -486,6 +507,7 @@ tnl_options(int argc, char **argv)
      * tunnels: 30 s cost about 1.5 % of a core in sendto() alone.
      */
     tnl_conf.keepalive = 60;
+    tnl_conf.keepalive_count = 3;
 
     while ((c = getopt_long(argc, argv, "", tnl_opts, &idx)) != -1) {
         switch (c) {
@@ -592,6 +614,15 @@ tnl_socket_dir_prepare(void)
         }
     }
 
+    /* --user: the workers, no longer root, create the sockets in it */
+    if (tnl_user != NULL && st.st_uid != tnl_user_uid
+        && chown(tnl_conf.socket_dir, tnl_user_uid, (gid_t) -1) == -1)
+    {
+        tnl_log_error("cannot give \"%s\" to user \"%s\": %s",
+                      tnl_conf.socket_dir, tnl_user, strerror(errno));
+        return -1;
+    }
+
     if ((st.st_mode & 07777) != 0750
         && chmod(tnl_conf.socket_dir, 0750) == -1)
     {
@@ -634,6 +665,122 @@ tnl_socket_dir_prepare(void)
 }
 
 
+/* --user NAME: 0, or -1 after saying why (nothing created yet) */
+static int
+tnl_user_check(void)
+{
+    struct passwd  *pw;
+
+    if (geteuid() != 0) {
+        fprintf(stderr, "tunneld: --user %s: only root can switch to "
+                "another user, and tunneld runs as uid %u already.  Drop "
+                "--user (then tunneld simply runs as this user), or start "
+                "it as root so that it binds first and then becomes %s\n",
+                tnl_user, (unsigned) geteuid(), tnl_user);
+        return -1;
+    }
+
+    errno = 0;
+    pw = getpwnam(tnl_user);
+    if (pw == NULL) {
+        fprintf(stderr, "tunneld: --user %s: no such user%s%s; create it "
+                "(e.g. adduser --system --group %s) or name another\n",
+                tnl_user, errno ? ": " : "", errno ? strerror(errno) : "",
+                tnl_user);
+        return -1;
+    }
+
+    if (pw->pw_uid == 0) {
+        fprintf(stderr, "tunneld: --user %s has uid 0: that drops "
+                "nothing.  Name an unprivileged account (the packages "
+                "use \"tunneld\")\n", tnl_user);
+        return -1;
+    }
+
+    tnl_user_uid = pw->pw_uid;
+    tnl_user_gid = pw->pw_gid;
+
+    return 0;
+}
+
+
+/*
+ * Once everything that needs root is done (the listening sockets, the
+ * host key, the socket dir): become --user for good, with its groups and
+ * --socket-group (the sockets are given to that group).  Every worker is
+ * forked from here on, so none ever had root.  0, or -1 (logged).
+ */
+static int
+tnl_user_switch(void)
+{
+    gid_t  groups[256];
+    uid_t  ruid, euid, suid;
+    gid_t  rgid, egid, sgid;
+    int    n, i;
+
+    if (initgroups(tnl_user, tnl_user_gid) == -1) {
+        tnl_log_error("--user %s: initgroups: %s", tnl_user,
+                      strerror(errno));
+        return -1;
+    }
+
+    if (tnl_conf.socket_gid != (gid_t) -1
+        && tnl_conf.socket_gid != tnl_user_gid)
+    {
+        n = getgroups(256, groups);
+        if (n == -1) {
+            tnl_log_error("--user %s: getgroups: %s", tnl_user,
+                          strerror(errno));
+            return -1;
+        }
+
+        for (i = 0; i < n && groups[i] != tnl_conf.socket_gid; i++) {
+            /* void */
+        }
+
+        if (i == n) {
+            if (n == 256) {
+                tnl_log_error("--user %s: too many groups", tnl_user);
+                return -1;
+            }
+
+            groups[n++] = tnl_conf.socket_gid;
+
+            if (setgroups((size_t) n, groups) == -1) {
+                tnl_log_error("--user %s: setgroups: %s", tnl_user,
+                              strerror(errno));
+                return -1;
+            }
+        }
+    }
+
+    /* as root, setgid and setuid set the real, effective and saved ids */
+    if (setgid(tnl_user_gid) == -1 || setuid(tnl_user_uid) == -1) {
+        tnl_log_error("--user %s: cannot switch to uid %u gid %u: %s",
+                      tnl_user, (unsigned) tnl_user_uid,
+                      (unsigned) tnl_user_gid, strerror(errno));
+        return -1;
+    }
+
+    if (getresuid(&ruid, &euid, &suid) == -1
+        || getresgid(&rgid, &egid, &sgid) == -1
+        || ruid != tnl_user_uid || euid != tnl_user_uid
+        || suid != tnl_user_uid || rgid != tnl_user_gid
+        || egid != tnl_user_gid || sgid != tnl_user_gid
+        || setuid(0) != -1 || seteuid(0) != -1)
+    {
+        tnl_log_error("--user %s: root could still be regained after the "
+                      "switch: refusing to go on", tnl_user);
+        return -1;
+    }
+
+    tnl_log_info("running as user \"%s\" (uid %u, gid %u)", tnl_user,
+                 (unsigned) tnl_user_uid, (unsigned) tnl_user_gid);
+
+    return 0;
+}
+
+
 int
 main(int argc, char **argv)
 {
@@ -651,14 +798,20 @@ main(int argc, char **argv)
      * Before anything is created: files made as root would stay root's.
      * tunneld needs no privilege (port 22 takes CAP_NET_BIND_SERVICE).
      */
-    if (geteuid() == 0 && !tnl_allow_root) {
+    if (tnl_user != NULL) {
+        if (tnl_user_check() == -1) {
+            return 2;
+        }
+
+    } else if (geteuid() == 0 && !tnl_allow_root) {
         fprintf(stderr, "tunneld: refusing to run as root: tunneld talks "
                 "SSH to anyone on the internet, and a flaw in that code "
                 "would then own the whole machine.  Run it as an "
                 "unprivileged user (the packages and the Docker image use "
                 "\"tunneld\"; e.g. setpriv --reuid=tunneld --regid=tunneld "
-                "--init-groups tunneld ...), or pass --allow-root (allow-root "
-                "= yes in --config) if you really mean it\n");
+                "--init-groups tunneld ...), or pass --user tunneld (it binds "
+                "as root, then runs as tunneld), or pass --allow-root "
+                "(allow-root = yes in --config) if you really mean it\n");
         return 2;
     }
 
@@ -714,6 +867,15 @@ main(int argc, char **argv)
 
     (void) tnl_metrics_init(tnl_conf.workers);
     (void) tnl_startups_init(tnl_conf.workers);
+
+    if (tnl_user != NULL && tnl_user_switch() == -1) {
+        for (rc = 0; rc < tnl_conf.nlisten; rc++) {
+            close(fds[rc]);
+        }
+        ssh_key_free(key);
+        ssh_finalize();
+        return 1;
+    }
 
     /* both take the key and the fds */
 

@@ -55,7 +55,9 @@ typedef struct {
                                      (every worker) */
     int          per_source_max_startups;   /* ... per IPv4 address or
                                                IPv6 /64 */
-    int          keepalive;       /* seconds between SSH_MSG_IGNOREs */
+    int          keepalive;       /* seconds between keepalive requests */
+    int          keepalive_count; /* intervals without a packet from the
+                                     client before it is dropped */
     int          workers;         /* processes accepting (1: no fork) */
     const char  *api_listen;      /* --api HOST:PORT, or NULL */
     const char  *api_token_file;  /* --api-token-file, or NULL */

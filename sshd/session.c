@@ -117,6 +117,8 @@ static uint64_t        tnl_session_counter;
 
 static void tnl_session_io_handler(tnl_io_t *io, uint32_t events);
 static void tnl_session_timer_handler(tnl_timer_t *t);
+static int tnl_session_client_alive(tnl_session_t *s);
+static int tnl_session_lost(tnl_session_t *s);
 static void tnl_session_text_timer_handler(tnl_timer_t *t);
 static void tnl_session_offer(tnl_session_t *s);
 static void tnl_session_process(tnl_session_t *s);
@@ -683,6 +685,41 @@ tnl_session_is_gone(tnl_session_t *s)
 }
 
 
+/*
+ * Whether the connection died under the session rather than being closed
+ * by the client: the kernel gave up on it (TCP_USER_TIMEOUT, keepalive
+ * probes unanswered: ETIMEDOUT) or its network is gone.  libssh keeps
+ * only the text of the socket error ("Socket error: " and strerror), so
+ * that is what is compared.  An EOF or a reset is the client's doing (a
+ * killed client's kernel closes its connection): "client quit".
+ */
+static int
+tnl_session_lost(tnl_session_t *s)
+{
+    static const int  lost[] = { ETIMEDOUT, EHOSTUNREACH, ENETUNREACH,
+                                 ENETDOWN, EHOSTDOWN };
+    const char       *err, *why;
+    size_t            i, n, len;
+
+    if (ssh_get_error_code(s->ssh) != SSH_FATAL) {
+        return 0;
+    }
+
+    err = ssh_get_error(s->ssh);
+    len = strlen(err);
+
+    for (i = 0; i < sizeof(lost) / sizeof(lost[0]); i++) {
+        why = strerror(lost[i]);
+        n = strlen(why);
+        if (len >= n && strcmp(err + len - n, why) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 /* writes queued text as far as the session channel's window allows */
 static void
 tnl_session_flush_text(tnl_session_t *s)
@@ -970,9 +1007,11 @@ tnl_session_process(tnl_session_t *s)
     }
 
     if (tnl_session_is_gone(s)) {
-        tnl_session_close(s, NULL, s->auth == TNL_AUTH_OK
-                                   ? "client quit"
-                                   : "client disconnected before auth");
+        tnl_session_close(s, NULL, s->auth != TNL_AUTH_OK
+                                   ? "client disconnected before auth"
+                                   : tnl_session_lost(s)
+                                   ? "connection lost"
+                                   : "client quit");
         return;
     }
 
@@ -998,17 +1037,88 @@ tnl_session_timer_handler(tnl_timer_t *t)
         return;
     }
 
-    /* ssh_send_keepalive sends only every other call in 0.10.6 */
+    if (s->auth == TNL_AUTH_PENDING) {
+        /* mid-userauth, a client takes a global request as a protocol
+           error: only an IGNORE, for the NAT mappings */
+        if (ssh_send_ignore(s->ssh, "") != SSH_OK) {
+            tnl_session_close(s, NULL, "connection lost");
+            return;
+        }
 
-    if (ssh_send_ignore(s->ssh, "") != SSH_OK) {
-        tnl_session_close(s, NULL, "connection lost");
+        tnl_timer_add(&s->timer, TNL_SESSION_WAIT_KEEPALIVE_MS);
+        tnl_session_post_process(s);
         return;
     }
 
-    tnl_timer_add(&s->timer, s->auth == TNL_AUTH_PENDING
-                             ? TNL_SESSION_WAIT_KEEPALIVE_MS
-                             : (uint64_t) tnl_conf.keepalive * 1000);
+    if (tnl_session_client_alive(s) != 0) {
+        return;
+    }
+
+    tnl_timer_add(&s->timer, (uint64_t) tnl_conf.keepalive * 1000);
     tnl_session_post_process(s);
+}
+
+
+/*
+ * The client-alive check (OpenSSH's ClientAliveInterval/CountMax): every
+ * --keepalive seconds, a "keepalive@openssh.com" global request with
+ * want-reply, which every client answers (OpenSSH with REQUEST_FAILURE).
+ * A client whose process hangs (SIGSTOP, a stuck machine) while its
+ * kernel still acknowledges every segment is invisible to TCP keepalive
+ * and TCP_USER_TIMEOUT; it is found here: any packet from the client
+ * (libssh's packet counter moved) proves it alive, and --keepalive-count
+ * N intervals in a row without one close the session: as with OpenSSH's
+ * ClientAliveCountMax, a client that stopped answering is dropped between
+ * N and N + 1 intervals after its last packet.
+ *
+ * libssh consumes the answer itself.  ssh_send_keepalive() in 0.10.6 is
+ * ssh_global_request(): it queues the request and polls once without
+ * waiting (the session is non-blocking), leaving the request pending; the
+ * next call only collects the answer (no new request), and while none
+ * came it sends nothing.  Hence the second call when the first sent
+ * nothing: the client answered, so the state is free again.  Neither call
+ * blocks: the poll is of this session's own ssh_event, with timeout 0.
+ */
+static int
+tnl_session_client_alive(tnl_session_t *s)
+{
+    uint64_t  sent;
+
+    if (s->pkt_count.in_packets != s->alive_packets) {
+        s->alive_packets = s->pkt_count.in_packets;
+        s->alive_missed = 0;
+
+    } else if (++s->alive_missed >= (unsigned) tnl_conf.keepalive_count) {
+        tnl_log_info("session %s: no packet from %s in %u keepalive "
+                     "intervals of %d s", s->id, s->client,
+                     s->alive_missed, tnl_conf.keepalive);
+        tnl_session_close(s, NULL,
+                          "connection lost (no answer to keepalives)");
+        return -1;
+    }
+
+    /* reading waits while the message queue has a backlog (see above) */
+    if (s->msg_backlog || s->abusive) {
+        return 0;
+    }
+
+    sent = s->pkt_count.out_packets;
+
+    (void) ssh_send_keepalive(s->ssh);
+
+    if (s->pkt_count.out_packets == sent) {
+        (void) ssh_send_keepalive(s->ssh);
+    }
+
+    if (s->pkt_count.out_packets == sent
+        && ssh_send_ignore(s->ssh, "") != SSH_OK)
+    {
+        /* still pending: an IGNORE keeps TCP_USER_TIMEOUT's data flowing */
+        tnl_session_close(s, NULL, "connection lost");
+        return -1;
+    }
+
+    return 0;
 }
 
 

@@ -74,6 +74,9 @@ struct tnl_session_s {
     struct ssh_counter_struct  pkt_count;
     uint64_t            msg_packets;  /* pkt_count.in_packets when the
                                          message queue was last empty */
+    uint64_t            alive_packets; /* pkt_count.in_packets at the
+                                          last keepalive tick */
+    unsigned            alive_missed;  /* ticks in a row without one */
     size_t              unflushed;    /* channel bytes written since the
                                          last flush (pump.c) */
 

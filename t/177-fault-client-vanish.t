@@ -21,8 +21,8 @@
 #     addresses and every service live in a network namespace nothing
 #     else on the machine sees.  Without root, (b) is skipped: a
 #     SIGSTOPped client instead would not do, its kernel still
-#     acknowledges every packet, so only an SSH-level request with a reply
-#     could notice it (not done: see the note at the end of the file).
+#     acknowledges every packet; that case is tunneld's client-alive
+#     check, tested in t/178-client-alive.t.
 
 use strict;
 use warnings;
@@ -302,7 +302,7 @@ is(scalar @socks, 0, 'kill -9: no tunnel socket left');
 # --- (b) the client's packets dropped ------------------------------------------
 
 SKIP: {
-    skip 'dropping packets needs root (a network namespace)', 9
+    skip 'dropping packets needs root (a network namespace)', 10
         unless $NETNS;
 
     # ssh runs here (its -R target is the backend on our 127.0.0.1); its
@@ -361,6 +361,16 @@ PL
                      || /vanish down/ }
               log_lines($s->log_path('tunneld'));
     diag("packets dropped: tunneld: $_") for @why[-2 .. -1];
+    # the kernel gave up (ETIMEDOUT), well before the client-alive check
+    # (--keepalive-count 3 intervals): not the client's doing
+    my $detail;
+    wait_until(10, sub {
+        $detail = sql_query($s, "SELECT detail FROM tunnel_events WHERE"
+            . " event = 'close' AND name = 'vanish' ORDER BY id DESC LIMIT 1");
+    });
+    is($detail, 'connection lost',
+        'packets dropped: audit close reason "connection lost", not '
+        . '"client quit"');
     $ssh->stop;
 
     sleep 1;
@@ -385,10 +395,3 @@ check_logs($s, allow_nginx => [
 
 $s->stop_all;
 done_testing;
-
-# Note: a client whose process is blocked (SIGSTOP) while its machine
-# stays up keeps its TCP connection acknowledged by its kernel; neither
-# TCP_USER_TIMEOUT nor SSH_MSG_IGNORE notices it.  Finding it needs a
-# request the client must answer (keepalive@openssh.com with want-reply,
-# as OpenSSH's ClientAliveInterval does), which libssh 0.10's non-blocking
-# ssh_send_keepalive() cannot track (it sends only every other call).
