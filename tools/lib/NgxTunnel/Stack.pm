@@ -127,6 +127,10 @@ sub new {
         node_port        => $o{node_port},
         node_secret      => $o{node_secret} // 'test-node-secret-0123456789abcdef',
         share            => $o{share},
+        # TCP on loopback too (t/205-dns-resolve.t): Redis on redis_port,
+        # PostgreSQL on pg_listen ('127.0.0.1') at pg_port; default off
+        redis_port       => $o{redis_port},
+        pg_listen        => $o{pg_listen},
         is_root          => ($> == 0),
         owner            => $$,
         procs            => {},       # name => pid
@@ -511,7 +515,8 @@ sub start_postgres {
 
     $self->_spawn('postgres', $user, $log, undef,
         "$bin/postgres", '-D', $data, '-k', $sock, '-p', $self->{pg_port},
-        '-c', "listen_addresses=", '-c', 'unix_socket_permissions=0777',
+        '-c', 'listen_addresses=' . ($self->{pg_listen} // ''),
+        '-c', 'unix_socket_permissions=0777',
         '-c', 'fsync=off', '-c', 'synchronous_commit=off',
         '-c', 'full_page_writes=off', '-c', 'max_connections=100');
 
@@ -607,7 +612,8 @@ sub start_redis {
     # is 0777 inside the private state directory, so nginx workers
     # (www-data) reach it.
     $self->_spawn('redis', undef, $log, undef,
-        'redis-server', '--port', '0', '--unixsocket', $sock,
+        'redis-server', '--port', $self->{redis_port} // 0,
+        '--bind', '127.0.0.1', '--unixsocket', $sock,
         '--unixsocketperm', '777', '--save', '', '--appendonly', 'no',
         '--dir', $data, '--daemonize', 'no', '--logfile', '',
         '--loglevel', 'notice');
