@@ -34,8 +34,12 @@ watchdog(240);
 my $rport = NgxTunnel::Stack::free_port();
 my $pport = NgxTunnel::Stack::free_port();
 
+# the admin module's database by name too: resolved once at load time
 my $s = start_stack(workers => 1, redis_port => $rport, pg_port => $pport,
-    pg_listen => '127.0.0.1');
+    pg_listen => '127.0.0.1', admin => 1,
+    admin_database => "host=localhost port=$pport dbname=ngx_tunnel "
+                    . 'user=postgres connect_timeout=3 '
+                    . 'application_name=admin-by-name');
 
 my $redis_url = "redis://localhost:$rport";
 my $db_url = "postgresql://localhost:$pport/ngx_tunnel?user=postgres";
@@ -73,6 +77,15 @@ ok(scalar(tcp_clients()) >= 2,
    'tunneld talks to Redis over TCP from 127.0.0.1 (routes and kick)')
     or diag($s->redis_cli('CLIENT', 'LIST'));
 ok(pg_tcp_clients() >= 1, 'tunneld talks to PostgreSQL over TCP');
+
+# the admin module: tunnel_admin_database host=localhost, resolved at load
+my $page = http_request(port => $s->http_port, host => 'localhost', path => '/');
+like($page->{status}, qr/^(200|30[23])$/, "admin page answers ($page->{status})");
+ok(wait_until(10, sub {
+    sql_query($s, "SELECT count(*) FROM pg_stat_activity WHERE "
+                . "application_name = 'admin-by-name' "
+                . "AND client_addr = '127.0.0.1'") >= 1 }),
+   'the admin module reached PostgreSQL at the address of "localhost"');
 $ssh->stop;
 
 

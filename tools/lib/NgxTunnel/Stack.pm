@@ -131,6 +131,7 @@ sub new {
         # PostgreSQL on pg_listen ('127.0.0.1') at pg_port; default off
         redis_port       => $o{redis_port},
         pg_listen        => $o{pg_listen},
+        admin_database   => $o{admin_database},   # conninfo override
         is_root          => ($> == 0),
         owner            => $$,
         procs            => {},       # name => pid
@@ -660,7 +661,8 @@ sub nginx_config {
 
     my ($admin_load, $admin_http, $admin_loc) = ('', '', '');
     if ($self->{admin}) {
-        my $pg = "host=$d/pg port=$self->{pg_port} dbname=$PG_DB"
+        my $pg = $self->{admin_database}
+            // "host=$d/pg port=$self->{pg_port} dbname=$PG_DB"
                . " user=$PG_USER connect_timeout=3";
         $admin_load = 'load_module '
                     . $self->bin('ngx_http_tunnel_admin_module.so') . ';';
