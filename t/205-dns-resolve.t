@@ -181,6 +181,21 @@ ok(wait_until(15, sub { (healthz())[0] =~ /"status":\s*"ok"/ }),
 like(read_file($log), qr/redis routes: connection lost|connection lost/,
      'tunneld noticed the cut');
 
+
+# --- 3: a name that does not resolve: said, retried, the loop unharmed ------
+
+$s->stop_tunneld;
+my $from = -s $log;
+$s->_spawn('tunneld', undef, $log, {}, $s->tunneld_command,
+    '--redis-url', 'redis://no-such-host.invalid:6379');
+ok(wait_until(20, sub {
+    substr(read_file($log), $from) =~ /redis routes: cannot resolve "no-such-host\.invalid": .*; check the host in the redis URL/ }),
+   'an unknown Redis host is logged with what to check')
+    or diag(substr(read_file($log), $from));
+my ($r3, $dt3) = healthz();
+like($r3 // '', qr/"redis":\s*"down"/, 'the API answers: Redis down');
+cmp_ok($dt3 * 1000, '<', 500, sprintf('... in %.1f ms', $dt3 * 1000));
+
 stop_backend($one);
 check_logs($s);
 $s->stop_all;
