@@ -36,6 +36,11 @@ static char *ngx_http_tunnel_admin_api_conf(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static void *ngx_http_tunnel_admin_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_tunnel_admin_init_main_conf(ngx_conf_t *cf, void *conf);
+static ngx_int_t ngx_http_tunnel_admin_resolve_hosts(ngx_conf_t *cf,
+    char *hosts, ngx_str_t *addrs);
+static ngx_int_t ngx_http_tunnel_admin_with_hostaddr(ngx_conf_t *cf,
+    ngx_http_tunnel_admin_main_conf_t *amcf, PQconninfoOption *opts,
+    ngx_str_t *addrs);
 static char *ngx_http_tunnel_admin_check_conninfo(ngx_conf_t *cf,
     ngx_http_tunnel_admin_main_conf_t *amcf);
 static void *ngx_http_tunnel_admin_create_loc_conf(ngx_conf_t *cf);
@@ -957,19 +962,21 @@ ngx_http_tunnel_admin_init_main_conf(ngx_conf_t *cf, void *conf)
 
 /*
  * libpq resolves a host name with getaddrinfo(), a blocking call that
- * would stall the whole worker at every connect: tunnel_admin_database
- * must name a Unix socket directory or a numeric address (or give
- * hostaddr=, which libpq uses instead of resolving).  Parsing the
- * conninfo here also reports a malformed one at load time.
+ * would stall the whole worker at every connect.  A name in host= is
+ * therefore resolved here, once, at load time (as nginx resolves
+ * proxy_pass names), and the conninfo handed to libpq gets hostaddr= with
+ * the numbers; host= stays for TLS verification and .pgpass.  A changed
+ * address needs a reload.  Parsing the conninfo here also reports a
+ * malformed one at load time.
  */
 static char *
 ngx_http_tunnel_admin_check_conninfo(ngx_conf_t *cf,
     ngx_http_tunnel_admin_main_conf_t *amcf)
 {
-    char               *err, *hosts, *host, *next;
-    u_char              addr[sizeof(struct in6_addr)];
+    char               *err, *hosts;
     char               *rv;
     const char         *hostaddr;
+    ngx_str_t           addrs;
     PQconninfoOption   *opts, *o;
 
     if (amcf->conninfo.len == 0) {
@@ -1007,28 +1014,19 @@ ngx_http_tunnel_admin_check_conninfo(ngx_conf_t *cf,
         goto done;
     }
 
-    /* a comma-separated list; "" is the default socket directory */
-    for (host = hosts; host; host = next) {
-        next = strchr(host, ',');
-        if (next) {
-            *next++ = '\0';
-        }
-
-        if (host[0] == '\0' || host[0] == '/' || host[0] == '@'
-            || inet_pton(AF_INET, host, addr) == 1
-            || inet_pton(AF_INET6, host, addr) == 1)
-        {
-            continue;
-        }
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"tunnel_admin_database\": host \"%s\" is a "
-                           "name, which libpq would resolve with a blocking "
-                           "call in every worker: give a Unix socket "
-                           "directory (host=/run/postgresql), a numeric "
-                           "address (host=127.0.0.1), or hostaddr=", host);
+    if (ngx_http_tunnel_admin_resolve_hosts(cf, hosts, &addrs) != NGX_OK) {
         rv = NGX_CONF_ERROR;
-        break;
+        goto done;
+    }
+
+    if (addrs.len == 0) {
+        goto done;                  /* sockets and numbers only */
+    }
+
+    if (ngx_http_tunnel_admin_with_hostaddr(cf, amcf, opts, &addrs)
+        != NGX_OK)
+    {
+        rv = NGX_CONF_ERROR;
     }
 
 done:
@@ -1036,6 +1034,152 @@ done:
     PQconninfoFree(opts);
 
     return rv;
+}
+
+
+/*
+ * hosts: libpq's comma-separated host list.  addrs: the matching hostaddr
+ * list ("" for a socket directory, the number for a number, the first IPv4
+ * address, else IPv6, of a name), or empty when no entry is a name.
+ */
+static ngx_int_t
+ngx_http_tunnel_admin_resolve_hosts(ngx_conf_t *cf, char *hosts,
+    ngx_str_t *addrs)
+{
+    int               rc, family, named;
+    char             *host, *next;
+    u_char           *p, *last;
+    u_char            addr[sizeof(struct in6_addr)];
+    char              text[NGX_INET6_ADDRSTRLEN + 1];
+    struct addrinfo   hints, *res;
+
+    addrs->len = 0;
+    addrs->data = ngx_pnalloc(cf->pool, 1024);
+    if (addrs->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = addrs->data;
+    last = p + 1024;
+    named = 0;
+
+    for (host = hosts; host; host = next) {
+        next = strchr(host, ',');
+        if (next) {
+            *next++ = '\0';
+        }
+
+        text[0] = '\0';
+
+        if (host[0] == '\0' || host[0] == '/' || host[0] == '@') {
+            /* a socket directory: libpq wants an empty hostaddr entry */
+
+        } else if (inet_pton(AF_INET, host, addr) == 1
+                   || inet_pton(AF_INET6, host, addr) == 1)
+        {
+            ngx_cpystrn((u_char *) text, (u_char *) host, sizeof(text));
+
+        } else {
+            named = 1;
+            res = NULL;
+
+            for (family = AF_INET; ; family = AF_INET6) {
+                ngx_memzero(&hints, sizeof(hints));
+                hints.ai_family = family;
+                hints.ai_socktype = SOCK_STREAM;
+
+                rc = getaddrinfo(host, NULL, &hints, &res);
+                if (rc == 0 || family == AF_INET6) {
+                    break;
+                }
+            }
+
+            if (rc != 0 || res == NULL
+                || getnameinfo(res->ai_addr, res->ai_addrlen, text,
+                               sizeof(text), NULL, 0, NI_NUMERICHOST) != 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"tunnel_admin_database\": cannot "
+                                   "resolve host \"%s\": %s; fix the name "
+                                   "or give a numeric address", host,
+                                   rc ? gai_strerror(rc) : "no address");
+                if (res) {
+                    freeaddrinfo(res);
+                }
+
+                return NGX_ERROR;
+            }
+
+            freeaddrinfo(res);
+        }
+
+        if (last - p < (ssize_t) (ngx_strlen(text) + 2)) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"tunnel_admin_database\": too many hosts");
+            return NGX_ERROR;
+        }
+
+        p = ngx_sprintf(p, "%s%s", p == addrs->data ? "" : ",", text);
+    }
+
+    *p = '\0';
+    addrs->len = named ? (size_t) (p - addrs->data) : 0;
+
+    return NGX_OK;
+}
+
+
+/* rebuilds the conninfo as key='value' pairs plus hostaddr='addrs' */
+
+static ngx_int_t
+ngx_http_tunnel_admin_with_hostaddr(ngx_conf_t *cf,
+    ngx_http_tunnel_admin_main_conf_t *amcf, PQconninfoOption *opts,
+    ngx_str_t *addrs)
+{
+    size_t              len;
+    u_char             *p, *v;
+    PQconninfoOption   *o;
+
+    len = sizeof("hostaddr=''") + addrs->len;
+
+    for (o = opts; o->keyword; o++) {
+        if (o->val) {
+            len += ngx_strlen(o->keyword) + 2 * ngx_strlen(o->val) + 4;
+        }
+    }
+
+    p = ngx_pnalloc(cf->pool, len + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    amcf->conninfo.data = p;
+
+    for (o = opts; o->keyword; o++) {
+        if (o->val == NULL || ngx_strcmp(o->keyword, "hostaddr") == 0) {
+            continue;
+        }
+
+        p = ngx_sprintf(p, "%s='", o->keyword);
+
+        for (v = (u_char *) o->val; *v; v++) {
+            if (*v == '\'' || *v == '\\') {
+                *p++ = '\\';
+            }
+
+            *p++ = *v;
+        }
+
+        *p++ = '\'';
+        *p++ = ' ';
+    }
+
+    p = ngx_sprintf(p, "hostaddr='%V'", addrs);
+    *p = '\0';
+
+    amcf->conninfo.len = p - amcf->conninfo.data;
+
+    return NGX_OK;
 }
 
 

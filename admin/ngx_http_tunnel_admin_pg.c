@@ -391,8 +391,9 @@ ngx_http_tunnel_admin_pg_connect(ngx_http_tunnel_admin_pg_t *pc)
     amcf = ngx_http_tunnel_admin_pool.conf;
 
     /*
-     * PQconnectStart resolves host names with the blocking resolver: use a
-     * Unix socket or a numeric address in tunnel_admin_database.
+     * PQconnectStart would resolve a host name with the blocking resolver:
+     * the conninfo carries hostaddr= for every name, resolved at load time
+     * (ngx_http_tunnel_admin_check_conninfo).
      */
     pc->pg = PQconnectStart((const char *) amcf->conninfo.data);
 

@@ -40,9 +40,11 @@
 #include "db.h"
 #include "keys.h"
 #include "log.h"
+#include "resolve.h"
 
 
 #define TNL_DB_CONNECT_TIMEOUT_MS  5000
+#define TNL_DB_RESOLVE_TIMEOUT_MS  10000     /* glibc: 5 s x 2 tries */
 #define TNL_DB_QUERY_TIMEOUT_MS    10000
 #define TNL_DB_BACKOFF_MIN_MS      100
 #define TNL_DB_BACKOFF_MAX_MS      2000
@@ -164,6 +166,7 @@ static struct {
     char               *conninfo;
     char               *node;
     PGconn             *conn;
+    tnl_resolve_t      *resolving;     /* host name being resolved */
     tnl_io_t            io;
     tnl_db_state_e      state;
     tnl_db_query_e      query;         /* in flight while BUSY */
@@ -222,6 +225,9 @@ static struct {
 
 
 static void tnl_db_connect(void);
+static void tnl_db_open(const char *hostaddr);
+static void tnl_db_drop(const char *why);
+static void tnl_db_resolve_cancel(void);
 static void tnl_db_dispatch(void);
 static void tnl_db_io_handler(tnl_io_t *io, uint32_t events);
 static void tnl_db_inflight_return(int solo);
@@ -904,6 +910,7 @@ tnl_db_drop(const char *why)
 
     tnl_io_del(&tnl_db.io);
     tnl_timer_del(&tnl_db.timer);
+    tnl_db_resolve_cancel();
 
     if (tnl_db.conn) {
         PQfinish(tnl_db.conn);
@@ -940,7 +947,8 @@ tnl_db_timer_handler(tnl_timer_t *t)
         break;
 
     case TNL_DB_CONNECTING:
-        tnl_db_drop("connect timed out");
+        tnl_db_drop(tnl_db.resolving ? "resolving the host timed out"
+                                     : "connect timed out");
         break;
 
     default:
@@ -1069,14 +1077,159 @@ tnl_db_connect_poll(void)
 }
 
 
+/*
+ * PQconnectStart resolves a host name with a blocking getaddrinfo(): a
+ * name in host= is resolved on a thread (resolve.h) first, on every
+ * reconnect, and handed to libpq as hostaddr= (host= stays, for TLS
+ * verification and the password file).  The connect timer covers it.
+ */
+
 static void
-tnl_db_connect(void)
+tnl_db_resolved(const char *addrs, const char *err, void *data)
 {
-    if (tnl_db.conn != NULL || tnl_db.stopping) {
+    char  buf[512];
+
+    (void) data;
+
+    tnl_db.resolving = NULL;
+    tnl_timer_del(&tnl_db.timer);
+
+    if (addrs == NULL) {
+        snprintf(buf, sizeof(buf), "%s; check host= in the database URL "
+                 "and the resolver, retrying", err);
+        tnl_db_drop(buf);
         return;
     }
 
-    tnl_db.conn = PQconnectStart(tnl_db.conninfo);
+    tnl_db_open(addrs);
+}
+
+
+/* 1: a resolve was started (or failed and a retry is planned) */
+
+static int
+tnl_db_resolve(void)
+{
+    int                 started;
+    char               *err;
+    const char         *hosts;
+    PQconninfoOption   *opts, *o;
+
+    err = NULL;
+    opts = PQconninfoParse(tnl_db.conninfo, &err);
+    if (opts == NULL) {
+        PQfreemem(err);
+        return 0;                   /* libpq reports it */
+    }
+
+    hosts = NULL;
+    started = 0;
+
+    for (o = opts; o->keyword; o++) {
+        if (strcmp(o->keyword, "hostaddr") == 0 && o->val && o->val[0]) {
+            goto done;              /* libpq will not resolve */
+        }
+
+        if (strcmp(o->keyword, "host") == 0) {
+            hosts = o->val;
+        }
+    }
+
+    if (hosts == NULL || tnl_resolve_list_is_numeric(hosts)) {
+        goto done;
+    }
+
+    started = 1;
+    tnl_db.state = TNL_DB_CONNECTING;
+    tnl_db.resolving = tnl_resolve_start(tnl_db.loop, hosts, tnl_db_resolved,
+                                         NULL);
+    if (tnl_db.resolving == NULL) {
+        tnl_db_drop("cannot resolve the database host");
+        goto done;
+    }
+
+    tnl_timer_add(&tnl_db.timer, TNL_DB_RESOLVE_TIMEOUT_MS);
+
+done:
+
+    PQconninfoFree(opts);
+
+    return started;
+}
+
+
+/* conninfo with hostaddr= set (a name was resolved), or as given */
+
+static PGconn *
+tnl_db_start_conn(const char *hostaddr)
+{
+    int                 n;
+    char               *err;
+    PGconn             *conn;
+    const char         *keys[64], *vals[64];
+    PQconninfoOption   *opts, *o;
+
+    if (hostaddr == NULL) {
+        return PQconnectStart(tnl_db.conninfo);
+    }
+
+    err = NULL;
+    opts = PQconninfoParse(tnl_db.conninfo, &err);
+    if (opts == NULL) {
+        PQfreemem(err);
+        return PQconnectStart(tnl_db.conninfo);
+    }
+
+    n = 0;
+    for (o = opts; o->keyword && n < 62; o++) {
+        if (o->val && strcmp(o->keyword, "hostaddr") != 0) {
+            keys[n] = o->keyword;
+            vals[n++] = o->val;
+        }
+    }
+
+    keys[n] = "hostaddr";
+    vals[n++] = hostaddr;
+    keys[n] = NULL;
+    vals[n] = NULL;
+
+    conn = PQconnectStartParams(keys, vals, 0);
+
+    PQconninfoFree(opts);
+
+    return conn;
+}
+
+
+static void
+tnl_db_resolve_cancel(void)
+{
+    if (tnl_db.resolving) {
+        tnl_resolve_cancel(tnl_db.resolving);
+        tnl_db.resolving = NULL;
+    }
+}
+
+
+static void
+tnl_db_connect(void)
+{
+    if (tnl_db.conn != NULL || tnl_db.resolving != NULL || tnl_db.stopping) {
+        return;
+    }
+
+    if (tnl_db_resolve()) {
+        return;
+    }
+
+    tnl_db_open(NULL);
+}
+
+
+static void
+tnl_db_open(const char *hostaddr)
+{
+    tnl_db.conn = tnl_db_start_conn(hostaddr);
 
     if (tnl_db.conn == NULL) {
         tnl_log_error("db: out of memory");
@@ -1846,6 +1999,7 @@ tnl_db_stop(int ms)
 
     tnl_io_del(&tnl_db.io);
     tnl_timer_del(&tnl_db.timer);
+    tnl_db_resolve_cancel();
 
     if (tnl_db.conn) {
         PQfinish(tnl_db.conn);

@@ -20,9 +20,11 @@
 
 #include "log.h"
 #include "redis.h"
+#include "resolve.h"
 
 
 #define TNL_REDIS_CONNECT_TIMEOUT_MS  2000
+#define TNL_REDIS_RESOLVE_TIMEOUT_MS  10000  /* glibc: 5 s x 2 tries */
 #define TNL_REDIS_BACKOFF_MIN_MS      100
 #define TNL_REDIS_BACKOFF_MAX_MS      1000
 #define TNL_REDIS_NAG_MS              60000
@@ -47,6 +49,7 @@ struct tnl_redis_s {
     char                *path;         /* unix socket, or NULL */
     char                *host;
     int                  port;
+    tnl_resolve_t       *resolving;    /* host name being resolved */
 };
 
 
@@ -63,6 +66,7 @@ typedef struct {
 static void tnl_redis_connect(tnl_redis_t *rc);
 static void tnl_redis_schedule(tnl_redis_t *rc);
 static void tnl_redis_io_handler(tnl_io_t *io, uint32_t events);
+static void tnl_redis_open(tnl_redis_t *rc, const char *addr);
 
 
 static int
@@ -289,15 +293,79 @@ tnl_redis_io_handler(tnl_io_t *io, uint32_t events)
 }
 
 
+/*
+ * hiredis resolves a host name with a blocking getaddrinfo() inside
+ * redisAsyncConnect: a name is resolved on a thread (resolve.h) first, on
+ * every reconnect (the address may have moved), and hiredis gets the
+ * number.  The connect timer covers the lookup (with its own, longer
+ * budget: a resolver's timeout is 5 s) and then the connect.
+ */
+
+static void
+tnl_redis_resolved(const char *addrs, const char *err, void *data)
+{
+    tnl_redis_t  *rc = data;
+
+    rc->resolving = NULL;
+    tnl_timer_del(&rc->connect_timer);
+
+    if (addrs == NULL) {
+        if (!rc->failing) {
+            tnl_log_warn("redis %s: %s; check the host in the redis URL "
+                         "and the resolver, retrying", rc->tag, err);
+            rc->failing = 1;
+            rc->nagged = tnl_now_ms();
+        }
+
+        tnl_redis_schedule(rc);
+        return;
+    }
+
+    tnl_redis_open(rc, addrs);
+}
+
+
+static void
+tnl_redis_resolve(tnl_redis_t *rc)
+{
+    rc->resolving = tnl_resolve_start(rc->loop, rc->host, tnl_redis_resolved,
+                                      rc);
+    if (rc->resolving == NULL) {
+        tnl_redis_schedule(rc);
+        return;
+    }
+
+    tnl_timer_add(&rc->connect_timer, TNL_REDIS_RESOLVE_TIMEOUT_MS);
+}
+
+
+static void
+tnl_redis_resolve_abort(tnl_redis_t *rc)
+{
+    tnl_resolve_cancel(rc->resolving);
+    rc->resolving = NULL;
+
+    if (!rc->destroying) {
+        tnl_redis_schedule(rc);
+    }
+}
+
+
 static void
 tnl_redis_connect_timeout(tnl_timer_t *t)
 {
     tnl_redis_t  *rc = t->data;
 
     if (!rc->failing) {
-        tnl_log_warn("redis %s: connect timed out", rc->tag);
+        tnl_log_warn("redis %s: %s timed out", rc->tag,
+                     rc->resolving ? "resolving the host" : "connect");
         rc->failing = 1;
         rc->nagged = tnl_now_ms();
+    }
+
+    if (rc->resolving) {
+        tnl_redis_resolve_abort(rc);
+        return;
     }
 
     if (rc->ac) {
@@ -328,9 +396,7 @@ tnl_redis_schedule(tnl_redis_t *rc)
 static void
 tnl_redis_connect(tnl_redis_t *rc)
 {
-    redisAsyncContext  *ac;
-
-    if (rc->ac != NULL || rc->destroying) {
+    if (rc->ac != NULL || rc->resolving != NULL || rc->destroying) {
         return;
     }
 
@@ -339,8 +405,24 @@ tnl_redis_connect(tnl_redis_t *rc)
         rc->nagged = tnl_now_ms();
     }
 
+    if (rc->path == NULL && !tnl_resolve_is_numeric(rc->host)) {
+        tnl_redis_resolve(rc);
+        return;
+    }
+
+    tnl_redis_open(rc, rc->host);
+}
+
+
+/* addr: numeric, for a TCP connection */
+
+static void
+tnl_redis_open(tnl_redis_t *rc, const char *addr)
+{
+    redisAsyncContext  *ac;
+
     ac = rc->path ? redisAsyncConnectUnix(rc->path)
-                  : redisAsyncConnect(rc->host, rc->port);
+                  : redisAsyncConnect(addr, rc->port);
 
     if (ac == NULL) {
         tnl_log_error("redis %s: cannot allocate a context", rc->tag);
@@ -634,6 +716,10 @@ tnl_redis_destroy(tnl_redis_t *rc)
 
     tnl_timer_del(&rc->retry_timer);
     tnl_timer_del(&rc->connect_timer);
+
+    if (rc->resolving != NULL) {
+        tnl_redis_resolve_abort(rc);
+    }
 
     if (rc->ac != NULL) {
         redisAsyncFree(rc->ac);

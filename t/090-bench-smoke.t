@@ -108,6 +108,16 @@ ok(number('f', $n, 'handshakes_per_s'), 'f: handshake rate measured');
 ok(number('f', $n, 'p99_ms'), 'f: request latency to random tunnels');
 is($R->{f}{$n}{non2xx}[0], 0, 'f: every request reached its tunnel');
 
+# h: one node hop (two nodes on this box, docs/SCALING.md)
+for my $via ('a', 'b') {
+    ok(number('h', $via, 'requests_per_s') && number('h', $via, 'p99_ms'),
+       "h: small GETs measured through node \U$via");
+    is($R->{h}{$via}{non2xx}[0], 0, "h: every GET through node \U$via "
+       . 'reached the tunnel on node B');
+}
+like($text, qr/^A \/ B\s+[\d.]+x\s+[\d.]+x$/m, 'h: the A / B ratio is printed');
+diag("h (smoke): $1") if $text =~ /^(through node A .*)$/m;
+
 for my $f (qw(results.tsv results.md throughput.png memory.png)) {
     ok(-s "$out/$f", "$f written");
 }

@@ -127,6 +127,11 @@ sub new {
         node_port        => $o{node_port},
         node_secret      => $o{node_secret} // 'test-node-secret-0123456789abcdef',
         share            => $o{share},
+        # TCP on loopback too (t/205-dns-resolve.t): Redis on redis_port,
+        # PostgreSQL on pg_listen ('127.0.0.1') at pg_port; default off
+        redis_port       => $o{redis_port},
+        pg_listen        => $o{pg_listen},
+        admin_database   => $o{admin_database},   # conninfo override
         is_root          => ($> == 0),
         owner            => $$,
         procs            => {},       # name => pid
@@ -511,7 +516,8 @@ sub start_postgres {
 
     $self->_spawn('postgres', $user, $log, undef,
         "$bin/postgres", '-D', $data, '-k', $sock, '-p', $self->{pg_port},
-        '-c', "listen_addresses=", '-c', 'unix_socket_permissions=0777',
+        '-c', 'listen_addresses=' . ($self->{pg_listen} // ''),
+        '-c', 'unix_socket_permissions=0777',
         '-c', 'fsync=off', '-c', 'synchronous_commit=off',
         '-c', 'full_page_writes=off', '-c', 'max_connections=100');
 
@@ -607,7 +613,8 @@ sub start_redis {
     # is 0777 inside the private state directory, so nginx workers
     # (www-data) reach it.
     $self->_spawn('redis', undef, $log, undef,
-        'redis-server', '--port', '0', '--unixsocket', $sock,
+        'redis-server', '--port', $self->{redis_port} // 0,
+        '--bind', '127.0.0.1', '--unixsocket', $sock,
         '--unixsocketperm', '777', '--save', '', '--appendonly', 'no',
         '--dir', $data, '--daemonize', 'no', '--logfile', '',
         '--loglevel', 'notice');
@@ -654,7 +661,8 @@ sub nginx_config {
 
     my ($admin_load, $admin_http, $admin_loc) = ('', '', '');
     if ($self->{admin}) {
-        my $pg = "host=$d/pg port=$self->{pg_port} dbname=$PG_DB"
+        my $pg = $self->{admin_database}
+            // "host=$d/pg port=$self->{pg_port} dbname=$PG_DB"
                . " user=$PG_USER connect_timeout=3";
         $admin_load = 'load_module '
                     . $self->bin('ngx_http_tunnel_admin_module.so') . ';';
