@@ -219,7 +219,11 @@ recv(int fd, void *buf, size_t len, int flags)
             return -1;
         }
 
-        if (!d->bulk || len >= TNL_DRAIN_SIZE) {
+        /*
+         * read ahead only if libssh's polls come through ours: bytes read
+         * ahead are invisible to the kernel's poll
+         */
+        if (!d->bulk || !d->polled || len >= TNL_DRAIN_SIZE) {
             tnl_drain_release(d);
             n = recvfrom(fd, buf, len, 0, NULL, NULL);
             d->bulk = (n > 0 && (size_t) n == len);
@@ -304,6 +308,8 @@ poll(struct pollfd *fds, nfds_t nfds, int timeout)
             only = 0;
             continue;
         }
+
+        d->polled = 1;
 
         if (!tnl_drain_buffered(d) && d->bulk
             && !(fds[i].events & POLLOUT))

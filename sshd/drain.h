@@ -21,6 +21,7 @@ typedef struct {
     int             fd;        /* -1: not attached */
     unsigned        bulk:1;    /* the last read filled what was asked */
     unsigned        eof:1;     /* read-ahead saw EOF: report it next */
+    unsigned        polled:1;  /* libssh's poll came through ours */
     int             err;       /* read-ahead saw this errno: report it */
     unsigned char  *buf;       /* read-ahead, NULL while not bulk */
     size_t          pos;
