@@ -84,8 +84,8 @@ sub tunneld_pids {
     if ($pid == 0) {
         open STDOUT, '>', '/dev/null';
         open STDERR, '>', '/dev/null';
-        exec $strace, '-c', '-f', '-o', $out, map { ('-p', $_) } @pids;
-        POSIX::_exit(127);
+        exec($strace, '-c', '-f', '-o', $out, map { ('-p', $_) } @pids)
+            or POSIX::_exit(127);
     }
     sleep 1;    # strace attaches
     my ($status, $got, $sha, $err) = download($n);
