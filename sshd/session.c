@@ -31,7 +31,7 @@
 
 
 #define TNL_SESSION_TEXT_MAX     16384
-#define TNL_SESSION_POLLS        32    /* ssh_event_dopoll per wake-up */
+#define TNL_SESSION_POLLS        64    /* ssh_event_dopoll per wake-up */
 #define TNL_SESSION_READ         4096  /* libssh's read per poll */
 #define TNL_SESSION_TEXT_DELAY   10    /* ms a request line may wait */
 #define TNL_SESSION_TEXT_BATCH   4096  /* ... unless this much waits */
@@ -557,6 +557,9 @@ tnl_session_accept(tnl_loop_t *loop, ssh_bind bind, int fd,
         return -1;
     }
 
+    /* no read-ahead if this fails: libssh then reads 4 KB at a time */
+    (void) tnl_drain_attach(&s->drain, fd);
+
     /*
      * The grace runs from now, not from the loop's cached time: a busy
      * or descheduled wake-up that accepts late would otherwise shorten it
@@ -604,8 +607,12 @@ tnl_session_io_handler(tnl_io_t *io, uint32_t events)
      * libssh reads at most 4 KB per poll: several polls per wake-up save
      * epoll round trips on bulk transfers, bounded so other sessions are
      * not starved.  A read that did not fill libssh's 4 KB emptied the
-     * socket, so one more poll would find nothing: stop there (the
-     * socket is level-triggered: anything arriving later wakes us again).
+     * socket (and the read-ahead, drain.h), so one more poll would find
+     * nothing: stop there (the socket is level-triggered: anything
+     * arriving later wakes us again; bytes left read ahead when the
+     * budget ends do through tnl_session_update_io).  With the read-ahead
+     * a poll costs no system call while it holds bytes, and one recv
+     * feeds 16 of libssh's reads.
      */
 
     /*
@@ -918,7 +925,11 @@ tnl_session_update_io(tnl_session_t *s)
     /* unsent output: read nothing more until the client takes it */
     ev = pending ? EPOLLOUT : EPOLLIN;
 
-    if (more) {
+    /*
+     * bytes read ahead (drain.h) wake no epoll: the (almost immediate)
+     * write readiness brings the pass that hands them to libssh
+     */
+    if (more || (tnl_drain_buffered(&s->drain) && !s->abusive)) {
         ev |= EPOLLOUT;
     }
 
@@ -1926,6 +1937,7 @@ tnl_session_free(tnl_session_t *s)
 
     ssh_event_remove_session(s->event, s->ssh);
     ssh_event_free(s->event);
+    tnl_drain_detach(&s->drain);
     ssh_free(s->ssh);            /* frees the channels, closes the fd */
 
     free(s->text);

@@ -42,6 +42,7 @@
 #include <libssh/server.h>
 #include <libssh/callbacks.h>
 
+#include "drain.h"
 #include "keys.h"
 #include "loop.h"
 
@@ -66,6 +67,7 @@ struct tnl_session_s {
     ssh_event           event;
     tnl_loop_t         *loop;
     tnl_io_t            io;
+    tnl_drain_t         drain;        /* read-ahead of io.fd (drain.h) */
     tnl_timer_t         timer;        /* login grace, keepalive, linger */
     tnl_timer_t         text_timer;   /* request lines wait for it */
 

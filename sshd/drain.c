@@ -1,0 +1,389 @@
+/*
+ * Read drain for libssh's socket reads: see drain.h and docs/INTERNALS.md.
+ *
+ * The rules that keep libssh's state machine as it would be with the
+ * real calls:
+ *
+ *  - bytes reach libssh in the order, and with the EOF or error, the
+ *    kernel gave them; only when and how many per call change;
+ *  - poll reports a socket readable without asking the kernel only while
+ *    bytes, an EOF or an error wait in its read-ahead (then libssh's next
+ *    recv returns at once, as after a real POLLIN);
+ *  - a session that reads little (an interactive or idle tunnel) never
+ *    gets a buffer: read-ahead starts once a read filled libssh's 4 KB,
+ *    and the buffer goes back to a small per-process cache when it has
+ *    been emptied by a read that did not fill it;
+ *  - closing an fd (libssh closes its socket itself on EOF or error)
+ *    forgets its read-ahead before the number can be reused.
+ *
+ * tunneld's processes are single-threaded (one epoll loop each).
+ */
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "drain.h"
+
+
+#define TNL_DRAIN_SIZE   65536   /* one recv from the client's socket */
+#define TNL_DRAIN_CACHE  8       /* free buffers kept per process */
+
+
+typedef int (*tnl_poll_pt)(struct pollfd *fds, nfds_t nfds, int timeout);
+typedef int (*tnl_close_pt)(int fd);
+
+static tnl_poll_pt     tnl_real_poll;
+static tnl_close_pt    tnl_real_close;
+
+static tnl_drain_t   **tnl_drains;      /* indexed by fd */
+static int             tnl_drains_n;
+static int             tnl_drains_attached;
+
+static unsigned char  *tnl_drain_cache[TNL_DRAIN_CACHE];
+static int             tnl_drain_cached;
+
+
+static void
+tnl_drain_resolve(void)
+{
+    tnl_real_poll = (tnl_poll_pt) dlsym(RTLD_NEXT, "poll");
+    tnl_real_close = (tnl_close_pt) dlsym(RTLD_NEXT, "close");
+
+    if (tnl_real_poll == NULL || tnl_real_close == NULL) {
+        abort();   /* no libc poll/close: nothing can work */
+    }
+}
+
+
+static tnl_drain_t *
+tnl_drain_find(int fd)
+{
+    if (tnl_drains_attached == 0 || fd < 0 || fd >= tnl_drains_n) {
+        return NULL;
+    }
+
+    return tnl_drains[fd];
+}
+
+
+static void
+tnl_drain_release(tnl_drain_t *d)
+{
+    if (d->buf == NULL) {
+        return;
+    }
+
+    if (tnl_drain_cached < TNL_DRAIN_CACHE) {
+        tnl_drain_cache[tnl_drain_cached++] = d->buf;
+
+    } else {
+        free(d->buf);
+    }
+
+    d->buf = NULL;
+    d->pos = 0;
+    d->len = 0;
+}
+
+
+void
+tnl_drain_init(tnl_drain_t *d)
+{
+    memset(d, 0, sizeof(tnl_drain_t));
+    d->fd = -1;
+}
+
+
+int
+tnl_drain_attach(tnl_drain_t *d, int fd)
+{
+    tnl_drain_t  **p;
+    int            n;
+
+    if (fd < 0) {
+        return -1;
+    }
+
+    if (fd >= tnl_drains_n) {
+        n = tnl_drains_n ? tnl_drains_n : 1024;
+        while (n <= fd) {
+            n *= 2;
+        }
+
+        p = realloc(tnl_drains, n * sizeof(tnl_drain_t *));
+        if (p == NULL) {
+            return -1;   /* the session reads 4 KB at a time, as before */
+        }
+
+        memset(p + tnl_drains_n, 0,
+               (n - tnl_drains_n) * sizeof(tnl_drain_t *));
+        tnl_drains = p;
+        tnl_drains_n = n;
+    }
+
+    if (tnl_drains[fd] != NULL) {
+        tnl_drain_detach(tnl_drains[fd]);   /* stale: cannot happen */
+    }
+
+    tnl_drain_init(d);
+    d->fd = fd;
+    tnl_drains[fd] = d;
+    tnl_drains_attached++;
+
+    return 0;
+}
+
+
+void
+tnl_drain_detach(tnl_drain_t *d)
+{
+    if (d->fd >= 0 && d->fd < tnl_drains_n && tnl_drains[d->fd] == d) {
+        tnl_drains[d->fd] = NULL;
+        tnl_drains_attached--;
+    }
+
+    tnl_drain_release(d);
+    tnl_drain_init(d);
+}
+
+
+/*
+ * Reads ahead into d's buffer (the caller saw it empty).  Returns what
+ * recv returned; an EOF or error is kept for libssh's next recv unless
+ * report is set (then the caller returns it itself).
+ */
+static ssize_t
+tnl_drain_fill(tnl_drain_t *d)
+{
+    ssize_t  n;
+
+    if (d->buf == NULL) {
+        if (tnl_drain_cached > 0) {
+            d->buf = tnl_drain_cache[--tnl_drain_cached];
+
+        } else {
+            d->buf = malloc(TNL_DRAIN_SIZE);
+            if (d->buf == NULL) {
+                d->bulk = 0;
+                errno = EAGAIN;
+                return -2;   /* read straight into libssh's buffer */
+            }
+        }
+    }
+
+    d->pos = 0;
+    d->len = 0;
+
+    n = recvfrom(d->fd, d->buf, TNL_DRAIN_SIZE, MSG_DONTWAIT, NULL, NULL);
+    if (n > 0) {
+        d->len = n;
+    }
+
+    return n;
+}
+
+
+ssize_t
+recv(int fd, void *buf, size_t len, int flags)
+{
+    tnl_drain_t  *d;
+    ssize_t       n;
+    size_t        avail;
+
+    d = tnl_drain_find(fd);
+
+    if (d == NULL || flags != 0) {
+        return recvfrom(fd, buf, len, flags, NULL, NULL);
+    }
+
+    if (d->len == d->pos) {
+
+        if (d->eof) {
+            d->eof = 0;
+            return 0;
+        }
+
+        if (d->err) {
+            errno = d->err;
+            d->err = 0;
+            return -1;
+        }
+
+        /*
+         * read ahead only if libssh's polls come through ours: bytes read
+         * ahead are invisible to the kernel's poll
+         */
+        if (!d->bulk || !d->polled || len >= TNL_DRAIN_SIZE) {
+            tnl_drain_release(d);
+            n = recvfrom(fd, buf, len, 0, NULL, NULL);
+            d->bulk = (n > 0 && (size_t) n == len);
+            return n;
+        }
+
+        n = tnl_drain_fill(d);
+
+        if (n == -2) {
+            return recvfrom(fd, buf, len, 0, NULL, NULL);
+        }
+
+        if (n <= 0) {
+            /* nothing read ahead: libssh sees what recv saw */
+            d->bulk = 0;
+            tnl_drain_release(d);
+            return n;
+        }
+
+        /* a read-ahead that did not fill libssh's read: socket drained */
+        d->bulk = ((size_t) n > len);
+    }
+
+    avail = d->len - d->pos;
+    if (len > avail) {
+        len = avail;
+    }
+
+    memcpy(buf, d->buf + d->pos, len);
+    d->pos += len;
+
+    if (d->pos == d->len && !d->bulk) {
+        tnl_drain_release(d);
+    }
+
+    return len;
+}
+
+
+/*
+ * While the read-ahead of a socket polled for POLLIN holds bytes (or an
+ * EOF or error), it is readable: when every fd polled is such a socket
+ * (libssh polls one socket per session event), answer POLLIN at once;
+ * otherwise ask the kernel without waiting and add POLLIN.
+ *
+ * POLLOUT, when asked, is then not reported: a possible answer (a full
+ * send buffer), and the only safe one without asking the kernel, since
+ * libssh treats any failed send, EAGAIN included, as a dead connection.
+ * libssh 0.10.6 keeps POLLOUT asked for as long as every poll also
+ * reports POLLIN (its socket callback forgets the poll handle after
+ * handing data on, so it cannot clear it), i.e. during a whole download;
+ * what it has to send waits at most until the read-ahead is empty,
+ * where the kernel is asked again.  That is also why a bulk socket
+ * with an empty read-ahead is read ahead here (one recv instead of poll
+ * + recv) only when POLLOUT is not asked: otherwise a steady stream
+ * would never let a real poll report POLLOUT, and libssh's window
+ * adjustments would wait until the client ran out of window.
+ */
+int
+poll(struct pollfd *fds, nfds_t nfds, int timeout)
+{
+    tnl_drain_t  *d;
+    nfds_t        i;
+    ssize_t       n;
+    int           ready, rc, only;
+
+    if (tnl_real_poll == NULL) {
+        tnl_drain_resolve();
+    }
+
+    if (tnl_drains_attached == 0) {
+        return tnl_real_poll(fds, nfds, timeout);
+    }
+
+    ready = 0;
+    only = 1;
+
+    for (i = 0; i < nfds; i++) {
+        d = tnl_drain_find(fds[i].fd);
+
+        if (d == NULL || !(fds[i].events & POLLIN)) {
+            only = 0;
+            continue;
+        }
+
+        d->polled = 1;
+
+        if (!tnl_drain_buffered(d) && d->bulk
+            && !(fds[i].events & POLLOUT))
+        {
+            n = tnl_drain_fill(d);
+
+            if (n == 0) {
+                d->eof = 1;
+
+            } else if (n == -1 && errno != EAGAIN && errno != EWOULDBLOCK) {
+                d->err = errno;
+
+            } else if (n < 0) {
+                d->bulk = 0;    /* drained: the kernel tells from now */
+                tnl_drain_release(d);
+            }
+        }
+
+        if (tnl_drain_buffered(d)) {
+            ready++;
+
+        } else {
+            only = 0;
+        }
+    }
+
+    if (ready == 0) {
+        return tnl_real_poll(fds, nfds, timeout);
+    }
+
+    if (only) {
+        for (i = 0; i < nfds; i++) {
+            fds[i].revents = POLLIN;
+        }
+
+        return ready;
+    }
+
+    rc = tnl_real_poll(fds, nfds, 0);
+    if (rc < 0) {
+        return rc;
+    }
+
+    rc = 0;
+
+    for (i = 0; i < nfds; i++) {
+        d = tnl_drain_find(fds[i].fd);
+
+        if (d != NULL && (fds[i].events & POLLIN) && tnl_drain_buffered(d)) {
+            fds[i].revents |= POLLIN;
+        }
+
+        if (fds[i].revents) {
+            rc++;
+        }
+    }
+
+    return rc;
+}
+
+
+int
+close(int fd)
+{
+    tnl_drain_t  *d;
+
+    if (tnl_real_close == NULL) {
+        tnl_drain_resolve();
+    }
+
+    d = tnl_drain_find(fd);
+    if (d != NULL) {
+        tnl_drain_detach(d);
+    }
+
+    return tnl_real_close(fd);
+}

@@ -1,0 +1,39 @@
+/*
+ * Read drain: libssh 0.10.6 reads its socket 4 KB at a time (MAX_BUF_SIZE
+ * in src/socket.c), one poll(2) + recv(2) pair per 4 KB, and exports no
+ * way to read more (its poll handles and socket callbacks are not in
+ * libssh.map).  tunneld therefore defines poll, recv and close itself
+ * (the dynamic linker binds libssh's calls to them, as to any symbol the
+ * executable defines): for an SSH session's socket, recv reads up to
+ * TNL_DRAIN_SIZE at once into a read-ahead buffer and hands libssh its
+ * 4 KB from there, and poll reports the socket readable without a system
+ * call while that buffer holds bytes.  Every other fd passes straight
+ * through.  See docs/INTERNALS.md, "Read drain".
+ */
+
+#ifndef TNL_DRAIN_H
+#define TNL_DRAIN_H
+
+#include <stddef.h>
+
+
+typedef struct {
+    int             fd;        /* -1: not attached */
+    unsigned        bulk:1;    /* the last read filled what was asked */
+    unsigned        eof:1;     /* read-ahead saw EOF: report it next */
+    unsigned        polled:1;  /* libssh's poll came through ours */
+    int             err;       /* read-ahead saw this errno: report it */
+    unsigned char  *buf;       /* read-ahead, NULL while not bulk */
+    size_t          pos;
+    size_t          len;
+} tnl_drain_t;
+
+
+void tnl_drain_init(tnl_drain_t *d);
+int tnl_drain_attach(tnl_drain_t *d, int fd);
+void tnl_drain_detach(tnl_drain_t *d);
+
+/* bytes (or an EOF or error) read ahead that libssh has not taken */
+#define tnl_drain_buffered(d)  ((d)->len > (d)->pos || (d)->eof || (d)->err)
+
+#endif /* TNL_DRAIN_H */

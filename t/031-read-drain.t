@@ -1,0 +1,172 @@
+#!/usr/bin/perl
+
+# The read drain (sshd/drain.c, issue 13): libssh 0.10.6 reads the client's
+# socket 4 KB per poll + recv; tunneld reads it ahead 64 KB at a time and
+# answers libssh's polls from that read-ahead.  Proved by the system calls
+# of every tunneld process during a 32 MiB download (strace -c: exact
+# counts, not timing; without the drain ~244 recvfrom and ~244 poll per
+# MB), and by bytes that stay exact where the read-ahead holds data the
+# loop must hand on without a socket wake-up: parallel downloads on one
+# session, a slow reader (nginx's side write-blocked while bytes wait read
+# ahead), and a tunnel still serving small requests afterwards.
+
+use strict;
+use warnings;
+
+use FindBin qw($Bin);
+use lib "$Bin/lib";
+
+use Digest::SHA;
+use POSIX ();
+use Test::More;
+use Time::HiRes qw(time sleep);
+
+use NgxTunnel::Test;
+
+watchdog(300);
+
+my ($strace) = grep { -x } map { "$_/strace" } split /:/, $ENV{PATH};
+plan skip_all => 'strace is not installed (tools/install-deps)'
+    unless $strace;
+
+my $s = start_stack(workers => 1);
+my $alice = new_user($s, 'alice');
+my $be = start_backend($s, 'drain');
+
+my $ssh = start_ssh($s, key => $alice->{key}, user => 'alice',
+    remote => "drain:80:localhost:$be->{port}");
+ok(wait_route($s, 'drain', 10), 'tunnel up')
+    or diag($ssh->output, tail_log($s, 'tunneld'));
+
+sub download {
+    my ($n, %o) = @_;
+    my $d = Digest::SHA->new(256);
+    my $got = 0;
+    my $r = eval {
+        http_get($s, 'drain', "/bytes/$n", timeout => 120,
+            on_body => sub {
+                $d->add($_[0]);
+                $got += length $_[0];
+                sleep($o{pause}) if $o{pause};
+            });
+    };
+    return ($r && $r->{status} // 0, $got, $d->hexdigest, $@);
+}
+
+# every tunneld process: the supervisor and its workers
+sub tunneld_pids {
+    my $top = $s->pid('tunneld');
+    my %kids;
+    for my $dir (glob '/proc/[0-9]*') {
+        open my $fh, '<', "$dir/stat" or next;
+        my $st = <$fh> // next;
+        my ($p, $pp) = $st =~ /^(\d+) \(.*\) \S+ (\d+)/s or next;
+        push @{ $kids{$pp} }, $p;
+    }
+    my @all = ($top);
+    my @todo = ($top);
+    while (defined(my $p = shift @todo)) {
+        push @all, @{ $kids{$p} || [] };
+        push @todo, @{ $kids{$p} || [] };
+    }
+    return @all;
+}
+
+
+# --- system calls per MB of a download ----------------------------------------------
+
+{
+    my $mib = 32;
+    my $n = $mib * 1048576;
+    my $out = $s->dir . '/strace.txt';
+    my @pids = tunneld_pids();
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        open STDOUT, '>', '/dev/null';
+        open STDERR, '>', '/dev/null';
+        exec($strace, '-c', '-f', '-o', $out, map { ('-p', $_) } @pids)
+            or POSIX::_exit(127);
+    }
+    sleep 1;    # strace attaches
+    my ($status, $got, $sha, $err) = download($n);
+    kill 'INT', $pid;
+    waitpid $pid, 0;
+
+    is($status, 200, 'traced download: 200') or diag($err);
+    is($got, $n, 'traced download: byte count');
+    is($sha, pattern_sha256($n), 'traced download: sha256');
+
+    my %calls;
+    open my $fh, '<', $out or die "$out: $!";
+    while (<$fh>) {
+        # % time  seconds  usecs/call  calls  [errors]  syscall
+        $calls{$2} = $1 if /^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$/;
+    }
+    my $mb = $n / 1e6;
+    my %per = map { $_ => ($calls{$_} // 0) / $mb } qw(recvfrom poll);
+    diag(sprintf "%d MiB download: recvfrom %d (%.1f per MB, %.0f bytes "
+         . "each), poll %d (%.1f per MB), write %d, epoll_wait %d",
+         $mib, $calls{recvfrom} // 0, $per{recvfrom},
+         $n / ($calls{recvfrom} || 1), $calls{poll} // 0, $per{poll},
+         $calls{write} // 0, $calls{epoll_wait} // 0);
+
+    # 4 KB reads would be 244 per MB each; 64 KB read-ahead ~16
+    ok($calls{recvfrom} && $per{recvfrom} <= 48,
+       'recvfrom: at most 48 per MB (4 KB reads: 244)');
+    ok($per{poll} <= 48, 'poll: at most 48 per MB (one per 4 KB read: 244)');
+}
+
+
+# --- bytes exact where the read-ahead waits ----------------------------------------
+
+{
+    my $n = 8 * 1048576;
+    my @kids;
+    my $dir = $s->dir;
+    for my $i (1 .. 4) {
+        my $pid = fork // die "fork: $!";
+        if ($pid == 0) {
+            my ($status, $got, $sha) = download($n);
+            # _exit: no destructors (they would stop the stack and ssh)
+            open my $fh, '>', "$dir/par.$i" or POSIX::_exit(1);
+            print $fh "$status $got $sha\n";
+            close $fh;
+            POSIX::_exit(0);
+        }
+        push @kids, $pid;
+    }
+    waitpid $_, 0 for @kids;
+    my $want = "200 $n " . pattern_sha256($n);
+    for my $i (1 .. 4) {
+        my $line = do { local $/; open my $fh, '<', "$dir/par.$i"; <$fh> }
+                   // '';
+        chomp $line;
+        is($line, $want, "parallel 8 MiB download $i of 4: 200, every byte");
+    }
+}
+
+{
+    # the reader pauses: nginx's socket fills, libssh keeps the rest, the
+    # client's window closes, and the drained bytes wait in tunneld
+    my $n = 4 * 1048576;
+    my $t0 = time;
+    my ($status, $got, $sha, $err) = download($n, pause => 0.02);
+    is($status, 200, 'slow reader: 200') or diag($err);
+    is($got, $n, 'slow reader: byte count');
+    is($sha, pattern_sha256($n), 'slow reader: sha256');
+    diag(sprintf 'slow reader: 4 MiB in %.1f s', time - $t0);
+}
+
+for my $i (1 .. 20) {
+    my ($status, $got, $sha) = download(1000 + $i);
+    next if $status == 200 && $got == 1000 + $i
+            && $sha eq pattern_sha256(1000 + $i);
+    fail("small download $i after the bulk ones");
+    last;
+}
+pass('20 small downloads after the bulk ones: every byte');
+
+ok($ssh->alive, 'ssh client still connected');
+check_logs($s);
+
+done_testing();
