@@ -449,6 +449,14 @@ ngx_http_tunnel_admin_name_invalid(ngx_http_request_t *r, ngx_str_t *name)
         }
     }
 
+    if (!bad_char && n >= 4 && ngx_strncmp(fix, "xn--", 4) == 0) {
+        return ngx_http_tunnel_admin_sentence(r,
+                   NGX_HTTP_TUNNEL_ADMIN_LQ "%V" NGX_HTTP_TUNNEL_ADMIN_RQ
+                   " is not allowed: names starting with 'xn--' may be "
+                   "shown by browsers as international look-alikes of "
+                   "other names.  Choose another.", &typed);
+    }
+
     if (!bad_char) {
         return ngx_http_tunnel_admin_sentence(r,
                    NGX_HTTP_TUNNEL_ADMIN_LQ "%V" NGX_HTTP_TUNNEL_ADMIN_RQ

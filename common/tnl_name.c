@@ -56,6 +56,20 @@ tnl_name_validate(const char *in, size_t len, char *out, const char **err)
         return -1;
     }
 
+    /*
+     * "xn--" starts an internationalized name (punycode) that browsers
+     * may show in Unicode: "xn--lice-43d" is shown as Cyrillic "alice",
+     * so another user could serve a look-alike of a tunnel's address
+     */
+    if (len >= 4 && memcmp(out, "xn--", 4) == 0) {
+        if (err) {
+            *err = "names starting with 'xn--' are not allowed: browsers "
+                   "may show them as international look-alikes of other "
+                   "names; choose another";
+        }
+        return -1;
+    }
+
     out[len] = '\0';
 
     return 0;

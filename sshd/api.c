@@ -627,6 +627,7 @@ tnl_api_reason(int status)
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
     case 415: return "Unsupported Media Type";
+    case 421: return "Misdirected Request";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 501: return "Not Implemented";
@@ -909,6 +910,31 @@ tnl_api_secret_equal(const char *a, const char *b)
 }
 
 
+/*
+ * Host of a request to a TCP listener without a token: an IP literal or a
+ * name without a dot ("localhost").  A page of another site in a browser
+ * on this machine can reach a loopback listener by DNS rebinding (its
+ * name then resolves to 127.0.0.1): the browser sends that name.
+ */
+static int
+tnl_api_host_local(const char *host)
+{
+    size_t  n;
+
+    if (host[0] == '\0' || host[0] == '[') {
+        return 1;                        /* none (HTTP/1.0), or IPv6 */
+    }
+
+    n = strcspn(host, ":");
+
+    if (memchr(host, '.', n) == NULL) {
+        return 1;
+    }
+
+    return strspn(host, "0123456789.") == n;
+}
+
+
 /* the head and the body are in: find the handler */
 static void
 tnl_api_dispatch(tnl_api_conn_t *c)
@@ -936,6 +962,19 @@ tnl_api_dispatch(tnl_api_conn_t *c)
                           "WWW-Authenticate: Bearer\r\n");
             return;
         }
+    }
+
+    if (c->tcp && tnl_api_token[0] == '\0'
+        && !tnl_api_host_local(c->head.host))
+    {
+        tnl_log_warn("API: request \"%s %s\" for host \"%s\" refused: "
+                     "a listener without a token takes only IP addresses "
+                     "and localhost (DNS rebinding)", c->head.method,
+                     c->head.path, c->head.host);
+        tnl_api_error(c, 421, "misdirected_request", "this listener has no "
+                      "token: use its IP address or localhost as the host, "
+                      "or give tunneld --api-token-file", NULL);
+        return;
     }
 
     c->in_handler = 1;

@@ -191,7 +191,7 @@ tnl_api_header_copy(tnl_api_head_t *h, const char *v, size_t len,
 int
 tnl_api_head_parse(const char *in, size_t head_len, tnl_api_head_t *h)
 {
-    int          te, cl_seen;
+    int          te, cl_seen, host_seen;
     size_t       nlen, vlen, cl;
     const char  *p, *end, *le, *colon, *v, *ve, *d;
 
@@ -213,6 +213,7 @@ tnl_api_head_parse(const char *in, size_t head_len, tnl_api_head_t *h)
 
     te = 0;
     cl_seen = 0;
+    host_seen = 0;
     cl = 0;
 
     for (p = le + 2; p < end; p = le + 2) {
@@ -286,6 +287,20 @@ tnl_api_head_parse(const char *in, size_t head_len, tnl_api_head_t *h)
                 != 0)
             {
                 return -1;
+            }
+
+        } else if (nlen == 4 && strncasecmp(p, "Host", 4) == 0) {
+            if (host_seen++) {
+                return tnl_api_head_fail(h, 400, "bad_request", "Host was "
+                                         "sent twice: send it once");
+            }
+
+            if (vlen < sizeof(h->host)) {
+                memcpy(h->host, v, vlen);
+                h->host[vlen] = '\0';
+
+            } else {
+                h->host[0] = '.';         /* a name, never a local one */
             }
 
         } else if (nlen == 13 && strncasecmp(p, "Authorization", 13) == 0) {

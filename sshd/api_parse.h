@@ -39,6 +39,7 @@ typedef struct {
     char          query[2048]; /* raw, without '?' */
     char          content_type[128];
     char          auth[512];
+    char          host[256];   /* Host as sent; "." when longer */
     size_t        body_want;   /* Content-Length, 0 if none */
 } tnl_api_head_t;
 

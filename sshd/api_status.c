@@ -87,6 +87,9 @@ static const tnl_api_metric_t  tnl_api_metrics_table[] = {
     { TNL_M_LOGIN_GRACE_EXPIRED, "tunneld_login_grace_expired_total",
       "counter", "connections closed unauthenticated after --login-grace",
       NULL },
+    { TNL_M_STARTUPS_EVICTED, "tunneld_startups_evicted_total", "counter",
+      "unauthenticated connections closed for a newcomer from an address "
+      "holding fewer (--max-startups full)", NULL },
     { TNL_M_TUNNELS_UP, "tunneld_tunnels", "gauge",
       "tunnels up on this daemon", NULL },
     { TNL_M_SESSIONS, "tunneld_sessions", "gauge",

@@ -229,7 +229,23 @@ tnl_option(int c, const char *where, const char *opt, char *arg)
         break;
     case 'D': tnl_conf.database_url = arg; break;
     case 'R': tnl_conf.redis_url = arg; break;
-    case 'n': tnl_conf.node = arg; break;
+    case 'n':
+        /*
+         * Session ids are NODE/PID/N: a '/' in the id would make routes
+         * name another node (the text before it) and the sweep of a
+         * killed node take the routes of one whose id starts the same.
+         */
+        if (arg[0] == '\0' || strlen(arg) > 255
+            || strspn(arg, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                           "0123456789.-_") != strlen(arg))
+        {
+            fprintf(stderr, "tunneld: %s%s wants 1 to 255 letters, digits, "
+                    "'.', '-' or '_' (unique per tunneld), not \"%s\"\n",
+                    where, opt, arg);
+            return -1;
+        }
+        tnl_conf.node = arg;
+        break;
     case 'O':
         if (tnl_node_address_valid(arg) != 0) {
             fprintf(stderr, "tunneld: %s%s wants IP:PORT of this node's "

@@ -199,11 +199,31 @@ tnl_server_admit(int fd, const struct sockaddr_storage *ss, uint32_t *token)
     static const char  source[] = "Too many logins in progress from your "
                                   "address; try again in a minute.\r\n";
     tnl_startup_e      rc;
+    unsigned           load;
     char               peer[64];
     ssize_t            n;
 
     rc = tnl_startups_admit(ss, tnl_conf.max_startups,
                             tnl_conf.per_source_max_startups, token);
+
+    /*
+     * Full: a source holding clearly more gives up a place; a source at
+     * its own limit cannot take one (no other holds two more), so a
+     * flood that reconnects what was closed stops at once.
+     */
+
+    if (rc == TNL_STARTUP_FULL) {
+        load = tnl_startups_source_load(ss);
+
+        if (load + 2 <= (unsigned) tnl_conf.per_source_max_startups + 1
+            && tnl_sessions_evict_startup(load))
+        {
+            tnl_metric_add(TNL_M_STARTUPS_EVICTED, 1);
+            rc = tnl_startups_admit(ss, tnl_conf.max_startups,
+                                    tnl_conf.per_source_max_startups, token);
+        }
+    }
+
     if (rc == TNL_STARTUP_OK) {
         return 0;
     }

@@ -145,6 +145,57 @@ tnl_sessions_count(void)
 }
 
 
+/*
+ * --max-startups is full and a connection from a source holding `load`
+ * unauthenticated connections came: the oldest unauthenticated session of
+ * this worker whose source holds at least two more gives it its place
+ * (closed at once, out of the counts).  Many addresses that each hold a
+ * few silent connections can then no longer keep every other address
+ * out, and the place taken is never taken back by the source it was
+ * taken from (its load is one lower then).  Returns 1 when a place was
+ * freed, 0 when none may be taken.
+ */
+int
+tnl_sessions_evict_startup(unsigned load)
+{
+    tnl_session_t  *s, *victim = NULL;
+    unsigned        n, most = 0;
+
+    for (s = tnl_sessions; s != NULL; s = s->next) {
+        if (!s->startup || s->closing || s->auth != TNL_AUTH_NONE) {
+            continue;
+        }
+
+        n = tnl_startups_token_load(s->startup_token);
+
+        if (n < load + 2) {
+            continue;
+        }
+
+        if (victim == NULL || n > most
+            || (n == most && s->started_ms < victim->started_ms))
+        {
+            victim = s;
+            most = n;
+        }
+    }
+
+    if (victim == NULL) {
+        return 0;
+    }
+
+    victim->startup = 0;
+    tnl_startups_release(victim->startup_token);
+
+    tnl_session_close(victim, NULL, "its place was given to a connection "
+                      "from an address holding fewer (--max-startups "
+                      "full)");
+    tnl_session_finish(victim);
+
+    return 1;
+}
+
+
 const char *
 tnl_session_eol(tnl_session_t *s)
 {

@@ -272,6 +272,9 @@ void tnl_session_activation_detach(tnl_session_t *s);
 int tnl_sessions_unauthenticated(void);
 int tnl_sessions_count(void);
 
+/* --max-startups full: free a place for a source holding load (1 if so) */
+int tnl_sessions_evict_startup(unsigned load);
+
 /* shutdown: every session closes (routes released) */
 void tnl_sessions_close_all(const char *text, const char *reason);
 

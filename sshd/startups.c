@@ -205,6 +205,42 @@ tnl_startups_admit(const struct sockaddr_storage *ss, int max_total,
 }
 
 
+/*
+ * How many unauthenticated connections the source of ss holds now (the
+ * count-min sketch: never less than the truth).
+ */
+unsigned
+tnl_startups_source_load(const struct sockaddr_storage *ss)
+{
+    uint64_t  src;
+    unsigned  c0, c1, n0, n1;
+
+    src = tnl_startups_source(ss);
+    c0 = (unsigned) tnl_startups_mix(src ^ tnl_startups_key[0])
+         & TNL_STARTUPS_MASK;
+    c1 = (unsigned) tnl_startups_mix(src ^ tnl_startups_key[1])
+         & TNL_STARTUPS_MASK;
+
+    n0 = tnl_startups_count(0, c0);
+    n1 = tnl_startups_count(1, c1);
+
+    return n0 < n1 ? n0 : n1;
+}
+
+
+/* the same for the source of a counted connection, by its token */
+unsigned
+tnl_startups_token_load(uint32_t token)
+{
+    unsigned  n0, n1;
+
+    n0 = tnl_startups_count(0, token & TNL_STARTUPS_MASK);
+    n1 = tnl_startups_count(1, (token >> 16) & TNL_STARTUPS_MASK);
+
+    return n0 < n1 ? n0 : n1;
+}
+
+
 void
 tnl_startups_release(uint32_t token)
 {

@@ -60,6 +60,15 @@ tnl_startup_e tnl_startups_admit(const struct sockaddr_storage *ss,
 /* the connection authenticated, waits for approval, or ended */
 void tnl_startups_release(uint32_t token);
 
+/*
+ * Unauthenticated connections held now by the source of ss, and by the
+ * source of a counted connection (--max-startups full: the newcomer may
+ * take the place of a connection whose source holds clearly more, see
+ * tnl_sessions_evict_startup).
+ */
+unsigned tnl_startups_source_load(const struct sockaddr_storage *ss);
+unsigned tnl_startups_token_load(uint32_t token);
+
 /* unauthenticated connections counted now, over every worker */
 int tnl_startups_total(void);
 

@@ -48,6 +48,7 @@ my @refused = (
     ['admin', 'reserved admin'],
     ['WWW', 'reserved www in upper case'],
     ['bobsite', "bob's reserved name"],
+    ['xn--lice-43d', 'punycode look-alike of "alice"'],
 );
 
 for my $case (@refused) {

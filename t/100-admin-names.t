@@ -61,6 +61,10 @@ my %said = (
     '_'        => "\x{201c}_\x{201d} is not a valid name: use only letters "
                 . "a-z, digits 0-9 and &#39;-&#39; (not at the start or end).",
     ''         => "Type a name: 1 to 63 letters a-z, digits 0-9 or &#39;-&#39;.",
+    # punycode: browsers may show it as Cyrillic "alice" (attacker pass)
+    'xn--lice-43d' => "\x{201c}xn--lice-43d\x{201d} is not allowed: names "
+                . "starting with &#39;xn--&#39; may be shown by browsers as "
+                . "international look-alikes of other names.  Choose another.",
 );
 for my $bad (sort keys %said) {
     $r = act($bob, action => 'reserve', name => $bad);

@@ -109,6 +109,13 @@ for my $b (@bad) {
     is($rc, 2, 'missing config file: exit 2');
     like($err, qr/cannot read --config "\Q$tmp\E\/missing.conf": No such/,
         '... named');
+    # a '/' would end the node id inside session ids (NODE/PID/N): routes
+    # would name node "a", and node "a"'s sweep after a crash would take
+    # node "a/b"'s routes (found by the attacker pass)
+    ($rc, undef, $err) = run_tunneld('--node', 'a/b');
+    is($rc, 2, '--node a/b: exit 2');
+    like($err, qr/^tunneld: --node wants 1 to 255 letters, digits, '\.', '-' or '_' \(unique per tunneld\), not "a\/b"/,
+        '--node a/b: says what a node id may hold') or diag($err);
     ($rc, undef, $err) = run_tunneld('--workers', '0');
     like($err, qr/^tunneld: --workers wants a number from 1 to 64/,
         'command line mistakes still name the option with --');

@@ -234,6 +234,39 @@ like(read_file($s->log_path('tunneld')),
      qr/API: \d+ connections \(the cap\): closing the oldest one/,
      'tunneld logged that it made room');
 
+# --- DNS rebinding: the TCP listener without a token -------------------------
+
+# Found by the attacker pass: a page of another site, in a browser on this
+# machine, reaches a loopback listener once its name resolves to
+# 127.0.0.1, and reads /tunnels (users, client addresses, key
+# fingerprints) as same-origin.  The browser sends that name as Host: a
+# listener without a token takes only IP addresses and dot-less names.
+
+{
+    my $tcp = sub { IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+        PeerPort => $api_port, Proto => 'tcp', Timeout => 3) };
+    for my $host ("rebind.attacker.example:$api_port", 'evil.example',
+                  'localhost.attacker.example')
+    {
+        my (undef, undef, $got) = one_request($tcp,
+            "GET /tunnels HTTP/1.1\r\nHost: $host\r\n\r\n", qr/x/);
+        like($got, qr{\AHTTP/1\.1 421 Misdirected Request\r\n},
+            "API (--api TCP, no token): Host $host: 421");
+        unlike($got, qr/"tunnels"/, '... no tunnel list in the answer');
+    }
+    for my $host ("127.0.0.1:$api_port", 'localhost', "[::1]:$api_port",
+                  'tunneld')
+    {
+        my ($ok) = one_request($tcp,
+            "GET /tunnels HTTP/1.1\r\nHost: $host\r\n\r\n",
+            qr{\AHTTP/1\.1 200 .*"tunnels"}s);
+        ok($ok, "API (--api TCP, no token): Host $host: 200 with the list");
+    }
+    my (undef, undef, $got) = one_request($tcp,
+        "GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", qr/x/);
+    like($got, qr{\AHTTP/1\.1 400 }, 'API: Host sent twice: 400');
+}
+
 # the tunnel served through all of it
 is(status_body($s, 'steady'), '200 hello from backend one',
    'the tunnel still serves');

@@ -67,6 +67,10 @@ main(void)
     invalid("caf\xc3\xa9", 5, "non-ASCII");
     invalid("a\0b", 3, "embedded NUL");
     invalid("a/b", 3, "slash");
+    invalid("xn--lice-43d", 12, "punycode: shown as Cyrillic 'alice'");
+    invalid("XN--lice-43d", 12, "punycode, any case");
+    valid("xn-a", "xn-a");
+    valid("axn--b", "axn--b");
 
     tap_ok(tnl_name_is_reserved("www", "www,admin,api"), "www reserved");
     tap_ok(tnl_name_is_reserved("api", "www,admin,api"), "last reserved");
