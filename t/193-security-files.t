@@ -40,7 +40,8 @@ for my $mode (0640, 0604, 0644) {
     my $ok = IPC::Run::run([ $s->bin('tunneld'), '--listen',
         '127.0.0.1:' . NgxTunnel::Stack::free_port(), '--socket-dir',
         "$dir/sockets", '--host-key', "$dir/key", '--database-url',
-        $s->database_url, '--redis-url', $s->redis_url, '--workers', 1 ],
+        $s->database_url, '--redis-url', $s->redis_url, '--workers', 1,
+        ($> == 0 ? ('--allow-root') : ()) ],
         '<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(20));
     my $m = sprintf '%04o', $mode;
     ok(!$ok, "host key mode $m: tunneld refuses to start");
