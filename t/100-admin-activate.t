@@ -503,6 +503,41 @@ is($carol->get('/activate?code=HJKL-MNPQ')->{status}, 200,
    'a minute later the session may try again');
 
 
+# the cap per address (p_max_per_addr) counts an IPv6 client by its /64:
+# one host holds a whole /64, and counting full addresses let it take
+# every pending slot (sql/009_activation_ipv6_bucket.sql)
+{
+    my $try = sub {
+        my ($client) = @_;
+        my $k = make_key('bucket');
+        $device++;
+        return $t->sql(
+            "SELECT r_status FROM tunnel_activation_create("
+            . "sha256(convert_to('bucket-$device', 'UTF8')), "
+            . "sha256(convert_to('bucket-dev-$device', 'UTF8')), "
+            . "'$k->{fp}', '$k->{type}', '$k->{b64}', '$client', 'node', "
+            . "'session', 600, 2, 1000)");
+    };
+    is($try->('[2001:db8:7:1::a]:4000'), 'ok', 'IPv6 /64: first code');
+    is($try->('[2001:db8:7:1::b]:4001'), 'ok',
+       '... a second from another address of the same /64');
+    is($try->('[2001:db8:7:1:ffff::c]:4002'), 'addr_limit',
+       '... a third from that /64 is refused, whatever the address');
+    is($try->('[2001:db8:7:2::a]:4003'), 'ok', '... the next /64 is not');
+    is($try->('192.0.2.77:4004'), 'ok', 'IPv4: counted per address');
+    is($try->('192.0.2.77:4005'), 'ok', '... twice');
+    is($try->('192.0.2.77:4006'), 'addr_limit', '... then refused');
+    is($try->('192.0.2.78:4007'), 'ok', '... its neighbour is not');
+    is($t->sql("SELECT tunnel_addr_bucket('[::ffff:192.0.2.9]:1') || ' ' "
+               . "|| tunnel_addr_bucket('[2001:db8::1]:1') || ' ' "
+               . "|| tunnel_addr_bucket('junk')"),
+       '::ffff:192.0.2.9 2001:db8::/64 junk',
+       'buckets: IPv4 in IPv6 per address, IPv6 per /64, junk as itself');
+    $t->sql("DELETE FROM activation_codes WHERE device_code_hash IN "
+            . "(SELECT sha256(convert_to('bucket-dev-' || g, 'UTF8')) "
+            . "FROM generate_series(1, $device) g)");
+}
+
 unlike($t->error_log, qr/\[(alert|crit|emerg|error)\]/,
        'no errors in the error log');
 
