@@ -49,11 +49,20 @@ typedef struct {
     ngx_uint_t                     subscriber;
     ngx_uint_t                     up;        /* answered on this socket */
     ngx_uint_t                     failed;    /* since it was last up */
+
+    /* tunnel_redis_sentinel: the master's address, asked on each connect */
+    ngx_uint_t                     sentinel;  /* the one asked next */
+    ngx_uint_t                     asking;    /* ac is a sentinel link */
+    ngx_uint_t                     have_master;
+    u_char                         host[NGX_SOCKADDR_STRLEN + 1];
+    int                            port;
 } ngx_http_tunnel_redis_link_t;
 
 
 static void ngx_http_tunnel_redis_connect(ngx_http_tunnel_redis_link_t *link);
 static void ngx_http_tunnel_redis_schedule(
+    ngx_http_tunnel_redis_link_t *link);
+static void ngx_http_tunnel_redis_next_sentinel(
     ngx_http_tunnel_redis_link_t *link);
 static void ngx_http_tunnel_redis_retry_handler(ngx_event_t *ev);
 static void ngx_http_tunnel_redis_deadline_handler(ngx_event_t *ev);
@@ -72,6 +81,10 @@ static void ngx_http_tunnel_redis_up(ngx_http_tunnel_redis_link_t *link);
 static void ngx_http_tunnel_redis_pong(redisAsyncContext *ac, void *reply,
     void *privdata);
 static void ngx_http_tunnel_redis_message(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void ngx_http_tunnel_redis_sentinel_answer(redisAsyncContext *ac,
+    void *reply, void *privdata);
+static void ngx_http_tunnel_redis_role(redisAsyncContext *ac, void *reply,
     void *privdata);
 
 
@@ -206,11 +219,34 @@ ngx_http_tunnel_redis_connect(ngx_http_tunnel_redis_link_t *link)
     static const char  *sub_argv[] = { "SUBSCRIBE",
                                        NGX_HTTP_TUNNEL_INVALIDATE };
     static const char  *ping_argv[] = { "PING" };
+    static const char  *sentinel_argv[] = { "SENTINEL",
+                                            "get-master-addr-by-name",
+                                            NULL };
+    static size_t       sentinel_argvlen[] = {
+                            sizeof("SENTINEL") - 1,
+                            sizeof("get-master-addr-by-name") - 1, 0 };
+
+    static const char  *role_argv[] = { "ROLE" };
+
+    ngx_http_tunnel_sentinel_t  *sentinel;
 
     tmcf = ngx_http_tunnel_redis_conf;
     log = ngx_http_tunnel_redis_log;
 
-    if (tmcf->redis_path.len) {
+    /* sentinels: ask one for the master first, on every (re)connect */
+
+    link->asking = (tmcf->sentinels != NULL && !link->have_master);
+    link->have_master = 0;
+
+    if (link->asking) {
+        sentinel = tmcf->sentinels->elts;
+        sentinel += link->sentinel;
+        ac = redisAsyncConnect((char *) sentinel->host, sentinel->port);
+
+    } else if (tmcf->sentinels != NULL) {
+        ac = redisAsyncConnect((char *) link->host, link->port);
+
+    } else if (tmcf->redis_path.len) {
         ac = redisAsyncConnectUnix((char *) tmcf->redis_path.data);
 
     } else {
@@ -233,6 +269,7 @@ ngx_http_tunnel_redis_connect(ngx_http_tunnel_redis_link_t *link)
                       link->role, &tmcf->redis, ac->errstr);
         redisAsyncFree(ac);
         link->failed++;
+        ngx_http_tunnel_redis_next_sentinel(link);
         ngx_http_tunnel_redis_schedule(link);
         return;
     }
@@ -276,8 +313,26 @@ ngx_http_tunnel_redis_connect(ngx_http_tunnel_redis_link_t *link)
     /*
      * The first command is queued now and flushed once the socket is
      * writable, which also tells hiredis the connect has completed.  Its
-     * reply marks the link up.
+     * reply marks the link up.  A sentinel link asks for the master; a
+     * master found through one must first say it is a master (ROLE).
      */
+
+    if (link->asking) {
+        sentinel_argv[2] = (const char *) tmcf->redis_master.data;
+        sentinel_argvlen[2] = tmcf->redis_master.len;
+
+        (void) redisAsyncCommandArgv(ac,
+                                     ngx_http_tunnel_redis_sentinel_answer,
+                                     link, 3, sentinel_argv,
+                                     sentinel_argvlen);
+        ngx_http_tunnel_redis_add_write(link);
+        return;
+    }
+
+    if (tmcf->sentinels != NULL) {
+        (void) redisAsyncCommandArgv(ac, ngx_http_tunnel_redis_role, link,
+                                     1, role_argv, NULL);
+    }
 
     if (link->subscriber) {
         (void) redisAsyncCommandArgv(ac, ngx_http_tunnel_redis_message, link,
@@ -289,6 +344,17 @@ ngx_http_tunnel_redis_connect(ngx_http_tunnel_redis_link_t *link)
     }
 
     ngx_http_tunnel_redis_add_write(link);
+}
+
+
+static void
+ngx_http_tunnel_redis_next_sentinel(ngx_http_tunnel_redis_link_t *link)
+{
+    if (link->asking) {
+        link->asking = 0;
+        link->sentinel = (link->sentinel + 1)
+                         % ngx_http_tunnel_redis_conf->sentinels->nelts;
+    }
 }
 
 
@@ -329,7 +395,11 @@ ngx_http_tunnel_redis_deadline_handler(ngx_event_t *ev)
 {
     ngx_http_tunnel_redis_link_t  *link = ev->data;
 
-    if (link->ac == NULL || (link->ac->c.flags & REDIS_CONNECTED)) {
+    /* a sentinel link stays under the deadline until it answers */
+
+    if (link->ac == NULL
+        || ((link->ac->c.flags & REDIS_CONNECTED) && !link->asking))
+    {
         return;
     }
 
@@ -476,6 +546,27 @@ ngx_http_tunnel_redis_cleanup(void *data)
         ngx_del_timer(&link->deadline);
     }
 
+    link->ac = NULL;
+    link->conn = NULL;
+
+    if (link->asking) {
+        link->asking = 0;
+
+        if (link->have_master) {
+            /* on to the master it named, without backoff */
+
+            if (!ngx_http_tunnel_redis_exiting && !ngx_terminate
+                && !link->retry.timer_set)
+            {
+                ngx_add_timer(&link->retry, 1);
+            }
+
+            return;
+        }
+
+        ngx_http_tunnel_redis_next_sentinel(link);
+    }
+
     if (link->subscriber) {
         ngx_http_tunnel_cache_enable(0);
     }
@@ -499,7 +590,7 @@ ngx_http_tunnel_redis_on_connect(const redisAsyncContext *ac, int status)
     ngx_http_tunnel_redis_link_t  *link = ac->data;
 
     if (status == REDIS_OK) {
-        if (link->deadline.timer_set) {
+        if (link->deadline.timer_set && !link->asking) {
             ngx_del_timer(&link->deadline);
         }
 
@@ -640,4 +731,89 @@ ngx_http_tunnel_redis_message(redisAsyncContext *ac, void *reply,
                    "tunnel: invalidated \"%V\"", &name);
 
     ngx_http_tunnel_cache_remove(&name);
+}
+
+
+/*
+ * Sentinel mode.  The answer to SENTINEL get-master-addr-by-name is
+ * ["IP", "PORT"]: remember it and drop the sentinel link; the cleanup hook
+ * connects on to the master at once.  The master must answer ROLE with
+ * "master" before the PING or SUBSCRIBE queued behind it marks the link up:
+ * otherwise (a failover under way, a stale answer) the link is dropped and
+ * the next attempt asks a sentinel again.  A master demoted later has its
+ * clients killed by the sentinels, which lands here again as well.
+ */
+
+static void
+ngx_http_tunnel_redis_sentinel_answer(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    redisReply                    *rr = reply, *h, *p;
+    ngx_int_t                      port;
+    ngx_http_tunnel_redis_link_t  *link = privdata;
+
+    if (rr == NULL) {
+        return;
+    }
+
+    if (rr->type == REDIS_REPLY_ARRAY && rr->elements == 2
+        && rr->element[0]->type == REDIS_REPLY_STRING
+        && rr->element[1]->type == REDIS_REPLY_STRING
+        && rr->element[0]->len > 0
+        && rr->element[0]->len <= NGX_SOCKADDR_STRLEN)
+    {
+        h = rr->element[0];
+        p = rr->element[1];
+
+        port = ngx_atoi((u_char *) p->str, p->len);
+
+        if (port > 0 && port < 65536) {
+            ngx_memcpy(link->host, h->str, h->len);
+            link->host[h->len] = '\0';
+            link->port = (int) port;
+            link->have_master = 1;
+        }
+    }
+
+    if (!link->have_master) {
+        ngx_log_error(NGX_LOG_ERR, ngx_http_tunnel_redis_log, 0,
+                      "tunnel: redis %s link: a sentinel does not know "
+                      "\"%V\"%s%*s", link->role,
+                      &ngx_http_tunnel_redis_conf->redis_master,
+                      rr->type == REDIS_REPLY_ERROR ? ": " : "",
+                      rr->type == REDIS_REPLY_ERROR ? (size_t) rr->len : 0,
+                      rr->type == REDIS_REPLY_ERROR ? rr->str : "");
+    }
+
+    redisAsyncFree(ac);     /* deferred: we are inside a callback */
+}
+
+
+static void
+ngx_http_tunnel_redis_role(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    redisReply                    *rr = reply, *role;
+    ngx_http_tunnel_redis_link_t  *link = privdata;
+
+    if (rr == NULL) {
+        return;
+    }
+
+    role = (rr->type == REDIS_REPLY_ARRAY && rr->elements > 0)
+           ? rr->element[0] : NULL;
+
+    if (role != NULL && role->type == REDIS_REPLY_STRING && role->len == 6
+        && ngx_strncmp(role->str, "master", 6) == 0)
+    {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, ngx_http_tunnel_redis_log, 0,
+                  "tunnel: redis %s link: %s:%d, named master of \"%V\" by "
+                  "a sentinel, is not a master: asking again", link->role,
+                  link->host, link->port,
+                  &ngx_http_tunnel_redis_conf->redis_master);
+
+    redisAsyncFree(ac);
 }
