@@ -47,6 +47,7 @@ typedef struct {
     ngx_event_t                    deadline;  /* connect must finish */
     ngx_msec_t                     backoff;
     ngx_uint_t                     subscriber;
+    ngx_uint_t                     watcher;   /* on a sentinel */
     ngx_uint_t                     up;        /* answered on this socket */
     ngx_uint_t                     failed;    /* since it was last up */
 
@@ -86,6 +87,8 @@ static void ngx_http_tunnel_redis_sentinel_answer(redisAsyncContext *ac,
     void *reply, void *privdata);
 static void ngx_http_tunnel_redis_role(redisAsyncContext *ac, void *reply,
     void *privdata);
+static void ngx_http_tunnel_redis_switch(redisAsyncContext *ac, void *reply,
+    void *privdata);
 
 
 static ngx_http_tunnel_main_conf_t   *ngx_http_tunnel_redis_conf;
@@ -93,14 +96,15 @@ static ngx_log_t                     *ngx_http_tunnel_redis_log;
 static ngx_uint_t                     ngx_http_tunnel_redis_exiting;
 static ngx_http_tunnel_redis_link_t   ngx_http_tunnel_redis_cmd;
 static ngx_http_tunnel_redis_link_t   ngx_http_tunnel_redis_sub;
+static ngx_http_tunnel_redis_link_t   ngx_http_tunnel_redis_watch;
 
 
 ngx_int_t
 ngx_http_tunnel_redis_init_process(ngx_cycle_t *cycle,
     ngx_http_tunnel_main_conf_t *tmcf)
 {
-    ngx_uint_t                     i;
-    ngx_http_tunnel_redis_link_t  *link, *links[2];
+    ngx_uint_t                     i, n;
+    ngx_http_tunnel_redis_link_t  *link, *links[3];
 
     ngx_http_tunnel_redis_conf = tmcf;
     ngx_http_tunnel_redis_log = cycle->log;
@@ -108,14 +112,21 @@ ngx_http_tunnel_redis_init_process(ngx_cycle_t *cycle,
 
     links[0] = &ngx_http_tunnel_redis_cmd;
     links[1] = &ngx_http_tunnel_redis_sub;
+    links[2] = &ngx_http_tunnel_redis_watch;
 
-    for (i = 0; i < 2; i++) {
+    /* with sentinels, a third link watches them for +switch-master */
+
+    n = tmcf->sentinels ? 3 : 2;
+
+    for (i = 0; i < n; i++) {
         link = links[i];
 
         ngx_memzero(link, sizeof(ngx_http_tunnel_redis_link_t));
 
-        link->role = (i == 0) ? "command" : "subscriber";
-        link->subscriber = i;
+        link->role = (i == 0) ? "command" : (i == 1) ? "subscriber"
+                                                     : "sentinel";
+        link->subscriber = (i == 1);
+        link->watcher = (i == 2);
         link->backoff = NGX_HTTP_TUNNEL_REDIS_BACKOFF_MIN;
 
         /* cancelable: a pending reconnect must not delay a graceful exit */
@@ -148,8 +159,8 @@ ngx_http_tunnel_redis_init_process(ngx_cycle_t *cycle,
 void
 ngx_http_tunnel_redis_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_uint_t                     i;
-    ngx_http_tunnel_redis_link_t  *link, *links[2];
+    ngx_uint_t                     i, n;
+    ngx_http_tunnel_redis_link_t  *link, *links[3];
 
     if (ngx_http_tunnel_redis_conf == NULL) {
         return;
@@ -159,8 +170,11 @@ ngx_http_tunnel_redis_exit_process(ngx_cycle_t *cycle)
 
     links[0] = &ngx_http_tunnel_redis_cmd;
     links[1] = &ngx_http_tunnel_redis_sub;
+    links[2] = &ngx_http_tunnel_redis_watch;
 
-    for (i = 0; i < 2; i++) {
+    n = ngx_http_tunnel_redis_conf->sentinels ? 3 : 2;
+
+    for (i = 0; i < n; i++) {
         link = links[i];
 
         if (link->retry.timer_set) {
@@ -227,6 +241,7 @@ ngx_http_tunnel_redis_connect(ngx_http_tunnel_redis_link_t *link)
                             sizeof("get-master-addr-by-name") - 1, 0 };
 
     static const char  *role_argv[] = { "ROLE" };
+    static const char  *switch_argv[] = { "SUBSCRIBE", "+switch-master" };
 
     ngx_http_tunnel_sentinel_t  *sentinel;
 
@@ -235,10 +250,11 @@ ngx_http_tunnel_redis_connect(ngx_http_tunnel_redis_link_t *link)
 
     /* sentinels: ask one for the master first, on every (re)connect */
 
-    link->asking = (tmcf->sentinels != NULL && !link->have_master);
+    link->asking = (tmcf->sentinels != NULL && !link->have_master
+                    && !link->watcher);
     link->have_master = 0;
 
-    if (link->asking) {
+    if (link->asking || link->watcher) {
         sentinel = tmcf->sentinels->elts;
         sentinel += link->sentinel;
         ac = redisAsyncConnect((char *) sentinel->host, sentinel->port);
@@ -316,6 +332,13 @@ ngx_http_tunnel_redis_connect(ngx_http_tunnel_redis_link_t *link)
      * reply marks the link up.  A sentinel link asks for the master; a
      * master found through one must first say it is a master (ROLE).
      */
+
+    if (link->watcher) {
+        (void) redisAsyncCommandArgv(ac, ngx_http_tunnel_redis_switch, link,
+                                     2, switch_argv, NULL);
+        ngx_http_tunnel_redis_add_write(link);
+        return;
+    }
 
     if (link->asking) {
         sentinel_argv[2] = (const char *) tmcf->redis_master.data;
@@ -567,6 +590,11 @@ ngx_http_tunnel_redis_cleanup(void *data)
         ngx_http_tunnel_redis_next_sentinel(link);
     }
 
+    if (link->watcher) {
+        link->sentinel = (link->sentinel + 1)
+                         % ngx_http_tunnel_redis_conf->sentinels->nelts;
+    }
+
     if (link->subscriber) {
         ngx_http_tunnel_cache_enable(0);
     }
@@ -816,4 +844,73 @@ ngx_http_tunnel_redis_role(redisAsyncContext *ac, void *reply,
                   &ngx_http_tunnel_redis_conf->redis_master);
 
     redisAsyncFree(ac);
+}
+
+
+/*
+ * The sentinel link: SUBSCRIBEd to +switch-master on one sentinel (the
+ * next one after a failure).  A failover with the old master still up
+ * would leave the links on it until the sentinels demote it (seconds: their
+ * INFO period), meanwhile reading routes it no longer gets and missing the
+ * invalidations published on the new master.  "NAME OLDIP OLDPORT NEWIP
+ * NEWPORT" for our master drops both links, which then ask a sentinel.
+ */
+
+static void
+ngx_http_tunnel_redis_switch(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    redisReply                    *rr = reply, *kind, *m;
+    u_char                        *p, *end;
+    ngx_str_t                     *name;
+    ngx_uint_t                     i;
+    ngx_http_tunnel_redis_link_t  *link = privdata, *links[2];
+
+    if (rr == NULL || rr->type != REDIS_REPLY_ARRAY || rr->elements < 3) {
+        return;
+    }
+
+    kind = rr->element[0];
+    m = rr->element[2];
+
+    if (kind->type != REDIS_REPLY_STRING) {
+        return;
+    }
+
+    if (kind->len == sizeof("subscribe") - 1
+        && ngx_strncasecmp((u_char *) kind->str, (u_char *) "subscribe",
+                           kind->len) == 0)
+    {
+        ngx_http_tunnel_redis_up(link);
+        return;
+    }
+
+    if (m->type != REDIS_REPLY_STRING) {
+        return;
+    }
+
+    name = &ngx_http_tunnel_redis_conf->redis_master;
+    p = (u_char *) m->str;
+    end = p + m->len;
+
+    if ((size_t) (end - p) <= name->len || p[name->len] != ' '
+        || ngx_strncmp(p, name->data, name->len) != 0)
+    {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, ngx_http_tunnel_redis_log, 0,
+                  "tunnel: the sentinels switched masters: \"%*s\", "
+                  "reconnecting", (size_t) m->len, m->str);
+
+    links[0] = &ngx_http_tunnel_redis_cmd;
+    links[1] = &ngx_http_tunnel_redis_sub;
+
+    /* other contexts than ac: freeing them at once is safe */
+
+    for (i = 0; i < 2; i++) {
+        if (links[i]->ac != NULL && !links[i]->asking) {
+            redisAsyncFree(links[i]->ac);
+        }
+    }
 }

@@ -60,6 +60,8 @@ struct tnl_redis_s {
     int                  sentinel;     /* the one asked next */
     unsigned             asking:1;     /* ac is a sentinel connection */
     unsigned             have_master:1;  /* host:port fresh from it */
+    tnl_redis_t         *watch;        /* on a sentinel: +switch-master */
+    tnl_redis_t         *parent;       /* set in a watch connection */
 };
 
 
@@ -82,6 +84,8 @@ static void tnl_redis_sentinel_ask(redisAsyncContext *ac);
 static void tnl_redis_sentinel_role(redisAsyncContext *ac);
 static int tnl_redis_sentinel_cleanup(tnl_redis_t *rc);
 static void tnl_redis_sentinel_free(tnl_redis_t *rc);
+static void tnl_redis_sentinel_watch(tnl_redis_t *rc);
+static void tnl_redis_sentinel_rotate(tnl_redis_t *watch);
 
 
 static int
@@ -240,6 +244,10 @@ tnl_redis_cleanup(void *privdata)
 
     if (rc->master != NULL && tnl_redis_sentinel_cleanup(rc)) {
         return;
+    }
+
+    if (rc->parent != NULL) {
+        tnl_redis_sentinel_rotate(rc);
     }
 
     tnl_redis_schedule(rc);
@@ -488,6 +496,10 @@ tnl_redis_create(tnl_loop_t *loop, const char *url, const char *tag,
 
     tnl_redis_connect(rc);
 
+    if (rc->master != NULL) {
+        tnl_redis_sentinel_watch(rc);
+    }
+
     return rc;
 }
 
@@ -713,6 +725,8 @@ tnl_redis_destroy(tnl_redis_t *rc)
     }
 
     rc->destroying = 1;
+
+    tnl_redis_destroy(rc->watch);
 
     tnl_timer_del(&rc->retry_timer);
     tnl_timer_del(&rc->connect_timer);
@@ -966,4 +980,183 @@ tnl_redis_sentinel_free(tnl_redis_t *rc)
     rc->nsentinels = 0;
     free(rc->master);
     rc->master = NULL;
+}
+
+
+/*
+ * The watch: a plain connection to one sentinel (the next one after it
+ * fails), subscribed to +switch-master.  A failover with the old master
+ * still up leaves our connection on it until the sentinels demote it,
+ * which takes seconds (their INFO period), meanwhile writes land on a
+ * master that is about to lose them: the message moves us at once.  On
+ * every (re)connect of the watch the master is asked too, since a switch
+ * may have happened while the watch was down.
+ */
+
+static void
+tnl_redis_watch_check(tnl_redis_t *rc, const char *host, size_t hlen,
+    const char *port, size_t plen)
+{
+    char  buf[8];
+
+    if (!rc->up || plen == 0 || plen >= sizeof(buf)) {
+        return;
+    }
+
+    memcpy(buf, port, plen);
+    buf[plen] = '\0';
+
+    if (strlen(rc->host) == hlen && memcmp(rc->host, host, hlen) == 0
+        && atoi(buf) == rc->port)
+    {
+        return;
+    }
+
+    tnl_log_info("redis %s: the sentinels moved master %s to %.*s:%s, "
+                 "reconnecting", rc->tag, rc->master, (int) hlen, host, buf);
+
+    tnl_redis_reset(rc);
+}
+
+
+static void
+tnl_redis_watch_answer(tnl_redis_t *watch, redisReply *reply, void *data)
+{
+    tnl_redis_t  *rc = data;
+
+    (void) watch;
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY
+        && reply->elements == 2
+        && reply->element[0]->type == REDIS_REPLY_STRING
+        && reply->element[1]->type == REDIS_REPLY_STRING)
+    {
+        tnl_redis_watch_check(rc, reply->element[0]->str,
+                              reply->element[0]->len,
+                              reply->element[1]->str,
+                              reply->element[1]->len);
+    }
+}
+
+
+/* ["message", "+switch-master", "NAME OLDIP OLDPORT NEWIP NEWPORT"] */
+
+static void
+tnl_redis_watch_message(tnl_redis_t *watch, redisReply *reply, void *data)
+{
+    tnl_redis_t  *rc = data;
+    redisReply   *m;
+    const char   *f[5], *p, *end;
+    size_t        flen[5], n;
+    int           i;
+
+    (void) watch;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 3
+        || reply->element[2]->type != REDIS_REPLY_STRING)
+    {
+        return;
+    }
+
+    m = reply->element[2];
+    p = m->str;
+    end = m->str + m->len;
+
+    for (i = 0; i < 5; i++) {
+        while (p < end && *p == ' ') {
+            p++;
+        }
+        f[i] = p;
+        n = 0;
+        while (p < end && *p != ' ') {
+            p++;
+            n++;
+        }
+        flen[i] = n;
+        if (n == 0) {
+            return;
+        }
+    }
+
+    if (flen[0] != strlen(rc->master)
+        || memcmp(f[0], rc->master, flen[0]) != 0)
+    {
+        return;
+    }
+
+    tnl_redis_watch_check(rc, f[3], flen[3], f[4], flen[4]);
+}
+
+
+static void
+tnl_redis_watch_state(tnl_redis_t *watch, int up, void *data)
+{
+    tnl_redis_t  *rc = data;
+    const char   *argv[3];
+
+    if (!up) {
+        return;
+    }
+
+    /* replies to plain commands come before any pub/sub message */
+
+    argv[0] = "SENTINEL";
+    argv[1] = "get-master-addr-by-name";
+    argv[2] = rc->master;
+
+    (void) tnl_redis_command(watch, 3, argv, NULL, 2000,
+                             tnl_redis_watch_answer, rc);
+
+    (void) tnl_redis_subscribe(watch, "+switch-master",
+                               tnl_redis_watch_message, rc);
+}
+
+
+static void
+tnl_redis_sentinel_watch(tnl_redis_t *rc)
+{
+    char  url[128];
+
+    snprintf(url, sizeof(url), strchr(rc->sentinel_host[0], ':')
+             ? "[%s]:%d" : "%s:%d", rc->sentinel_host[0],
+             rc->sentinel_port[0]);
+
+    snprintf(url + 64, 64, "%s sentinel", rc->tag);
+
+    rc->watch = tnl_redis_create(rc->loop, url, url + 64,
+                                 tnl_redis_watch_state, rc);
+    if (rc->watch != NULL) {
+        rc->watch->parent = rc;
+    }
+}
+
+
+/* the watch lost its sentinel, or never reached it: on to the next one */
+
+static void
+tnl_redis_sentinel_rotate(tnl_redis_t *watch)
+{
+    tnl_redis_t  *rc = watch->parent;
+    char         *host;
+    int           i;
+
+    for (i = 0; i < rc->nsentinels; i++) {
+        if (strcmp(rc->sentinel_host[i], watch->host) == 0
+            && rc->sentinel_port[i] == watch->port)
+        {
+            break;
+        }
+    }
+
+    i = (i + 1) % rc->nsentinels;
+
+    host = strdup(rc->sentinel_host[i]);
+    if (host == NULL) {
+        return;
+    }
+
+    free(watch->host);
+    watch->host = host;
+    watch->port = rc->sentinel_port[i];
 }

@@ -224,6 +224,10 @@ for my $k (qw(live new)) {
         "$k requests: the failure window is under 15 s");
 }
 is($f->{live}[1], 0, 'the live tunnel never failed (nginx\'s cache)');
+like(read_file($s->log_path('nginx')), qr/the sentinels switched masters/,
+    'nginx followed +switch-master');
+like(read_file($s->log_path('tunneld')), qr/the sentinels moved master/,
+    'tunneld followed +switch-master');
 
 # tunneld re-registered the route on the new master: it survives the
 # route TTL (10 s) there only if tunneld refreshes it there
