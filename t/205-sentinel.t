@@ -11,6 +11,7 @@
 # the client (tunneld's tunnel:close subscription moved too).  Then the
 # new master is killed outright (SIGKILL): the sentinels fail over back to
 # the old one after down-after-milliseconds, and requests recover again.
+# Last the master is frozen (SIGSTOP): the same, with silent connections.
 
 use strict;
 use warnings;
@@ -292,9 +293,46 @@ ok(wait_until(10, sub { route_at($pm, 'sen')->{socket} }),
     'the route is on the master again');
 ok(get_ok('sen'), 'the live tunnel serves');
 
+# --- the master frozen (SIGSTOP) -----------------------------------------------------
+#
+# Its connections stay open and silent: only the sentinels' +switch-master
+# (or a command timeout) moves the clients.  The killed replica comes back
+# first, as a replica of the current master.
+
+$pid{$pr} = spawn("$dir/redis-$pr.log", 'redis-server',
+    '--port', $pr, '--bind', '127.0.0.1', '--dir', "$dir/r$pr",
+    '--save', '', '--appendonly', 'no', '--replicaof', '127.0.0.1', $pm);
+ok(wait_until(30, sub {
+    return 0 unless rcli($pr, 'INFO', 'replication')
+        =~ /master_link_status:up/;
+    for my $p (@ps) {
+        my @r = rcli($p, 'SENTINEL', 'replicas', 'mymaster');
+        my ($i) = grep { $r[$_] eq 'flags' } 0 .. $#r;
+        return 0 unless defined $i && $r[$i + 1] eq 'slave';
+    }
+    return 1;
+}), 'the replica is back and every sentinel sees it healthy');
+
+my $h = failover_loop('master frozen', sub { kill 'STOP', $pid{$pm} },
+    sub { master_port() == $pr });
+kill 'CONT', $pid{$pm};
+is(master_port(), $pr, 'the replica is the master');
+for my $k (qw(live new)) {
+    my $x = $h->{$k};
+    ok($x->[1] == 0 || defined $x->[4],
+        "$k requests: all succeed again after the freeze");
+}
+ok(wait_until(10, sub { route_at($pr, 'sen')->{socket} }),
+    'the route is on the new master');
+ok(get_ok('sen'), 'the live tunnel serves');
+
 check_logs($s,
     allow_nginx   => [ qr/redis (?:command|subscriber|sentinel) link/,
-                       qr/lookup of "nx\d+-\d+" failed: redis is not connected/ ],
+                       # new lookups while no master answers: refused
+                       # at once, lost with the link, or (the frozen
+                       # master) tunnel_lookup_timeout (1 s); never for
+                       # the live tunnel
+                       qr/lookup of "nx\d+-\d+" (?:failed: redis is not connected|failed: redis link lost|timed out)/ ],
     allow_tunneld => [ qr/redis/i ]);
 
 $ssh->stop if $ssh->can('stop');
