@@ -205,8 +205,11 @@ ngx_http_tunnel_redis_command(redisCallbackFn *fn, void *privdata, int argc,
 
     ac = ngx_http_tunnel_redis_cmd.ac;
 
+    /* while asking a sentinel, ac is the sentinel's */
+
     if (ac == NULL
         || ngx_http_tunnel_redis_exiting
+        || ngx_http_tunnel_redis_cmd.asking
         || (ac->c.flags & (REDIS_DISCONNECTING|REDIS_FREEING)))
     {
         return NGX_DECLINED;
