@@ -30,6 +30,8 @@ static char *ngx_http_tunnel_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static char *ngx_http_tunnel_redis_addr(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_tunnel_redis_sentinel(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static char *ngx_http_tunnel_lookup(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_tunnel_page(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -48,6 +50,20 @@ static ngx_command_t  ngx_http_tunnel_commands[] = {
       ngx_http_tunnel_redis_addr,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("tunnel_redis_sentinel"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_tunnel_redis_sentinel,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tunnel_redis_master"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_tunnel_main_conf_t, redis_master),
       NULL },
 
     { ngx_string("tunnel_domain"),
@@ -393,12 +409,44 @@ ngx_http_tunnel_init(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    if (tmcf->redis.len == 0) {
+    if ((tmcf->sentinels == NULL) != (tmcf->redis_master.len == 0)) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"tunnel_redis_sentinel\" and "
+                      "\"tunnel_redis_master\" go together: the "
+                      "sentinels' addresses and the name they know the "
+                      "master by");
+        return NGX_ERROR;
+    }
+
+    if (tmcf->sentinels != NULL && tmcf->redis.len) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"tunnel_redis\" and \"tunnel_redis_sentinel\" "
+                      "exclude each other: with sentinels, the master's "
+                      "address comes from them");
+        return NGX_ERROR;
+    }
+
+    if (tmcf->redis.len == 0 && tmcf->sentinels == NULL) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"tunnel_lookup\" in %s:%ui needs \"tunnel_redis\" "
-                      "in the http block", tmcf->lookup_file,
-                      tmcf->lookup_line);
+                      "(or \"tunnel_redis_sentinel\" and "
+                      "\"tunnel_redis_master\") in the http block",
+                      tmcf->lookup_file, tmcf->lookup_line);
         return NGX_ERROR;
+    }
+
+    if (tmcf->sentinels != NULL) {
+        /* what the links' log lines name */
+
+        tmcf->redis.data = ngx_pnalloc(cf->pool,
+                                       tmcf->redis_master.len + 32);
+        if (tmcf->redis.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        tmcf->redis.len = ngx_sprintf(tmcf->redis.data, "master %V of "
+                                      "the sentinels", &tmcf->redis_master)
+                          - tmcf->redis.data;
     }
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
@@ -526,6 +574,68 @@ ngx_http_tunnel_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"tunnel_lookup_timeout\" must be more than 0");
         return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * tunnel_redis_sentinel IP:PORT ...: numeric only, since the workers
+ * connect to sentinels on every Redis reconnect and must not resolve.
+ */
+
+static char *
+ngx_http_tunnel_redis_sentinel(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_tunnel_main_conf_t *tmcf = conf;
+
+    size_t                       len;
+    ngx_str_t                   *value;
+    ngx_uint_t                   i;
+    ngx_addr_t                   addr;
+    ngx_http_tunnel_sentinel_t  *s;
+
+    if (tmcf->sentinels != NULL) {
+        return "is duplicate";
+    }
+
+    tmcf->sentinels = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                       sizeof(ngx_http_tunnel_sentinel_t));
+    if (tmcf->sentinels == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        if (ngx_parse_addr_port(cf->pool, &addr, value[i].data,
+                                value[i].len)
+            != NGX_OK
+            || ngx_inet_get_port(addr.sockaddr) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"tunnel_redis_sentinel\" wants numeric "
+                               "IP:PORT addresses (no host names: workers "
+                               "must not resolve), not \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        s = ngx_array_push(tmcf->sentinels);
+        if (s == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        s->host = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
+        if (s->host == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        len = ngx_sock_ntop(addr.sockaddr, addr.socklen, s->host,
+                            NGX_SOCKADDR_STRLEN, 0);
+        s->host[len] = '\0';
+        s->port = (int) ngx_inet_get_port(addr.sockaddr);
     }
 
     return NGX_CONF_OK;

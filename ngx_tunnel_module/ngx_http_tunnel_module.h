@@ -34,10 +34,18 @@ typedef struct ngx_http_tunnel_node_lookup_s  ngx_http_tunnel_node_lookup_t;
 
 
 typedef struct {
+    u_char                    *host;           /* numeric IP, NUL-ended */
+    int                        port;
+} ngx_http_tunnel_sentinel_t;
+
+
+typedef struct {
     ngx_str_t                  redis;          /* as written, for logs */
     ngx_str_t                  redis_path;     /* "unix:" socket, NUL-ended */
     ngx_str_t                  redis_host;     /* numeric IP, NUL-ended */
     ngx_uint_t                 redis_port;
+    ngx_array_t               *sentinels;      /* tunnel_redis_sentinel */
+    ngx_str_t                  redis_master;   /* tunnel_redis_master */
     ngx_msec_t                 cache_ttl;
     ngx_uint_t                 lookup_used;    /* some location looks up */
     u_char                    *lookup_file;    /* where, for the error */

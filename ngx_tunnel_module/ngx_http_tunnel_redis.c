@@ -47,13 +47,23 @@ typedef struct {
     ngx_event_t                    deadline;  /* connect must finish */
     ngx_msec_t                     backoff;
     ngx_uint_t                     subscriber;
+    ngx_uint_t                     watcher;   /* on a sentinel */
     ngx_uint_t                     up;        /* answered on this socket */
     ngx_uint_t                     failed;    /* since it was last up */
+
+    /* tunnel_redis_sentinel: the master's address, asked on each connect */
+    ngx_uint_t                     sentinel;  /* the one asked next */
+    ngx_uint_t                     asking;    /* ac is a sentinel link */
+    ngx_uint_t                     have_master;
+    u_char                         host[NGX_SOCKADDR_STRLEN + 1];
+    int                            port;
 } ngx_http_tunnel_redis_link_t;
 
 
 static void ngx_http_tunnel_redis_connect(ngx_http_tunnel_redis_link_t *link);
 static void ngx_http_tunnel_redis_schedule(
+    ngx_http_tunnel_redis_link_t *link);
+static void ngx_http_tunnel_redis_next_sentinel(
     ngx_http_tunnel_redis_link_t *link);
 static void ngx_http_tunnel_redis_retry_handler(ngx_event_t *ev);
 static void ngx_http_tunnel_redis_deadline_handler(ngx_event_t *ev);
@@ -73,6 +83,12 @@ static void ngx_http_tunnel_redis_pong(redisAsyncContext *ac, void *reply,
     void *privdata);
 static void ngx_http_tunnel_redis_message(redisAsyncContext *ac, void *reply,
     void *privdata);
+static void ngx_http_tunnel_redis_sentinel_answer(redisAsyncContext *ac,
+    void *reply, void *privdata);
+static void ngx_http_tunnel_redis_role(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void ngx_http_tunnel_redis_switch(redisAsyncContext *ac, void *reply,
+    void *privdata);
 
 
 static ngx_http_tunnel_main_conf_t   *ngx_http_tunnel_redis_conf;
@@ -80,14 +96,15 @@ static ngx_log_t                     *ngx_http_tunnel_redis_log;
 static ngx_uint_t                     ngx_http_tunnel_redis_exiting;
 static ngx_http_tunnel_redis_link_t   ngx_http_tunnel_redis_cmd;
 static ngx_http_tunnel_redis_link_t   ngx_http_tunnel_redis_sub;
+static ngx_http_tunnel_redis_link_t   ngx_http_tunnel_redis_watch;
 
 
 ngx_int_t
 ngx_http_tunnel_redis_init_process(ngx_cycle_t *cycle,
     ngx_http_tunnel_main_conf_t *tmcf)
 {
-    ngx_uint_t                     i;
-    ngx_http_tunnel_redis_link_t  *link, *links[2];
+    ngx_uint_t                     i, n;
+    ngx_http_tunnel_redis_link_t  *link, *links[3];
 
     ngx_http_tunnel_redis_conf = tmcf;
     ngx_http_tunnel_redis_log = cycle->log;
@@ -95,14 +112,21 @@ ngx_http_tunnel_redis_init_process(ngx_cycle_t *cycle,
 
     links[0] = &ngx_http_tunnel_redis_cmd;
     links[1] = &ngx_http_tunnel_redis_sub;
+    links[2] = &ngx_http_tunnel_redis_watch;
 
-    for (i = 0; i < 2; i++) {
+    /* with sentinels, a third link watches them for +switch-master */
+
+    n = tmcf->sentinels ? 3 : 2;
+
+    for (i = 0; i < n; i++) {
         link = links[i];
 
         ngx_memzero(link, sizeof(ngx_http_tunnel_redis_link_t));
 
-        link->role = (i == 0) ? "command" : "subscriber";
-        link->subscriber = i;
+        link->role = (i == 0) ? "command" : (i == 1) ? "subscriber"
+                                                     : "sentinel";
+        link->subscriber = (i == 1);
+        link->watcher = (i == 2);
         link->backoff = NGX_HTTP_TUNNEL_REDIS_BACKOFF_MIN;
 
         /* cancelable: a pending reconnect must not delay a graceful exit */
@@ -135,8 +159,8 @@ ngx_http_tunnel_redis_init_process(ngx_cycle_t *cycle,
 void
 ngx_http_tunnel_redis_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_uint_t                     i;
-    ngx_http_tunnel_redis_link_t  *link, *links[2];
+    ngx_uint_t                     i, n;
+    ngx_http_tunnel_redis_link_t  *link, *links[3];
 
     if (ngx_http_tunnel_redis_conf == NULL) {
         return;
@@ -146,8 +170,11 @@ ngx_http_tunnel_redis_exit_process(ngx_cycle_t *cycle)
 
     links[0] = &ngx_http_tunnel_redis_cmd;
     links[1] = &ngx_http_tunnel_redis_sub;
+    links[2] = &ngx_http_tunnel_redis_watch;
 
-    for (i = 0; i < 2; i++) {
+    n = ngx_http_tunnel_redis_conf->sentinels ? 3 : 2;
+
+    for (i = 0; i < n; i++) {
         link = links[i];
 
         if (link->retry.timer_set) {
@@ -178,8 +205,11 @@ ngx_http_tunnel_redis_command(redisCallbackFn *fn, void *privdata, int argc,
 
     ac = ngx_http_tunnel_redis_cmd.ac;
 
+    /* while asking a sentinel, ac is the sentinel's */
+
     if (ac == NULL
         || ngx_http_tunnel_redis_exiting
+        || ngx_http_tunnel_redis_cmd.asking
         || (ac->c.flags & (REDIS_DISCONNECTING|REDIS_FREEING)))
     {
         return NGX_DECLINED;
@@ -206,11 +236,36 @@ ngx_http_tunnel_redis_connect(ngx_http_tunnel_redis_link_t *link)
     static const char  *sub_argv[] = { "SUBSCRIBE",
                                        NGX_HTTP_TUNNEL_INVALIDATE };
     static const char  *ping_argv[] = { "PING" };
+    static const char  *sentinel_argv[] = { "SENTINEL",
+                                            "get-master-addr-by-name",
+                                            NULL };
+    static size_t       sentinel_argvlen[] = {
+                            sizeof("SENTINEL") - 1,
+                            sizeof("get-master-addr-by-name") - 1, 0 };
+
+    static const char  *role_argv[] = { "ROLE" };
+    static const char  *switch_argv[] = { "SUBSCRIBE", "+switch-master" };
+
+    ngx_http_tunnel_sentinel_t  *sentinel;
 
     tmcf = ngx_http_tunnel_redis_conf;
     log = ngx_http_tunnel_redis_log;
 
-    if (tmcf->redis_path.len) {
+    /* sentinels: ask one for the master first, on every (re)connect */
+
+    link->asking = (tmcf->sentinels != NULL && !link->have_master
+                    && !link->watcher);
+    link->have_master = 0;
+
+    if (link->asking || link->watcher) {
+        sentinel = tmcf->sentinels->elts;
+        sentinel += link->sentinel;
+        ac = redisAsyncConnect((char *) sentinel->host, sentinel->port);
+
+    } else if (tmcf->sentinels != NULL) {
+        ac = redisAsyncConnect((char *) link->host, link->port);
+
+    } else if (tmcf->redis_path.len) {
         ac = redisAsyncConnectUnix((char *) tmcf->redis_path.data);
 
     } else {
@@ -233,6 +288,7 @@ ngx_http_tunnel_redis_connect(ngx_http_tunnel_redis_link_t *link)
                       link->role, &tmcf->redis, ac->errstr);
         redisAsyncFree(ac);
         link->failed++;
+        ngx_http_tunnel_redis_next_sentinel(link);
         ngx_http_tunnel_redis_schedule(link);
         return;
     }
@@ -276,8 +332,33 @@ ngx_http_tunnel_redis_connect(ngx_http_tunnel_redis_link_t *link)
     /*
      * The first command is queued now and flushed once the socket is
      * writable, which also tells hiredis the connect has completed.  Its
-     * reply marks the link up.
+     * reply marks the link up.  A sentinel link asks for the master; a
+     * master found through one must first say it is a master (ROLE).
      */
+
+    if (link->watcher) {
+        (void) redisAsyncCommandArgv(ac, ngx_http_tunnel_redis_switch, link,
+                                     2, switch_argv, NULL);
+        ngx_http_tunnel_redis_add_write(link);
+        return;
+    }
+
+    if (link->asking) {
+        sentinel_argv[2] = (const char *) tmcf->redis_master.data;
+        sentinel_argvlen[2] = tmcf->redis_master.len;
+
+        (void) redisAsyncCommandArgv(ac,
+                                     ngx_http_tunnel_redis_sentinel_answer,
+                                     link, 3, sentinel_argv,
+                                     sentinel_argvlen);
+        ngx_http_tunnel_redis_add_write(link);
+        return;
+    }
+
+    if (tmcf->sentinels != NULL) {
+        (void) redisAsyncCommandArgv(ac, ngx_http_tunnel_redis_role, link,
+                                     1, role_argv, NULL);
+    }
 
     if (link->subscriber) {
         (void) redisAsyncCommandArgv(ac, ngx_http_tunnel_redis_message, link,
@@ -289,6 +370,17 @@ ngx_http_tunnel_redis_connect(ngx_http_tunnel_redis_link_t *link)
     }
 
     ngx_http_tunnel_redis_add_write(link);
+}
+
+
+static void
+ngx_http_tunnel_redis_next_sentinel(ngx_http_tunnel_redis_link_t *link)
+{
+    if (link->asking) {
+        link->asking = 0;
+        link->sentinel = (link->sentinel + 1)
+                         % ngx_http_tunnel_redis_conf->sentinels->nelts;
+    }
 }
 
 
@@ -329,7 +421,11 @@ ngx_http_tunnel_redis_deadline_handler(ngx_event_t *ev)
 {
     ngx_http_tunnel_redis_link_t  *link = ev->data;
 
-    if (link->ac == NULL || (link->ac->c.flags & REDIS_CONNECTED)) {
+    /* a sentinel link stays under the deadline until it answers */
+
+    if (link->ac == NULL
+        || ((link->ac->c.flags & REDIS_CONNECTED) && !link->asking))
+    {
         return;
     }
 
@@ -476,6 +572,32 @@ ngx_http_tunnel_redis_cleanup(void *data)
         ngx_del_timer(&link->deadline);
     }
 
+    link->ac = NULL;
+    link->conn = NULL;
+
+    if (link->asking) {
+        link->asking = 0;
+
+        if (link->have_master) {
+            /* on to the master it named, without backoff */
+
+            if (!ngx_http_tunnel_redis_exiting && !ngx_terminate
+                && !link->retry.timer_set)
+            {
+                ngx_add_timer(&link->retry, 1);
+            }
+
+            return;
+        }
+
+        ngx_http_tunnel_redis_next_sentinel(link);
+    }
+
+    if (link->watcher) {
+        link->sentinel = (link->sentinel + 1)
+                         % ngx_http_tunnel_redis_conf->sentinels->nelts;
+    }
+
     if (link->subscriber) {
         ngx_http_tunnel_cache_enable(0);
     }
@@ -499,7 +621,7 @@ ngx_http_tunnel_redis_on_connect(const redisAsyncContext *ac, int status)
     ngx_http_tunnel_redis_link_t  *link = ac->data;
 
     if (status == REDIS_OK) {
-        if (link->deadline.timer_set) {
+        if (link->deadline.timer_set && !link->asking) {
             ngx_del_timer(&link->deadline);
         }
 
@@ -640,4 +762,158 @@ ngx_http_tunnel_redis_message(redisAsyncContext *ac, void *reply,
                    "tunnel: invalidated \"%V\"", &name);
 
     ngx_http_tunnel_cache_remove(&name);
+}
+
+
+/*
+ * Sentinel mode.  The answer to SENTINEL get-master-addr-by-name is
+ * ["IP", "PORT"]: remember it and drop the sentinel link; the cleanup hook
+ * connects on to the master at once.  The master must answer ROLE with
+ * "master" before the PING or SUBSCRIBE queued behind it marks the link up:
+ * otherwise (a failover under way, a stale answer) the link is dropped and
+ * the next attempt asks a sentinel again.  A master demoted later has its
+ * clients killed by the sentinels, which lands here again as well.
+ */
+
+static void
+ngx_http_tunnel_redis_sentinel_answer(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    redisReply                    *rr = reply, *h, *p;
+    ngx_int_t                      port;
+    ngx_http_tunnel_redis_link_t  *link = privdata;
+
+    if (rr == NULL) {
+        return;
+    }
+
+    if (rr->type == REDIS_REPLY_ARRAY && rr->elements == 2
+        && rr->element[0]->type == REDIS_REPLY_STRING
+        && rr->element[1]->type == REDIS_REPLY_STRING
+        && rr->element[0]->len > 0
+        && rr->element[0]->len <= NGX_SOCKADDR_STRLEN)
+    {
+        h = rr->element[0];
+        p = rr->element[1];
+
+        port = ngx_atoi((u_char *) p->str, p->len);
+
+        if (port > 0 && port < 65536) {
+            ngx_memcpy(link->host, h->str, h->len);
+            link->host[h->len] = '\0';
+            link->port = (int) port;
+            link->have_master = 1;
+        }
+    }
+
+    if (!link->have_master) {
+        ngx_log_error(NGX_LOG_ERR, ngx_http_tunnel_redis_log, 0,
+                      "tunnel: redis %s link: a sentinel does not know "
+                      "\"%V\"%s%*s", link->role,
+                      &ngx_http_tunnel_redis_conf->redis_master,
+                      rr->type == REDIS_REPLY_ERROR ? ": " : "",
+                      rr->type == REDIS_REPLY_ERROR ? (size_t) rr->len : 0,
+                      rr->type == REDIS_REPLY_ERROR ? rr->str : "");
+    }
+
+    redisAsyncFree(ac);     /* deferred: we are inside a callback */
+}
+
+
+static void
+ngx_http_tunnel_redis_role(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    redisReply                    *rr = reply, *role;
+    ngx_http_tunnel_redis_link_t  *link = privdata;
+
+    if (rr == NULL) {
+        return;
+    }
+
+    role = (rr->type == REDIS_REPLY_ARRAY && rr->elements > 0)
+           ? rr->element[0] : NULL;
+
+    if (role != NULL && role->type == REDIS_REPLY_STRING && role->len == 6
+        && ngx_strncmp(role->str, "master", 6) == 0)
+    {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, ngx_http_tunnel_redis_log, 0,
+                  "tunnel: redis %s link: %s:%d, named master of \"%V\" by "
+                  "a sentinel, is not a master: asking again", link->role,
+                  link->host, link->port,
+                  &ngx_http_tunnel_redis_conf->redis_master);
+
+    redisAsyncFree(ac);
+}
+
+
+/*
+ * The sentinel link: SUBSCRIBEd to +switch-master on one sentinel (the
+ * next one after a failure).  A failover with the old master still up
+ * would leave the links on it until the sentinels demote it (seconds: their
+ * INFO period), meanwhile reading routes it no longer gets and missing the
+ * invalidations published on the new master.  "NAME OLDIP OLDPORT NEWIP
+ * NEWPORT" for our master drops both links, which then ask a sentinel.
+ */
+
+static void
+ngx_http_tunnel_redis_switch(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    redisReply                    *rr = reply, *kind, *m;
+    u_char                        *p, *end;
+    ngx_str_t                     *name;
+    ngx_uint_t                     i;
+    ngx_http_tunnel_redis_link_t  *link = privdata, *links[2];
+
+    if (rr == NULL || rr->type != REDIS_REPLY_ARRAY || rr->elements < 3) {
+        return;
+    }
+
+    kind = rr->element[0];
+    m = rr->element[2];
+
+    if (kind->type != REDIS_REPLY_STRING) {
+        return;
+    }
+
+    if (kind->len == sizeof("subscribe") - 1
+        && ngx_strncasecmp((u_char *) kind->str, (u_char *) "subscribe",
+                           kind->len) == 0)
+    {
+        ngx_http_tunnel_redis_up(link);
+        return;
+    }
+
+    if (m->type != REDIS_REPLY_STRING) {
+        return;
+    }
+
+    name = &ngx_http_tunnel_redis_conf->redis_master;
+    p = (u_char *) m->str;
+    end = p + m->len;
+
+    if ((size_t) (end - p) <= name->len || p[name->len] != ' '
+        || ngx_strncmp(p, name->data, name->len) != 0)
+    {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, ngx_http_tunnel_redis_log, 0,
+                  "tunnel: the sentinels switched masters: \"%*s\", "
+                  "reconnecting", (size_t) m->len, m->str);
+
+    links[0] = &ngx_http_tunnel_redis_cmd;
+    links[1] = &ngx_http_tunnel_redis_sub;
+
+    /* other contexts than ac: freeing them at once is safe */
+
+    for (i = 0; i < 2; i++) {
+        if (links[i]->ac != NULL && !links[i]->asking) {
+            redisAsyncFree(links[i]->ac);
+        }
+    }
 }

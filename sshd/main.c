@@ -46,6 +46,8 @@ static char         tnl_url_buf[512];
 static char         tnl_opt_cmdline[128];
 
 static int          tnl_allow_root;
+static const char  *tnl_redis_sentinel;   /* --redis-sentinel */
+static const char  *tnl_redis_master;     /* --redis-master */
 
 /* --user NAME: the account to switch to once bound (root only) */
 static const char  *tnl_user;
@@ -64,6 +66,8 @@ static const struct option  tnl_opts[] = {
     { "admin-url",      required_argument, NULL, 'a' },
     { "database-url",   required_argument, NULL, 'D' },
     { "redis-url",      required_argument, NULL, 'R' },
+    { "redis-sentinel", required_argument, NULL, 'q' },
+    { "redis-master",   required_argument, NULL, 'J' },
     { "node",           required_argument, NULL, 'n' },
     { "node-address",   required_argument, NULL, 'O' },
     { "max-forwards",   required_argument, NULL, 'f' },
@@ -114,6 +118,11 @@ tnl_usage(FILE *f)
         "                          and URL/keys), shown for an unknown key\n"
         "  --database-url URL      default $DATABASE_URL\n"
         "  --redis-url URL         default $REDIS_URL\n"
+        "  --redis-sentinel IP:PORT,IP:PORT,...\n"
+        "                          find the Redis master through these\n"
+        "                          sentinels (numeric addresses) instead\n"
+        "                          of --redis-url; needs --redis-master\n"
+        "  --redis-master NAME     the sentinels' name of the master\n"
         "  --node ID               default the host name\n"
         "  --node-address IP:PORT  this node's internal nginx listener:\n"
         "                          advertised in Redis so other nodes\n"
@@ -229,6 +238,8 @@ tnl_option(int c, const char *where, const char *opt, char *arg)
         break;
     case 'D': tnl_conf.database_url = arg; break;
     case 'R': tnl_conf.redis_url = arg; break;
+    case 'q': tnl_redis_sentinel = arg; break;
+    case 'J': tnl_redis_master = arg; break;
     case 'n':
         /*
          * Session ids are NODE/PID/N: a '/' in the id would make routes
@@ -485,6 +496,43 @@ done:
 }
 
 
+/*
+ * --redis-sentinel and --redis-master become the URL redis.c parses,
+ * "sentinel://IP:PORT,IP:PORT/NAME"; they take the place of --redis-url.
+ */
+static int
+tnl_redis_sentinel_url(void)
+{
+    static char  url[1024];
+
+    if (tnl_redis_sentinel == NULL && tnl_redis_master == NULL) {
+        return 0;
+    }
+
+    if (tnl_redis_sentinel == NULL || tnl_redis_master == NULL
+        || tnl_redis_sentinel[0] == '\0' || tnl_redis_master[0] == '\0')
+    {
+        fprintf(stderr, "tunneld: --redis-sentinel and --redis-master go "
+                "together: give the sentinels' addresses and the name "
+                "they know the master by (e.g. --redis-sentinel "
+                "10.0.0.1:26379,10.0.0.2:26379 --redis-master mymaster)\n");
+        return -1;
+    }
+
+    if ((size_t) snprintf(url, sizeof(url), "sentinel://%s/%s",
+                          tnl_redis_sentinel, tnl_redis_master)
+        >= sizeof(url))
+    {
+        fprintf(stderr, "tunneld: --redis-sentinel is too long\n");
+        return -1;
+    }
+
+    tnl_conf.redis_url = url;
+
+    return 0;
+}
+
+
 static int
 tnl_options(int argc, char **argv)
 {
@@ -574,6 +622,10 @@ tnl_options(int argc, char **argv)
     if (tnl_conf.database_url == NULL || tnl_conf.database_url[0] == '\0') {
         fprintf(stderr, "tunneld: no database: use --database-url, "
                 "database-url in --config or set DATABASE_URL\n");
+        return -1;
+    }
+
+    if (tnl_redis_sentinel_url() != 0) {
         return -1;
     }
 

@@ -28,6 +28,7 @@
 #define TNL_REDIS_BACKOFF_MIN_MS      100
 #define TNL_REDIS_BACKOFF_MAX_MS      1000
 #define TNL_REDIS_NAG_MS              60000
+#define TNL_REDIS_SENTINELS_MAX       16
 
 
 struct tnl_redis_s {
@@ -50,6 +51,20 @@ struct tnl_redis_s {
     char                *host;
     int                  port;
     tnl_resolve_t       *resolving;    /* host name being resolved */
+
+    /*
+     * Sentinel mode ("sentinel://H:P,H:P/NAME"): host and port are the
+     * master's, asked anew before every connect (see tnl_redis_sentinel_*)
+     */
+    char                *master;       /* NULL: plain mode */
+    char                *sentinel_host[TNL_REDIS_SENTINELS_MAX];
+    int                  sentinel_port[TNL_REDIS_SENTINELS_MAX];
+    int                  nsentinels;
+    int                  sentinel;     /* the one asked next */
+    unsigned             asking:1;     /* ac is a sentinel connection */
+    unsigned             have_master:1;  /* host:port fresh from it */
+    tnl_redis_t         *watch;        /* on a sentinel: +switch-master */
+    tnl_redis_t         *parent;       /* set in a watch connection */
 };
 
 
@@ -66,7 +81,16 @@ typedef struct {
 static void tnl_redis_connect(tnl_redis_t *rc);
 static void tnl_redis_schedule(tnl_redis_t *rc);
 static void tnl_redis_io_handler(tnl_io_t *io, uint32_t events);
-static void tnl_redis_open(tnl_redis_t *rc, const char *addr);
+static void tnl_redis_open(tnl_redis_t *rc, const char *addr,
+    int port);
+static void tnl_redis_up(tnl_redis_t *rc);
+static int tnl_redis_sentinel_parse(tnl_redis_t *rc, const char *url);
+static void tnl_redis_sentinel_ask(redisAsyncContext *ac);
+static void tnl_redis_sentinel_role(redisAsyncContext *ac);
+static int tnl_redis_sentinel_cleanup(tnl_redis_t *rc);
+static void tnl_redis_sentinel_free(tnl_redis_t *rc);
+static void tnl_redis_sentinel_watch(tnl_redis_t *rc);
+static void tnl_redis_sentinel_rotate(tnl_redis_t *watch);
 
 
 static int
@@ -76,6 +100,10 @@ tnl_redis_parse_url(tnl_redis_t *rc, const char *url)
     char        *end;
     long         port;
     size_t       len;
+
+    if (strncmp(url, "sentinel://", 11) == 0) {
+        return tnl_redis_sentinel_parse(rc, url + 11);
+    }
 
     if (strncmp(url, "unix:", 5) == 0) {
         p = url + 5;
@@ -219,6 +247,14 @@ tnl_redis_cleanup(void *privdata)
         return;
     }
 
+    if (rc->master != NULL && tnl_redis_sentinel_cleanup(rc)) {
+        return;
+    }
+
+    if (rc->parent != NULL) {
+        tnl_redis_sentinel_rotate(rc);
+    }
+
     tnl_redis_schedule(rc);
 
     if (was_up && rc->on_state) {
@@ -232,12 +268,12 @@ tnl_redis_on_connect(const redisAsyncContext *ac, int status)
 {
     tnl_redis_t  *rc = ac->ev.data;
 
-    tnl_timer_del(&rc->connect_timer);
-
     if (status != REDIS_OK) {
+        tnl_timer_del(&rc->connect_timer);
+
         if (!rc->failing) {
-            tnl_log_warn("redis %s: cannot connect: %s", rc->tag,
-                         ac->errstr);
+            tnl_log_warn("redis %s: cannot connect%s: %s", rc->tag,
+                         rc->asking ? " to the sentinel" : "", ac->errstr);
             rc->failing = 1;
             rc->nagged = tnl_now_ms();
         }
@@ -246,7 +282,29 @@ tnl_redis_on_connect(const redisAsyncContext *ac, int status)
         return;
     }
 
-    tnl_log_info("redis %s: connected", rc->tag);
+    /* sentinel mode: the connect timer also bounds these answers */
+
+    if (rc->asking) {
+        tnl_redis_sentinel_ask((redisAsyncContext *) ac);
+        return;
+    }
+
+    if (rc->master != NULL) {
+        tnl_redis_sentinel_role((redisAsyncContext *) ac);
+        return;
+    }
+
+    tnl_timer_del(&rc->connect_timer);
+    tnl_redis_up(rc);
+}
+
+
+static void
+tnl_redis_up(tnl_redis_t *rc)
+{
+    tnl_log_info("redis %s: connected%s%s", rc->tag,
+                 rc->master ? " to the master of " : "",
+                 rc->master ? rc->master : "");
 
     rc->up = 1;
     rc->failing = 0;
@@ -321,7 +379,7 @@ tnl_redis_resolved(const char *addrs, const char *err, void *data)
         return;
     }
 
-    tnl_redis_open(rc, addrs);
+    tnl_redis_open(rc, addrs, rc->port);
 }
 
 
@@ -405,24 +463,37 @@ tnl_redis_connect(tnl_redis_t *rc)
         rc->nagged = tnl_now_ms();
     }
 
+    if (rc->master != NULL) {
+        /* ask a sentinel first, every time: the master may have moved */
+        rc->asking = !rc->have_master;
+        rc->have_master = 0;
+    }
+
+    if (rc->asking) {
+        /* sentinel addresses are numeric (checked when parsed) */
+        tnl_redis_open(rc, rc->sentinel_host[rc->sentinel],
+                       rc->sentinel_port[rc->sentinel]);
+        return;
+    }
+
     if (rc->path == NULL && !tnl_resolve_is_numeric(rc->host)) {
         tnl_redis_resolve(rc);
         return;
     }
 
-    tnl_redis_open(rc, rc->host);
+    tnl_redis_open(rc, rc->host, rc->port);
 }
 
 
 /* addr: numeric, for a TCP connection */
 
 static void
-tnl_redis_open(tnl_redis_t *rc, const char *addr)
+tnl_redis_open(tnl_redis_t *rc, const char *addr, int port)
 {
     redisAsyncContext  *ac;
 
-    ac = rc->path ? redisAsyncConnectUnix(rc->path)
-                  : redisAsyncConnect(addr, rc->port);
+    ac = rc->path && !rc->asking ? redisAsyncConnectUnix(rc->path)
+                                 : redisAsyncConnect(addr, port);
 
     if (ac == NULL) {
         tnl_log_error("redis %s: cannot allocate a context", rc->tag);
@@ -439,6 +510,12 @@ tnl_redis_open(tnl_redis_t *rc, const char *addr)
         }
 
         redisAsyncFree(ac);     /* no hooks attached yet */
+
+        if (rc->asking) {
+            rc->asking = 0;
+            rc->sentinel = (rc->sentinel + 1) % rc->nsentinels;
+        }
+
         tnl_redis_schedule(rc);
         return;
     }
@@ -490,8 +567,10 @@ tnl_redis_create(tnl_loop_t *loop, const char *url, const char *tag,
     if (url == NULL || rc->tag == NULL
         || tnl_redis_parse_url(rc, url) == -1)
     {
-        tnl_log_error("redis: bad url \"%s\": expected unix:/path or "
-                      "redis://host:port", url ? url : "");
+        tnl_log_error("redis: bad url \"%s\": expected unix:/path, "
+                      "redis://host:port or sentinel://IP:PORT,IP:PORT/NAME",
+                      url ? url : "");
+        tnl_redis_sentinel_free(rc);
         free(rc->tag);
         free(rc->path);
         free(rc->host);
@@ -500,6 +579,10 @@ tnl_redis_create(tnl_loop_t *loop, const char *url, const char *tag,
     }
 
     tnl_redis_connect(rc);
+
+    if (rc->master != NULL) {
+        tnl_redis_sentinel_watch(rc);
+    }
 
     return rc;
 }
@@ -519,6 +602,7 @@ static void
 tnl_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
     tnl_redis_cmd_t  *cmd = privdata;
+    tnl_redis_t      *rc;
 
     (void) ac;
 
@@ -538,7 +622,19 @@ tnl_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
         cmd->cb(cmd->rc, r, cmd->data);
     }
 
+    rc = cmd->rc;
     free(cmd);
+
+    /* a demoted master: a sentinel knows the new one */
+
+    if (rc->master != NULL && r != NULL
+        && ((redisReply *) r)->type == REDIS_REPLY_ERROR
+        && strncmp(((redisReply *) r)->str, "READONLY", 8) == 0)
+    {
+        tnl_log_warn("redis %s: the master of %s became a replica, "
+                     "asking the sentinels again", rc->tag, rc->master);
+        tnl_redis_reset(rc);
+    }
 }
 
 
@@ -714,6 +810,8 @@ tnl_redis_destroy(tnl_redis_t *rc)
 
     rc->destroying = 1;
 
+    tnl_redis_destroy(rc->watch);
+
     tnl_timer_del(&rc->retry_timer);
     tnl_timer_del(&rc->connect_timer);
 
@@ -725,8 +823,428 @@ tnl_redis_destroy(tnl_redis_t *rc)
         redisAsyncFree(rc->ac);
     }
 
+    tnl_redis_sentinel_free(rc);
     free(rc->tag);
     free(rc->path);
     free(rc->host);
     free(rc);
+}
+
+
+/*
+ * Sentinel mode.  Every connect goes through a sentinel: connect to one
+ * (asynchronously, like any connection), ask SENTINEL
+ * get-master-addr-by-name, drop it, connect to the address it named and
+ * check with ROLE that it is still a master before calling it up.  A lost
+ * master connection, a master that turned replica (ROLE, or a -READONLY
+ * reply) or a failed sentinel simply reconnects, which asks again: after a
+ * failover the sentinels kill the old master's clients, so following
+ * +switch-master needs no subscription of our own.  Sentinel addresses are
+ * numeric (hiredis would resolve a name with a blocking call).
+ */
+
+static int
+tnl_redis_sentinel_parse(tnl_redis_t *rc, const char *url)
+{
+    const char  *slash, *p, *end, *colon;
+    char         host[64], *e;
+    long         port;
+    size_t       len;
+
+    slash = strrchr(url, '/');
+    if (slash == NULL || slash[1] == '\0' || strchr(slash, '@') != NULL) {
+        return -1;
+    }
+
+    rc->master = strdup(slash + 1);
+    if (rc->master == NULL) {
+        return -1;
+    }
+
+    for (p = url; p < slash; p = end + 1) {
+        end = memchr(p, ',', slash - p);
+        if (end == NULL) {
+            end = slash;
+        }
+
+        if (rc->nsentinels == TNL_REDIS_SENTINELS_MAX) {
+            return -1;
+        }
+
+        colon = NULL;
+        if (*p == '[') {
+            colon = memchr(p, ']', end - p);
+            if (colon == NULL || colon[1] != ':') {
+                return -1;
+            }
+            len = colon - p - 1;
+            p++;
+            colon++;
+
+        } else {
+            colon = memchr(p, ':', end - p);
+            if (colon == NULL) {
+                return -1;
+            }
+            len = colon - p;
+        }
+
+        if (len == 0 || len >= sizeof(host)) {
+            return -1;
+        }
+
+        memcpy(host, p, len);
+        host[len] = '\0';
+
+        errno = 0;
+        port = strtol(colon + 1, &e, 10);
+        if (errno || e != end || port < 1 || port > 65535) {
+            return -1;
+        }
+
+        rc->sentinel_host[rc->nsentinels] = strdup(host);
+        if (rc->sentinel_host[rc->nsentinels] == NULL) {
+            return -1;
+        }
+        rc->sentinel_port[rc->nsentinels++] = (int) port;
+    }
+
+    return rc->nsentinels ? 0 : -1;
+}
+
+
+static void
+tnl_redis_sentinel_answer(redisAsyncContext *ac, void *r, void *privdata)
+{
+    tnl_redis_t  *rc = privdata;
+    redisReply   *reply = r, *h, *p;
+    char         *host, *end;
+    long          port;
+
+    if (reply == NULL) {
+        return;     /* the context is going away: cleanup moves on */
+    }
+
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
+        && reply->element[0]->type == REDIS_REPLY_STRING
+        && reply->element[1]->type == REDIS_REPLY_STRING)
+    {
+        h = reply->element[0];
+        p = reply->element[1];
+
+        errno = 0;
+        port = strtol(p->str, &end, 10);
+        host = strndup(h->str, h->len);
+
+        if (host != NULL && errno == 0 && *end == '\0' && port > 0
+            && port < 65536)
+        {
+            free(rc->host);
+            rc->host = host;
+            rc->port = (int) port;
+            rc->have_master = 1;
+
+        } else {
+            free(host);
+        }
+    }
+
+    if (!rc->have_master && !rc->failing) {
+        tnl_log_warn("redis %s: sentinel %s:%d does not know a master "
+                     "\"%s\"%s%.*s", rc->tag,
+                     rc->sentinel_host[rc->sentinel],
+                     rc->sentinel_port[rc->sentinel], rc->master,
+                     reply->type == REDIS_REPLY_ERROR ? ": " : "",
+                     reply->type == REDIS_REPLY_ERROR ? (int) reply->len : 0,
+                     reply->type == REDIS_REPLY_ERROR ? reply->str : "");
+        rc->failing = 1;
+        rc->nagged = tnl_now_ms();
+    }
+
+    redisAsyncFree(ac);     /* deferred by hiredis; cleanup connects on */
+}
+
+
+static void
+tnl_redis_sentinel_ask(redisAsyncContext *ac)
+{
+    tnl_redis_t  *rc = ac->ev.data;
+    const char   *argv[3];
+
+    argv[0] = "SENTINEL";
+    argv[1] = "get-master-addr-by-name";
+    argv[2] = rc->master;
+
+    if (redisAsyncCommandArgv(ac, tnl_redis_sentinel_answer, rc, 3, argv,
+                              NULL)
+        != REDIS_OK)
+    {
+        redisAsyncFree(ac);
+    }
+}
+
+
+static void
+tnl_redis_sentinel_role_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    tnl_redis_t  *rc = privdata;
+    redisReply   *reply = r, *role;
+
+    if (reply == NULL) {
+        return;
+    }
+
+    role = (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0)
+           ? reply->element[0] : NULL;
+
+    if (role != NULL && role->type == REDIS_REPLY_STRING
+        && role->len == 6 && memcmp(role->str, "master", 6) == 0)
+    {
+        tnl_timer_del(&rc->connect_timer);
+        tnl_redis_up(rc);
+        return;
+    }
+
+    if (!rc->failing) {
+        tnl_log_warn("redis %s: %s:%d, named master of \"%s\" by a "
+                     "sentinel, is not a master (yet): asking again",
+                     rc->tag, rc->host, rc->port, rc->master);
+        rc->failing = 1;
+        rc->nagged = tnl_now_ms();
+    }
+
+    redisAsyncFree(ac);
+}
+
+
+static void
+tnl_redis_sentinel_role(redisAsyncContext *ac)
+{
+    tnl_redis_t  *rc = ac->ev.data;
+    const char   *argv[1];
+
+    argv[0] = "ROLE";
+
+    if (redisAsyncCommandArgv(ac, tnl_redis_sentinel_role_reply, rc, 1, argv,
+                              NULL)
+        != REDIS_OK)
+    {
+        redisAsyncFree(ac);
+    }
+}
+
+
+/* from the cleanup hook: 1 when it planned the next connect itself */
+
+static int
+tnl_redis_sentinel_cleanup(tnl_redis_t *rc)
+{
+    if (!rc->asking) {
+        return 0;
+    }
+
+    rc->asking = 0;
+
+    if (rc->have_master) {
+        tnl_timer_add(&rc->retry_timer, 0);     /* on to the master */
+        return 1;
+    }
+
+    rc->sentinel = (rc->sentinel + 1) % rc->nsentinels;
+
+    return 0;
+}
+
+
+static void
+tnl_redis_sentinel_free(tnl_redis_t *rc)
+{
+    int  i;
+
+    for (i = 0; i < rc->nsentinels; i++) {
+        free(rc->sentinel_host[i]);
+    }
+
+    rc->nsentinels = 0;
+    free(rc->master);
+    rc->master = NULL;
+}
+
+
+/*
+ * The watch: a plain connection to one sentinel (the next one after it
+ * fails), subscribed to +switch-master.  A failover with the old master
+ * still up leaves our connection on it until the sentinels demote it,
+ * which takes seconds (their INFO period), meanwhile writes land on a
+ * master that is about to lose them: the message moves us at once.  On
+ * every (re)connect of the watch the master is asked too, since a switch
+ * may have happened while the watch was down.
+ */
+
+static void
+tnl_redis_watch_check(tnl_redis_t *rc, const char *host, size_t hlen,
+    const char *port, size_t plen)
+{
+    char  buf[8];
+
+    if (!rc->up || plen == 0 || plen >= sizeof(buf)) {
+        return;
+    }
+
+    memcpy(buf, port, plen);
+    buf[plen] = '\0';
+
+    if (strlen(rc->host) == hlen && memcmp(rc->host, host, hlen) == 0
+        && atoi(buf) == rc->port)
+    {
+        return;
+    }
+
+    tnl_log_info("redis %s: the sentinels moved master %s to %.*s:%s, "
+                 "reconnecting", rc->tag, rc->master, (int) hlen, host, buf);
+
+    tnl_redis_reset(rc);
+}
+
+
+static void
+tnl_redis_watch_answer(tnl_redis_t *watch, redisReply *reply, void *data)
+{
+    tnl_redis_t  *rc = data;
+
+    (void) watch;
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY
+        && reply->elements == 2
+        && reply->element[0]->type == REDIS_REPLY_STRING
+        && reply->element[1]->type == REDIS_REPLY_STRING)
+    {
+        tnl_redis_watch_check(rc, reply->element[0]->str,
+                              reply->element[0]->len,
+                              reply->element[1]->str,
+                              reply->element[1]->len);
+    }
+}
+
+
+/* ["message", "+switch-master", "NAME OLDIP OLDPORT NEWIP NEWPORT"] */
+
+static void
+tnl_redis_watch_message(tnl_redis_t *watch, redisReply *reply, void *data)
+{
+    tnl_redis_t  *rc = data;
+    redisReply   *m;
+    const char   *f[5], *p, *end;
+    size_t        flen[5], n;
+    int           i;
+
+    (void) watch;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 3
+        || reply->element[2]->type != REDIS_REPLY_STRING)
+    {
+        return;
+    }
+
+    m = reply->element[2];
+    p = m->str;
+    end = m->str + m->len;
+
+    for (i = 0; i < 5; i++) {
+        while (p < end && *p == ' ') {
+            p++;
+        }
+        f[i] = p;
+        n = 0;
+        while (p < end && *p != ' ') {
+            p++;
+            n++;
+        }
+        flen[i] = n;
+        if (n == 0) {
+            return;
+        }
+    }
+
+    if (flen[0] != strlen(rc->master)
+        || memcmp(f[0], rc->master, flen[0]) != 0)
+    {
+        return;
+    }
+
+    tnl_redis_watch_check(rc, f[3], flen[3], f[4], flen[4]);
+}
+
+
+static void
+tnl_redis_watch_state(tnl_redis_t *watch, int up, void *data)
+{
+    tnl_redis_t  *rc = data;
+    const char   *argv[3];
+
+    if (!up) {
+        return;
+    }
+
+    /* replies to plain commands come before any pub/sub message */
+
+    argv[0] = "SENTINEL";
+    argv[1] = "get-master-addr-by-name";
+    argv[2] = rc->master;
+
+    (void) tnl_redis_command(watch, 3, argv, NULL, 2000,
+                             tnl_redis_watch_answer, rc);
+
+    (void) tnl_redis_subscribe(watch, "+switch-master",
+                               tnl_redis_watch_message, rc);
+}
+
+
+static void
+tnl_redis_sentinel_watch(tnl_redis_t *rc)
+{
+    char  url[128];
+
+    snprintf(url, sizeof(url), strchr(rc->sentinel_host[0], ':')
+             ? "[%s]:%d" : "%s:%d", rc->sentinel_host[0],
+             rc->sentinel_port[0]);
+
+    snprintf(url + 64, 64, "%s sentinel", rc->tag);
+
+    rc->watch = tnl_redis_create(rc->loop, url, url + 64,
+                                 tnl_redis_watch_state, rc);
+    if (rc->watch != NULL) {
+        rc->watch->parent = rc;
+    }
+}
+
+
+/* the watch lost its sentinel, or never reached it: on to the next one */
+
+static void
+tnl_redis_sentinel_rotate(tnl_redis_t *watch)
+{
+    tnl_redis_t  *rc = watch->parent;
+    char         *host;
+    int           i;
+
+    for (i = 0; i < rc->nsentinels; i++) {
+        if (strcmp(rc->sentinel_host[i], watch->host) == 0
+            && rc->sentinel_port[i] == watch->port)
+        {
+            break;
+        }
+    }
+
+    i = (i + 1) % rc->nsentinels;
+
+    host = strdup(rc->sentinel_host[i]);
+    if (host == NULL) {
+        return;
+    }
+
+    free(watch->host);
+    watch->host = host;
+    watch->port = rc->sentinel_port[i];
 }

@@ -36,10 +36,12 @@ typedef void (*tnl_redis_state_pt)(tnl_redis_t *rc, int up, void *data);
 
 
 /*
- * Parses url ("unix:/path", "unix:///path", "redis://host[:port]" or
- * "host:port") and starts connecting.  tag names the connection in logs.
- * Returns NULL on a bad url (logged).  A host name is resolved off the
- * loop (resolve.h) before every connect.
+ * Parses url ("unix:/path", "unix:///path", "redis://host[:port]",
+ * "host:port" or "sentinel://IP:PORT,IP:PORT,.../MASTERNAME": then every
+ * connect asks a sentinel for the master first, checks ROLE, and a watch
+ * connection follows +switch-master) and starts connecting.  tag names
+ * the connection in logs.  Returns NULL on a bad url (logged).  A host
+ * name is resolved off the loop (resolve.h) before every connect.
  */
 tnl_redis_t *tnl_redis_create(tnl_loop_t *loop, const char *url,
     const char *tag, tnl_redis_state_pt on_state, void *data);

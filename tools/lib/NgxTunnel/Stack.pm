@@ -132,6 +132,9 @@ sub new {
         redis_port       => $o{redis_port},
         pg_listen        => $o{pg_listen},
         admin_database   => $o{admin_database},   # conninfo override
+        # Redis through Sentinel: { sentinels => ['IP:PORT', ...], master
+        # => NAME } for tunneld and nginx (the stack's own Redis still runs)
+        sentinel         => $o{sentinel},
         is_root          => ($> == 0),
         owner            => $$,
         procs            => {},       # name => pid
@@ -657,6 +660,10 @@ sub nginx_config {
     my $ipv6    = $self->{ipv6} // _ipv6_loopback();
     my $listen6 = $ipv6 ? "listen [::1]:$port" : '';
     my $l6d     = $ipv6 ? "$listen6 default_server;" : '';
+    my $redis_conf = $self->{sentinel}
+        ? "tunnel_redis_sentinel @{ $self->{sentinel}{sentinels} };\n"
+          . "    tunnel_redis_master $self->{sentinel}{master};"
+        : "tunnel_redis unix:$d/redis.sock;";
     my $l6      = $ipv6 ? "$listen6;" : '';
 
     my ($admin_load, $admin_http, $admin_loc) = ('', '', '');
@@ -719,7 +726,7 @@ http {
     server_tokens off;
     default_type application/octet-stream;
 
-    tunnel_redis unix:$d/redis.sock;
+    $redis_conf
     tunnel_domain $domain;
     tunnel_ssh_host $domain;
     tunnel_ssh_port $self->{ssh_port};
@@ -964,7 +971,10 @@ sub tunneld_command {
         '--domain',       $self->{domain},
         '--public-url',   "http://%s.$self->{domain}:$self->{http_port}",
         '--database-url', $self->database_url,
-        '--redis-url',    $self->redis_url,
+        $self->{sentinel}
+            ? ('--redis-sentinel', join(',', @{ $self->{sentinel}{sentinels} }),
+               '--redis-master', $self->{sentinel}{master})
+            : ('--redis-url', $self->redis_url),
     );
     push @cmd, '--socket-group', $WORKER_USER if $self->{is_root};
     # tunneld refuses root unless told (t/160-ssh-flood.t tests the refusal)
