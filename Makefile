@@ -10,6 +10,29 @@ WARN      = -Wall -Wextra -Werror
 PKGS      = libssh hiredis libpq jansson
 B         = build
 
+# `make test SANITIZE=1`: tunneld, tunnelctl, the unit tests and the nginx
+# modules built with ASan + UBSan into build-asan/ (build/ stays the normal
+# build), and the whole suite run against them.  The harness
+# (tools/lib/NgxTunnel/Stack.pm) finds the binaries through
+# NGX_TUNNEL_BUILD, starts the stock nginx with libasan preloaded, and
+# fails a test whose services wrote a report into $(B)/sanitizer/; every
+# other sanitized process (tunnelctl run by a test) writes there too, and
+# the run fails at the end if anything did.  docs/INTERNALS.md, "Sanitizers".
+ifeq ($(SANITIZE),1)
+B          = build-asan
+# libubsan linked in statically: with libasan beside it as a shared
+# library, UBSan ignores log_path and writes to stderr only
+SAN_FLAGS  = -fsanitize=address,undefined -fno-omit-frame-pointer \
+             -static-libubsan
+# gcc's UBSan null checks make -Wformat-overflow see NULL formats that
+# no caller passes (false positives): that warning is off here only
+CFLAGS    += $(SAN_FLAGS) -Wno-format-overflow
+SAN_DIR    = $(CURDIR)/$(B)/sanitizer
+SAN_ENV    = NGX_TUNNEL_BUILD=$(CURDIR)/$(B) NGX_TUNNEL_SANITIZE=$(SAN_DIR) \
+             ASAN_OPTIONS=log_path=$(SAN_DIR)/other-asan:detect_leaks=1 \
+             UBSAN_OPTIONS=log_path=$(SAN_DIR)/other-ubsan:print_stacktrace=1
+endif
+
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -72,7 +95,8 @@ $(B)/ngx_http_tunnel_module.so: $(MODULE_SRC) $(ADMIN_SRC)
 	cd $(B)/nginx-src && . ./conf_flags && \
 	    ./configure "$${NGX_CONF_FLAGS[@]}" --add-dynamic-module=$(CURDIR) \
 	        $(if $(ADMIN_CONFIG),--add-dynamic-module=$(CURDIR)/admin) \
-	        --with-cc-opt="$(WARN) -Wno-unused-parameter" >configure.log 2>&1 \
+	        --with-cc-opt="$(WARN) -Wno-unused-parameter $(SAN_FLAGS)" \
+        $(if $(SAN_FLAGS),--with-ld-opt="$(SAN_FLAGS)") >configure.log 2>&1 \
 	    || { tail -30 configure.log; exit 1; }
 	$(MAKE) -C $(B)/nginx-src -f objs/Makefile modules
 	@# copy then rename: a running nginx has the old file mapped, and
@@ -100,7 +124,14 @@ run: all
 # `make test T=t/010-basic.t` runs one file, PROVE_FLAGS= makes it quiet
 PROVE_FLAGS ?= -v
 test: all unit
+ifeq ($(SANITIZE),1)
+	@rm -rf $(SAN_DIR) && mkdir -p $(SAN_DIR) && chmod 1777 $(SAN_DIR)
+	env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS -u SANITIZE $(SAN_ENV) \
+	    prove $(PROVE_FLAGS) $(if $(T),$(T),-r t/)
+	@tools/sanitizer-reports $(SAN_DIR)
+else
 	prove $(PROVE_FLAGS) $(if $(T),$(T),-r t/)
+endif
 
 bench: all
 	tools/bench

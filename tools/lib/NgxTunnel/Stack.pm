@@ -128,6 +128,7 @@ sub new {
 
     $self->_prepare_dir($dir);
     _install_signal_exit();
+    $self->_sanitizer_dir;
 
     push @LIVE, $self;
     weaken($LIVE[-1]);
@@ -164,7 +165,8 @@ sub pg_data_dir   { "$_[0]{dir}/pg/data" }
 sub nginx_dir     { "$_[0]{dir}/nginx" }
 sub nginx_conf    { "$_[0]{dir}/nginx/nginx.conf" }
 sub access_log    { "$_[0]{dir}/nginx/access.log" }
-sub bin           { "$_[0]{root}/build/$_[1]" }
+# build/, or build-asan/ under `make test SANITIZE=1` (NGX_TUNNEL_BUILD)
+sub bin           { ($ENV{NGX_TUNNEL_BUILD} || "$_[0]{root}/build") . "/$_[1]" }
 
 sub url {
     my ($self, $name) = @_;
@@ -298,6 +300,8 @@ sub _spawn {
             open STDOUT, '>&', $out or die "stdout: $!";
             open STDERR, '>&', $out or die "stderr: $!";
             @ENV{keys %$env} = values %$env if $env;
+            my %san = $self->sanitizer_env($name);
+            @ENV{keys %san} = values %san;
             if (defined $uid) {
                 _become($uid, $gid);
                 $ENV{HOME} = (getpwuid $uid)[7];
@@ -556,7 +560,9 @@ sub _tool_env {
     my ($self) = @_;
     return {
         %{ $self->env },
-        PATH => "$self->{root}/build:$ENV{PATH}",
+        $self->sanitizer_env('tunnelctl'),
+        PATH => ($ENV{NGX_TUNNEL_BUILD} || "$self->{root}/build")
+              . ":$ENV{PATH}",
     };
 }
 
@@ -984,7 +990,88 @@ sub stop_all {
         $self->_stop($name, 'TERM') if $self->{procs}{$name};
     }
     $self->stop_postgres if $self->{procs}{postgres};
+    $self->sanitizer_check;
     return 1;
+}
+
+
+# --- sanitizers (`make test SANITIZE=1`) --------------------------------------
+#
+# NGX_TUNNEL_SANITIZE names the directory for reports.  Each stack gets its
+# own subdirectory (world-writable: nginx workers run as www-data), and
+# tunneld, nginx and tunnelctl write their ASan/UBSan/LSan reports there
+# (log_path: one file per process).  Debian's nginx is not sanitized: it
+# gets libasan preloaded so our sanitized modules load into it, and no
+# leak check (nginx's exit does not free every pool).  A report found when
+# the stack stops fails the test file: its first lines are printed and the
+# exit code is set (Test2's exit hook, or END without Test2).
+
+my $LIBASAN = '/usr/lib/x86_64-linux-gnu/libasan.so.8';
+my @SAN_FOUND;                 # report texts found so far
+my %SAN_SEEN;                  # report files already counted
+my $SAN_SEQ = 0;
+my $SAN_HOOKED = 0;
+
+sub _sanitizer_dir {
+    my ($self) = @_;
+    my $top = $ENV{NGX_TUNNEL_SANITIZE} or return;
+    my $sub = sprintf '%s/stack-%s-%d-%d', $top,
+        (File::Spec->splitpath($0))[2] =~ s/[^\w.-]/_/gr, $$, ++$SAN_SEQ;
+    make_path($sub);
+    chmod 01777, $top, $sub;
+    $self->{san_dir} = $sub;
+    if (!$SAN_HOOKED++ && $INC{'Test2/API.pm'}) {
+        Test2::API::test2_add_callback_exit(sub {
+            my ($ctx, $real, $new) = @_;
+            $_->stop_all for grep { defined } @LIVE;
+            _sanitizer_other();
+            return unless @SAN_FOUND;
+            $ctx->diag($_) for @SAN_FOUND;
+            $$new ||= 1;
+        });
+    }
+}
+
+# extra environment for a sanitized program $what (tunneld, nginx,
+# tunnelctl) of this stack: empty unless NGX_TUNNEL_SANITIZE is set
+sub sanitizer_env {
+    my ($self, $what) = @_;
+    my $d = ref $self ? $self->{san_dir} : undef;
+    return () unless $d && $what =~ /^(?:tunneld|nginx|tunnelctl)$/;
+    my %e = (
+        ASAN_OPTIONS  => "log_path=$d/$what-asan:detect_leaks="
+                       . ($what eq 'nginx' ? 0 : 1),
+        UBSAN_OPTIONS => "log_path=$d/$what-ubsan:print_stacktrace=1",
+    );
+    $e{LD_PRELOAD} = $LIBASAN if $what eq 'nginx';
+    return %e;
+}
+
+sub _sanitizer_note {
+    my ($path) = @_;
+    return if $SAN_SEEN{$path}++ || !-s $path;
+    open my $fh, '<', $path or return;
+    my @l = grep { defined } map { scalar <$fh> } 1 .. 25;
+    push @SAN_FOUND, "sanitizer report $path:\n" . join '', @l;
+}
+
+# counts the reports of this stack's processes; true if there is none
+sub sanitizer_check {
+    my ($self) = @_;
+    my $d = $self->{san_dir} or return 1;
+    my $before = @SAN_FOUND;
+    _sanitizer_note($_) for sort glob "$d/*";
+    print STDERR $_ for @SAN_FOUND[$before .. $#SAN_FOUND];
+    return @SAN_FOUND == $before;
+}
+
+# reports of sanitized programs a test ran itself (the Makefile's
+# ASAN_OPTIONS point there), written since this test started
+sub _sanitizer_other {
+    my $top = $ENV{NGX_TUNNEL_SANITIZE} or return;
+    for my $f (sort glob "$top/other-*") {
+        _sanitizer_note($f) if (stat $f)[9] >= $^T;
+    }
 }
 
 sub DESTROY {
@@ -998,10 +1085,14 @@ sub DESTROY {
 }
 
 END {
-    local $?;
-    for my $s (@LIVE) {
-        $s->stop_all if $s;
+    {
+        local $?;
+        for my $s (@LIVE) {
+            $s->stop_all if $s;
+        }
     }
+    # without Test2 (tools/run) a sanitizer report still fails the exit
+    $? ||= 1 if @SAN_FOUND && !$INC{'Test2/API.pm'};
 }
 
 1;
