@@ -162,7 +162,7 @@ CONF
     # a sanitized module loads only with libasan preloaded (Stack.pm)
     my %san = $ENV{NGX_TUNNEL_SANITIZE}
         ? (LD_PRELOAD => '/usr/lib/x86_64-linux-gnu/libasan.so.8',
-           ASAN_OPTIONS => 'detect_leaks=0:log_path='
+           ASAN_OPTIONS => 'detect_leaks=0:detect_odr_violation=0:log_path='
                          . "$ENV{NGX_TUNNEL_SANITIZE}/other-asan") : ();
     IPC::Run::run(['/usr/sbin/nginx', '-t', '-p', "$dir/", '-c',
                    "$dir/nginx.conf", '-e', "$dir/error.log"],
