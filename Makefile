@@ -33,6 +33,18 @@ SAN_ENV    = NGX_TUNNEL_BUILD=$(CURDIR)/$(B) NGX_TUNNEL_SANITIZE=$(SAN_DIR) \
              UBSAN_OPTIONS=log_path=$(SAN_DIR)/other-ubsan:print_stacktrace=1
 endif
 
+# `make test VALGRIND=1`: the end-to-end tests that stand tunneld's
+# slowness under valgrind memcheck (the harness wraps tunneld, with
+# timeouts scaled by TEST_TIME_SCALE); errors and definite leaks fail the
+# test that caused them (Stack.pm).  docs/INTERNALS.md, "Sanitizers".
+ifeq ($(VALGRIND),1)
+VG_DIR    = $(CURDIR)/$(B)/valgrind
+VG_TESTS ?= t/010-basic.t t/020-names.t t/025-system-names.t \
+            t/030-streaming.t t/040-refusals.t t/057-error-pages.t \
+            t/060-takeover.t t/070-session-output.t t/072-no-tunnel.t \
+            t/080-workers.t t/110-api.t
+endif
+
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -129,6 +141,10 @@ ifeq ($(SANITIZE),1)
 	env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS -u SANITIZE $(SAN_ENV) \
 	    prove $(PROVE_FLAGS) $(if $(T),$(T),-r t/)
 	@tools/sanitizer-reports $(SAN_DIR)
+else ifeq ($(VALGRIND),1)
+	@rm -rf $(VG_DIR) && mkdir -p $(VG_DIR)
+	NGX_TUNNEL_VALGRIND=$(VG_DIR) TEST_TIME_SCALE=4 \
+	    prove $(PROVE_FLAGS) $(if $(T),$(T),$(VG_TESTS))
 else
 	prove $(PROVE_FLAGS) $(if $(T),$(T),-r t/)
 endif

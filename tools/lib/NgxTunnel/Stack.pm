@@ -111,7 +111,9 @@ sub new {
         nginx_http_extra => $o{nginx_http_extra} // '',
         lookup_timeout   => $o{lookup_timeout} // '1s',
         cache_ttl        => $o{cache_ttl} // '5s',
-        start_timeout    => $o{start_timeout} // $START_TIMEOUT,
+        # valgrind (`make test VALGRIND=1`) starts tunneld 10-50x slower
+        start_timeout    => $o{start_timeout}
+                            // ($ENV{NGX_TUNNEL_VALGRIND} ? 90 : $START_TIMEOUT),
         # own process group per service: a terminal's Ctrl-C then reaches
         # only the caller, which stops the services in order (tools/run)
         pgroup           => $o{pgroup} // 0,
@@ -385,7 +387,8 @@ sub _stop {
     return if $$ != $self->{owner};
 
     kill $signal // 'TERM', $pid;
-    my $deadline = time + $STOP_TIMEOUT;
+    # valgrind's leak check at exit takes seconds of its own
+    my $deadline = time + $STOP_TIMEOUT * ($ENV{NGX_TUNNEL_VALGRIND} ? 4 : 1);
     while ($self->_alive($name)) {
         if (time > $deadline) {
             kill 'KILL', $pid;
@@ -888,6 +891,13 @@ sub tunneld_command {
     push @cmd, '--workers', $self->{workers}
         if $self->{workers} && !grep { /^--workers/ } @{ $self->{tunneld_args} };
     push @cmd, @{ $self->{tunneld_args} };
+    # `make test VALGRIND=1`: memcheck, one log per process (the workers
+    # are forks: valgrind follows them); definite leaks count as errors
+    unshift @cmd, 'valgrind', '--error-exitcode=99',
+        '--leak-check=full', '--errors-for-leak-kinds=definite',
+        '--show-leak-kinds=definite', '--num-callers=30',
+        "--log-file=$self->{san_dir}/tunneld-valgrind.%p"
+        if $ENV{NGX_TUNNEL_VALGRIND} && $self->{san_dir};
     return @cmd;
 }
 
@@ -1014,7 +1024,8 @@ my $SAN_HOOKED = 0;
 
 sub _sanitizer_dir {
     my ($self) = @_;
-    my $top = $ENV{NGX_TUNNEL_SANITIZE} or return;
+    my $top = $ENV{NGX_TUNNEL_SANITIZE} || $ENV{NGX_TUNNEL_VALGRIND}
+        or return;
     my $sub = sprintf '%s/stack-%s-%d-%d', $top,
         (File::Spec->splitpath($0))[2] =~ s/[^\w.-]/_/gr, $$, ++$SAN_SEQ;
     make_path($sub);
@@ -1054,7 +1065,19 @@ sub _sanitizer_note {
     my ($path) = @_;
     return if $SAN_SEEN{$path}++ || !-s $path;
     open my $fh, '<', $path or return;
-    my @l = grep { defined } map { scalar <$fh> } 1 .. 25;
+    my @l;
+    if ($path =~ /-valgrind\.\d+$/) {
+        # a log with "ERROR SUMMARY: 0 errors" (or none yet: a process
+        # killed on purpose) is clean; else the errors, without the header
+        my @all = <$fh>;
+        my $sum = (grep { /ERROR SUMMARY: / } @all)[-1] // '';
+        return if $sum !~ /ERROR SUMMARY: [1-9]/;
+        @l = grep { !/^==\d+== (?:Memcheck|Copyright|Using Valgrind|Command|
+                                   Parent\ PID|\s*$)/x } @all;
+        @l = @l[0 .. 39] if @l > 40;
+    } else {
+        @l = grep { defined } map { scalar <$fh> } 1 .. 25;
+    }
     push @SAN_FOUND, "sanitizer report $path:\n" . join '', @l;
 }
 
