@@ -1072,8 +1072,8 @@ sub _sanitizer_note {
         my @all = <$fh>;
         my $sum = (grep { /ERROR SUMMARY: / } @all)[-1] // '';
         return if $sum !~ /ERROR SUMMARY: [1-9]/;
-        @l = grep { !/^==\d+== (?:Memcheck|Copyright|Using Valgrind|Command|
-                                   Parent\ PID|\s*$)/x } @all;
+        my $head = qr/^==\d+== (?:Memcheck|Copyright|Using Valgrind|Command|Parent PID|\s*$)/;
+        @l = grep { !/$head/ } @all;
         @l = @l[0 .. 39] if @l > 40;
     } else {
         @l = grep { defined } map { scalar <$fh> } 1 .. 25;
