@@ -1055,7 +1055,10 @@ sub sanitizer_env {
     my %e = (
         ASAN_OPTIONS  => "log_path=$d/$what-asan:detect_leaks="
                        . ($what eq 'nginx' ? '0:detect_odr_violation=0' : 1),
-        UBSAN_OPTIONS => "log_path=$d/$what-ubsan:print_stacktrace=1",
+        # gcc's UBSan next to ASan writes to stderr whatever log_path
+        # says: the logs are read (sanitizer_check); tunnelctl stops
+        UBSAN_OPTIONS => 'print_stacktrace=1'
+                       . ($what eq 'tunnelctl' ? ':halt_on_error=1' : ''),
     );
     $e{LD_PRELOAD} = $LIBASAN if $what eq 'nginx';
     return %e;
@@ -1087,6 +1090,19 @@ sub sanitizer_check {
     my $d = $self->{san_dir} or return 1;
     my $before = @SAN_FOUND;
     _sanitizer_note($_) for sort glob "$d/*";
+    # what went to stderr: UBSan's reports (and ASan's before log_path)
+    for my $log ($self->log_path('tunneld'), "$self->{dir}/nginx/stderr.log",
+                 $self->log_path('nginx')) {
+        open my $fh, '<', $log or next;
+        my @l = <$fh>;
+        for my $i (0 .. $#l) {
+            next unless $l[$i] =~ /runtime error:|ERROR: \w+Sanitizer/;
+            next if $SAN_SEEN{"$log:$i"}++;
+            my $e = $i + 15 > $#l ? $#l : $i + 15;
+            push @SAN_FOUND, "sanitizer report in $log:\n"
+                           . join '', @l[$i .. $e];
+        }
+    }
     print STDERR $_ for @SAN_FOUND[$before .. $#SAN_FOUND];
     return @SAN_FOUND == $before;
 }
