@@ -42,7 +42,7 @@ VG_DIR    = $(CURDIR)/$(B)/valgrind
 VG_TESTS ?= t/010-basic.t t/020-names.t t/025-system-names.t \
             t/030-streaming.t t/040-refusals.t t/057-error-pages.t \
             t/060-takeover.t t/070-session-output.t t/072-no-tunnel.t \
-            t/080-workers.t t/110-api.t
+            t/080-workers.t t/110-api.t t/165-sanitizers.t
 endif
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
