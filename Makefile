@@ -17,7 +17,7 @@ B         = build
 # NGX_TUNNEL_BUILD, starts the stock nginx with libasan preloaded, and
 # fails a test whose services wrote a report into $(B)/sanitizer/; every
 # other sanitized process (tunnelctl run by a test) writes there too, and
-# the run fails at the end if anything did.  docs/INTERNALS.md, "Sanitizers".
+# the run fails at the end if anything did.  docs/SANITIZERS.md.
 ifeq ($(SANITIZE),1)
 B          = build-asan
 # gcc's UBSan beside ASan ignores log_path: its reports go to stderr,
@@ -36,13 +36,15 @@ endif
 # `make test VALGRIND=1`: the end-to-end tests that stand tunneld's
 # slowness under valgrind memcheck (the harness wraps tunneld, with
 # timeouts scaled by TEST_TIME_SCALE); errors and definite leaks fail the
-# test that caused them (Stack.pm).  docs/INTERNALS.md, "Sanitizers".
+# test that caused them (Stack.pm).  Not t/080-workers.t: valgrind keeps
+# fds of its own, and that test checks tunneld's open-files arithmetic.
+# docs/SANITIZERS.md.
 ifeq ($(VALGRIND),1)
 VG_DIR    = $(CURDIR)/$(B)/valgrind
 VG_TESTS ?= t/010-basic.t t/020-names.t t/025-system-names.t \
             t/030-streaming.t t/040-refusals.t t/057-error-pages.t \
             t/060-takeover.t t/070-session-output.t t/072-no-tunnel.t \
-            t/080-workers.t t/110-api.t t/165-sanitizers.t
+            t/110-api.t t/165-sanitizers.t
 endif
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
