@@ -113,7 +113,7 @@ sub new {
         cache_ttl        => $o{cache_ttl} // '5s',
         # valgrind (`make test VALGRIND=1`) starts tunneld 10-50x slower
         start_timeout    => $o{start_timeout}
-                            // ($ENV{NGX_TUNNEL_VALGRIND} ? 90 : $START_TIMEOUT),
+            // ($ENV{NGX_TUNNEL_VALGRIND} ? 90 : $START_TIMEOUT),
         # own process group per service: a terminal's Ctrl-C then reaches
         # only the caller, which stops the services in order (tools/run)
         pgroup           => $o{pgroup} // 0,
@@ -388,7 +388,8 @@ sub _stop {
 
     kill $signal // 'TERM', $pid;
     # valgrind's leak check at exit takes seconds of its own
-    my $deadline = time + $STOP_TIMEOUT * ($ENV{NGX_TUNNEL_VALGRIND} ? 4 : 1);
+    my $deadline = time
+        + $STOP_TIMEOUT * ($ENV{NGX_TUNNEL_VALGRIND} ? 4 : 1);
     while ($self->_alive($name)) {
         if (time > $deadline) {
             kill 'KILL', $pid;
@@ -1005,15 +1006,16 @@ sub stop_all {
 }
 
 
-# --- sanitizers (`make test SANITIZE=1`) --------------------------------------
+# --- sanitizers and valgrind (`make test SANITIZE=1` / `VALGRIND=1`) --------
 #
-# NGX_TUNNEL_SANITIZE names the directory for reports.  Each stack gets its
-# own subdirectory (world-writable: nginx workers run as www-data), and
-# tunneld, nginx and tunnelctl write their ASan/UBSan/LSan reports there
-# (log_path: one file per process).  Debian's nginx is not sanitized: it
-# gets libasan preloaded so our sanitized modules load into it, no leak
-# check (nginx's exit does not free every pool) and no ODR check (below).  A report found when
-# the stack stops fails the test file: its first lines are printed and the
+# NGX_TUNNEL_SANITIZE (or NGX_TUNNEL_VALGRIND) names the directory for
+# reports.  Each stack gets its own subdirectory (world-writable: nginx
+# workers run as www-data), and tunneld, nginx and tunnelctl write their
+# ASan/LSan reports (or tunneld its valgrind logs) there, one file per
+# process.  Debian's nginx is not sanitized: it gets libasan preloaded so
+# our sanitized modules load into it, no leak check (nginx's exit does not
+# free every pool) and no ODR check (below).  A report found when the
+# stack stops fails the test file: its first lines are printed and the
 # exit code is set (Test2's exit hook, or END without Test2).
 
 my $LIBASAN = '/usr/lib/x86_64-linux-gnu/libasan.so.8';
@@ -1048,7 +1050,8 @@ sub _sanitizer_dir {
 sub sanitizer_env {
     my ($self, $what) = @_;
     my $d = ref $self ? $self->{san_dir} : undef;
-    return () unless $d && $what =~ /^(?:tunneld|nginx|tunnelctl)$/;
+    return () unless $d && $ENV{NGX_TUNNEL_SANITIZE}
+                     && $what =~ /^(?:tunneld|nginx|tunnelctl)$/;
     # nginx: every dynamic module defines ngx_modules, ngx_module_names
     # and ngx_module_order, which nginx looks up per module with dlsym():
     # not a real ODR violation, so ASan's check for it is off there
@@ -1075,7 +1078,8 @@ sub _sanitizer_note {
         my @all = <$fh>;
         my $sum = (grep { /ERROR SUMMARY: / } @all)[-1] // '';
         return if $sum !~ /ERROR SUMMARY: [1-9]/;
-        my $head = qr/^==\d+== (?:Memcheck|Copyright|Using Valgrind|Command|Parent PID|\s*$)/;
+        my $head = qr/^==\d+==\s(?:Memcheck|Copyright|Using\sValgrind
+                                |Command|Parent\sPID|\s*$)/x;
         @l = grep { !/$head/ } @all;
         @l = @l[0 .. 39] if @l > 40;
     } else {
