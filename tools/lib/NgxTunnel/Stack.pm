@@ -1102,9 +1102,14 @@ sub sanitizer_check {
         for my $i (0 .. $#l) {
             next unless $l[$i] =~ /runtime error:|ERROR: \w+Sanitizer/;
             next if $SAN_SEEN{"$log:$i"}++;
-            my $e = $i + 15 > $#l ? $#l : $i + 15;
-            push @SAN_FOUND, "sanitizer report in $log:\n"
-                           . join '', @l[$i .. $e];
+            # the report's own lines (stack, summary), not the log's next
+            my @r = ($l[$i]);
+            for my $j ($i + 1 .. ($i + 30 > $#l ? $#l : $i + 30)) {
+                last unless $l[$j] =~ /^(?:\s|==\d+==|SUMMARY:|Direct |
+                                           Indirect |READ |WRITE |0x|=+$)/x;
+                push @r, $l[$j];
+            }
+            push @SAN_FOUND, "sanitizer report in $log:\n" . join '', @r;
         }
     }
     print STDERR $_ for @SAN_FOUND[$before .. $#SAN_FOUND];
