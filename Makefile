@@ -10,6 +10,43 @@ WARN      = -Wall -Wextra -Werror
 PKGS      = libssh hiredis libpq jansson
 B         = build
 
+# `make test SANITIZE=1`: tunneld, tunnelctl, the unit tests and the nginx
+# modules built with ASan + UBSan into build-asan/ (build/ stays the normal
+# build), and the whole suite run against them.  The harness
+# (tools/lib/NgxTunnel/Stack.pm) finds the binaries through
+# NGX_TUNNEL_BUILD, starts the stock nginx with libasan preloaded, and
+# fails a test whose services wrote a report into $(B)/sanitizer/; every
+# other sanitized process (tunnelctl run by a test) writes there too, and
+# the run fails at the end if anything did.  docs/SANITIZERS.md.
+ifeq ($(SANITIZE),1)
+B          = build-asan
+# gcc's UBSan beside ASan ignores log_path: its reports go to stderr,
+# which the harness reads in the services' logs; a program a test runs
+# itself stops at the first (halt_on_error), so its exit status tells
+SAN_FLAGS  = -fsanitize=address,undefined -fno-omit-frame-pointer
+# gcc's UBSan null checks make -Wformat-overflow see NULL formats that
+# no caller passes (false positives): that warning is off here only
+CFLAGS    += $(SAN_FLAGS) -Wno-format-overflow
+SAN_DIR    = $(CURDIR)/$(B)/sanitizer
+SAN_ENV    = NGX_TUNNEL_BUILD=$(CURDIR)/$(B) NGX_TUNNEL_SANITIZE=$(SAN_DIR) \
+             ASAN_OPTIONS=log_path=$(SAN_DIR)/other-asan:detect_leaks=1 \
+             UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+endif
+
+# `make test VALGRIND=1`: the end-to-end tests that stand tunneld's
+# slowness under valgrind memcheck (the harness wraps tunneld, with
+# timeouts scaled by TEST_TIME_SCALE); errors and definite leaks fail the
+# test that caused them (Stack.pm).  Not t/080-workers.t: valgrind keeps
+# fds of its own, and that test checks tunneld's open-files arithmetic.
+# docs/SANITIZERS.md.
+ifeq ($(VALGRIND),1)
+VG_DIR    = $(CURDIR)/$(B)/valgrind
+VG_TESTS ?= t/010-basic.t t/020-names.t t/025-system-names.t \
+            t/030-streaming.t t/040-refusals.t t/057-error-pages.t \
+            t/060-takeover.t t/070-session-output.t t/072-no-tunnel.t \
+            t/110-api.t t/165-sanitizers.t
+endif
+
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -72,7 +109,8 @@ $(B)/ngx_http_tunnel_module.so: $(MODULE_SRC) $(ADMIN_SRC)
 	cd $(B)/nginx-src && . ./conf_flags && \
 	    ./configure "$${NGX_CONF_FLAGS[@]}" --add-dynamic-module=$(CURDIR) \
 	        $(if $(ADMIN_CONFIG),--add-dynamic-module=$(CURDIR)/admin) \
-	        --with-cc-opt="$(WARN) -Wno-unused-parameter" >configure.log 2>&1 \
+	        --with-cc-opt="$(WARN) -Wno-unused-parameter $(SAN_FLAGS)" \
+        $(if $(SAN_FLAGS),--with-ld-opt="$(SAN_FLAGS)") >configure.log 2>&1 \
 	    || { tail -30 configure.log; exit 1; }
 	$(MAKE) -C $(B)/nginx-src -f objs/Makefile modules
 	@# copy then rename: a running nginx has the old file mapped, and
@@ -100,7 +138,18 @@ run: all
 # `make test T=t/010-basic.t` runs one file, PROVE_FLAGS= makes it quiet
 PROVE_FLAGS ?= -v
 test: all unit
+ifeq ($(SANITIZE),1)
+	@rm -rf $(SAN_DIR) && mkdir -p $(SAN_DIR) && chmod 1777 $(SAN_DIR)
+	env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS -u SANITIZE $(SAN_ENV) \
+	    prove $(PROVE_FLAGS) $(if $(T),$(T),-r t/)
+	@tools/sanitizer-reports $(SAN_DIR)
+else ifeq ($(VALGRIND),1)
+	@rm -rf $(VG_DIR) && mkdir -p $(VG_DIR)
+	NGX_TUNNEL_VALGRIND=$(VG_DIR) TEST_TIME_SCALE=4 \
+	    prove $(PROVE_FLAGS) $(if $(T),$(T),$(VG_TESTS))
+else
 	prove $(PROVE_FLAGS) $(if $(T),$(T),-r t/)
+endif
 
 bench: all
 	tools/bench
@@ -111,6 +160,14 @@ FUZZ_S ?= 60
 .PHONY: fuzz
 fuzz:
 	t/fuzz/run -t $(FUZZ_S)
+
+# the long churn run (issue 14): t/170-soak.t for SOAK_S seconds (10,000
+# tunnels opened and closed in 600 s), RSS and fds of tunneld and nginx
+# sampled; `make test` runs it for 60 s
+SOAK_S ?= 600
+.PHONY: soak
+soak: all
+	SOAK_S=$(SOAK_S) prove -v t/170-soak.t
 
 clean:
 	rm -rf $(B)

@@ -400,7 +400,13 @@ ngx_http_tunnel_admin_link(ngx_http_request_t *r, const char *path,
 
     link->data = p;
     p = ngx_cpymem(p, base.data, base.len);
-    p = ngx_cpymem(p, host.data, host.len);
+
+    /* no host with a base URL: memcpy() from NULL is undefined even for
+     * 0 bytes (UBSan, t/100-admin-invites.t) */
+    if (host.len) {
+        p = ngx_cpymem(p, host.data, host.len);
+    }
+
     p = ngx_cpymem(p, path, ngx_strlen(path));
     p = ngx_cpymem(p, token->data, token->len);
     link->len = p - link->data;

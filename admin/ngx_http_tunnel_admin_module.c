@@ -703,7 +703,13 @@ ngx_http_tunnel_admin_cell_copy(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    *ngx_cpymem(copy->data, s.data, s.len) = '\0';
+    /* a NULL cell has no data to copy: memcpy() from NULL is undefined
+     * even for 0 bytes (UBSan, t/100-admin-keys.t) */
+    if (s.len) {
+        ngx_memcpy(copy->data, s.data, s.len);
+    }
+
+    copy->data[s.len] = '\0';
 
     return NGX_OK;
 }

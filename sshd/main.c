@@ -405,6 +405,10 @@ tnl_conf_flag(const char *v)
  * of it: database URLs may hold one).  An option the command line set is
  * skipped (all of its lines, for the repeatable --listen).
  */
+/* the options whose string tnl_option() keeps in tnl_conf */
+#define TNL_OPT_KEPT  "lksgduaDRnAT"
+
+
 static int
 tnl_conf_read(const char *path)
 {
@@ -412,7 +416,7 @@ tnl_conf_read(const char *path)
     FILE                 *f;
     char                  line[TNL_CONF_LINE], where[600], *p, *eq, *name;
     char                 *value;
-    int                   n = 0, rc = -1, flag;
+    int                   n = 0, rc = -1, flag, kept;
 
     f = fopen(path, "re");
     if (f == NULL) {
@@ -475,8 +479,25 @@ tnl_conf_read(const char *path)
             }
         }
 
-        value = strdup(value);           /* lives as long as the process */
-        if (value == NULL || tnl_option(o->val, where, name, value) != 0) {
+        /*
+         * tnl_conf keeps a pointer to the value of a string option: a copy
+         * that lives as long as the process.  A number, a format or a
+         * cipher list is parsed (or copied) at once: the line will do, and
+         * a copy would be lost memory (LeakSanitizer, t/120-tunneld-config.t)
+         */
+        kept = strchr(TNL_OPT_KEPT, o->val) != NULL;
+        if (kept) {
+            value = strdup(value);
+            if (value == NULL) {
+                fprintf(stderr, "tunneld: %sout of memory\n", where);
+                goto done;
+            }
+        }
+
+        if (tnl_option(o->val, where, name, value) != 0) {
+            if (kept) {
+                free(value);             /* refused: nothing points to it */
+            }
             goto done;
         }
     }

@@ -25,6 +25,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#endif
+
 #include "activation.h"
 #include "api.h"
 #include "db.h"
@@ -805,6 +809,7 @@ tnl_sup_deadline_handler(tnl_timer_t *t)
 static void
 tnl_sup_spawn(tnl_worker_proc_t *p)
 {
+    int    rc;
     pid_t  pid, sup;
 
     sup = getpid();
@@ -835,8 +840,14 @@ tnl_sup_spawn(tnl_worker_proc_t *p)
             _exit(1);                    /* the supervisor is already gone */
         }
 
-        _exit(tnl_worker_run(p->number, tnl_nprocs, tnl_sup_key,
-                             tnl_sup_fds, tnl_sup_nfds));
+        rc = tnl_worker_run(p->number, tnl_nprocs, tnl_sup_key,
+                            tnl_sup_fds, tnl_sup_nfds);
+#if defined(__SANITIZE_ADDRESS__)
+        /* _exit() skips LeakSanitizer's check at exit: `make test
+         * SANITIZE=1` checks every worker's memory at its end too */
+        __lsan_do_leak_check();
+#endif
+        _exit(rc);
     }
 
     p->pid = pid;

@@ -14,7 +14,7 @@ ok(@srcs > 0, 'there are C unit tests');
 
 for my $src (@srcs) {
     my ($name) = $src =~ m{/([^/]+)\.c$};
-    my $bin = "$root/build/unit/$name";
+    my $bin = ($ENV{NGX_TUNNEL_BUILD} // "$root/build") . "/unit/$name";
     subtest "unit $name" => sub {
         ok(-x $bin, "$bin is built") or return;
         my @out = `$bin`;

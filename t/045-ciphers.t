@@ -69,7 +69,8 @@ sub tunnel_with_cipher {
 }
 
 {
-    my $out = `$Bin/../build/tunneld --ciphers nonsense 2>&1`;
+    my $build = $ENV{NGX_TUNNEL_BUILD} // "$Bin/../build";
+    my $out = `$build/tunneld --ciphers nonsense 2>&1`;
     is($? >> 8, 2, 'a --ciphers list libssh does not know: exit 2');
     like($out, qr/--ciphers "nonsense" names no cipher/,
         'a --ciphers list libssh does not know: says which option and why');

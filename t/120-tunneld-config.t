@@ -29,7 +29,7 @@ use NgxTunnel::Test;
 watchdog(240);
 
 my $root = repo_root();
-my $bin = "$root/build/tunneld";
+my $bin = ($ENV{NGX_TUNNEL_BUILD} // "$root/build") . "/tunneld";
 my $tmp = File::Temp::tempdir('ngx-tunnel-conf.XXXXXX', TMPDIR => 1,
     CLEANUP => 1);
 

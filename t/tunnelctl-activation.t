@@ -27,7 +27,7 @@ use NgxTunnel::Test qw(watchdog);
 
 watchdog(120);
 
-my $bin = $ENV{TUNNELCTL} // "$root/build/tunnelctl";
+my $bin = $ENV{TUNNELCTL} // ($ENV{NGX_TUNNEL_BUILD} // "$root/build") . "/tunnelctl";
 BAIL_OUT("$bin not built: run 'make build/tunnelctl'") unless -x $bin;
 plan skip_all => 'ssh-keygen missing' unless `which ssh-keygen` =~ /\S/;
 

@@ -34,7 +34,7 @@ use NgxTunnel::Test qw(start_ssh wait_route wait_no_route wait_until
 watchdog(300);
 
 # TUNNELCTL: test another build of it (e.g. with -fsanitize=address)
-my $bin = $ENV{TUNNELCTL} // "$root/build/tunnelctl";
+my $bin = $ENV{TUNNELCTL} // ($ENV{NGX_TUNNEL_BUILD} // "$root/build") . "/tunnelctl";
 BAIL_OUT("$bin not built: run 'make build/tunnelctl'") unless -x $bin;
 
 my $LOCK = '7955459708354981484';   # tunnelctl/migrate.c

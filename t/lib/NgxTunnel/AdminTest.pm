@@ -44,16 +44,20 @@ my $ADMIN_SO = 'ngx_http_tunnel_admin_module.so';
 
 sub repo_root { $ROOT }
 
+# build/, or build-asan/ under `make test SANITIZE=1`
+sub build_dir { $ENV{NGX_TUNNEL_BUILD} || "$ROOT/build" }
+
 sub module_path {
-    return $ENV{TUNNEL_ADMIN_MODULE} || "$ROOT/build/$ADMIN_SO";
+    return $ENV{TUNNEL_ADMIN_MODULE} || build_dir() . "/$ADMIN_SO";
 }
 
 # why the admin tests cannot run here (what is not built), or undef
 sub missing {
     my (%o) = @_;
-    my @need = (module_path(), "$ROOT/build/ngx_http_tunnel_module.so",
-                "$ROOT/build/tunnelctl");
-    push @need, "$ROOT/build/tunneld" if $o{tunneld};
+    my $b = build_dir();
+    my @need = (module_path(), "$b/ngx_http_tunnel_module.so",
+                "$b/tunnelctl");
+    push @need, "$b/tunneld" if $o{tunneld};
     my @absent = grep { !-e $_ } @need;
     return @absent ? "not built (run 'make'): @absent" : undef;
 }
@@ -155,8 +159,14 @@ http {
 CONF
     close $fh;
     my $out = '';
+    # a sanitized module loads only with libasan preloaded (Stack.pm)
+    my %san = $ENV{NGX_TUNNEL_SANITIZE}
+        ? (LD_PRELOAD => '/usr/lib/x86_64-linux-gnu/libasan.so.8',
+           ASAN_OPTIONS => 'detect_leaks=0:detect_odr_violation=0:log_path='
+                         . "$ENV{NGX_TUNNEL_SANITIZE}/other-asan") : ();
     IPC::Run::run(['/usr/sbin/nginx', '-t', '-p', "$dir/", '-c',
                    "$dir/nginx.conf", '-e', "$dir/error.log"],
+                  init => sub { @ENV{keys %san} = values %san },
                   '<', \undef, '>&', \$out, IPC::Run::timeout(20));
     return ($? >> 8, $out);
 }

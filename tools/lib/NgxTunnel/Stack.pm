@@ -111,7 +111,9 @@ sub new {
         nginx_http_extra => $o{nginx_http_extra} // '',
         lookup_timeout   => $o{lookup_timeout} // '1s',
         cache_ttl        => $o{cache_ttl} // '5s',
-        start_timeout    => $o{start_timeout} // $START_TIMEOUT,
+        # valgrind (`make test VALGRIND=1`) starts tunneld 10-50x slower
+        start_timeout    => $o{start_timeout}
+            // ($ENV{NGX_TUNNEL_VALGRIND} ? 90 : $START_TIMEOUT),
         # own process group per service: a terminal's Ctrl-C then reaches
         # only the caller, which stops the services in order (tools/run)
         pgroup           => $o{pgroup} // 0,
@@ -143,6 +145,7 @@ sub new {
 
     $self->_prepare_dir($dir);
     _install_signal_exit();
+    $self->_sanitizer_dir;
 
     push @LIVE, $self;
     weaken($LIVE[-1]);
@@ -181,7 +184,8 @@ sub node_port     { $_[0]{node_port} }
 sub nginx_dir     { "$_[0]{dir}/nginx" }
 sub nginx_conf    { "$_[0]{dir}/nginx/nginx.conf" }
 sub access_log    { "$_[0]{dir}/nginx/access.log" }
-sub bin           { "$_[0]{root}/build/$_[1]" }
+# build/, or build-asan/ under `make test SANITIZE=1` (NGX_TUNNEL_BUILD)
+sub bin           { ($ENV{NGX_TUNNEL_BUILD} || "$_[0]{root}/build") . "/$_[1]" }
 
 sub url {
     my ($self, $name) = @_;
@@ -316,6 +320,8 @@ sub _spawn {
             open STDOUT, '>&', $out or die "stdout: $!";
             open STDERR, '>&', $out or die "stderr: $!";
             @ENV{keys %$env} = values %$env if $env;
+            my %san = $self->sanitizer_env($name);
+            @ENV{keys %san} = values %san;
             if (defined $uid) {
                 _become($uid, $gid);
                 $ENV{HOME} = (getpwuid $uid)[7];
@@ -399,7 +405,9 @@ sub _stop {
     return if $$ != $self->{owner};
 
     kill $signal // 'TERM', $pid;
-    my $deadline = time + $STOP_TIMEOUT;
+    # valgrind's leak check at exit takes seconds of its own
+    my $deadline = time
+        + $STOP_TIMEOUT * ($ENV{NGX_TUNNEL_VALGRIND} ? 4 : 1);
     while ($self->_alive($name)) {
         if (time > $deadline) {
             kill 'KILL', $pid;
@@ -575,7 +583,9 @@ sub _tool_env {
     my ($self) = @_;
     return {
         %{ $self->env },
-        PATH => "$self->{root}/build:$ENV{PATH}",
+        $self->sanitizer_env('tunnelctl'),
+        PATH => ($ENV{NGX_TUNNEL_BUILD} || "$self->{root}/build")
+              . ":$ENV{PATH}",
     };
 }
 
@@ -988,6 +998,13 @@ sub tunneld_command {
     push @cmd, '--workers', $self->{workers}
         if $self->{workers} && !grep { /^--workers/ } @{ $self->{tunneld_args} };
     push @cmd, @{ $self->{tunneld_args} };
+    # `make test VALGRIND=1`: memcheck, one log per process (the workers
+    # are forks: valgrind follows them); definite leaks count as errors
+    unshift @cmd, 'valgrind', '--error-exitcode=99',
+        '--leak-check=full', '--errors-for-leak-kinds=definite',
+        '--show-leak-kinds=definite', '--num-callers=30',
+        "--log-file=$self->{san_dir}/tunneld-valgrind.%p"
+        if $ENV{NGX_TUNNEL_VALGRIND} && $self->{san_dir};
     return @cmd;
 }
 
@@ -1090,7 +1107,128 @@ sub stop_all {
         $self->_stop($name, 'TERM') if $self->{procs}{$name};
     }
     $self->stop_postgres if $self->{procs}{postgres};
+    $self->sanitizer_check;
     return 1;
+}
+
+
+# --- sanitizers and valgrind (`make test SANITIZE=1` / `VALGRIND=1`) --------
+#
+# NGX_TUNNEL_SANITIZE (or NGX_TUNNEL_VALGRIND) names the directory for
+# reports.  Each stack gets its own subdirectory (world-writable: nginx
+# workers run as www-data), and tunneld, nginx and tunnelctl write their
+# ASan/LSan reports (or tunneld its valgrind logs) there, one file per
+# process.  Debian's nginx is not sanitized: it gets libasan preloaded so
+# our sanitized modules load into it, no leak check (nginx's exit does not
+# free every pool) and no ODR check (below).  A report found when the
+# stack stops fails the test file: its first lines are printed and the
+# exit code is set (Test2's exit hook, or END without Test2).
+
+my $LIBASAN = '/usr/lib/x86_64-linux-gnu/libasan.so.8';
+my @SAN_FOUND;                 # report texts found so far
+my %SAN_SEEN;                  # report files already counted
+my $SAN_SEQ = 0;
+my $SAN_HOOKED = 0;
+
+sub _sanitizer_dir {
+    my ($self) = @_;
+    my $top = $ENV{NGX_TUNNEL_SANITIZE} || $ENV{NGX_TUNNEL_VALGRIND}
+        or return;
+    my $sub = sprintf '%s/stack-%s-%d-%d', $top,
+        (File::Spec->splitpath($0))[2] =~ s/[^\w.-]/_/gr, $$, ++$SAN_SEQ;
+    make_path($sub);
+    chmod 01777, $top, $sub;
+    $self->{san_dir} = $sub;
+    if (!$SAN_HOOKED++ && $INC{'Test2/API.pm'}) {
+        Test2::API::test2_add_callback_exit(sub {
+            my ($ctx, $real, $new) = @_;
+            $_->stop_all for grep { defined } @LIVE;
+            _sanitizer_other();
+            return unless @SAN_FOUND;
+            $ctx->diag($_) for @SAN_FOUND;
+            $$new ||= 1;
+        });
+    }
+}
+
+# extra environment for a sanitized program $what (tunneld, nginx,
+# tunnelctl) of this stack: empty unless NGX_TUNNEL_SANITIZE is set
+sub sanitizer_env {
+    my ($self, $what) = @_;
+    my $d = ref $self ? $self->{san_dir} : undef;
+    return () unless $d && $ENV{NGX_TUNNEL_SANITIZE}
+                     && $what =~ /^(?:tunneld|nginx|tunnelctl)$/;
+    # nginx: every dynamic module defines ngx_modules, ngx_module_names
+    # and ngx_module_order, which nginx looks up per module with dlsym():
+    # not a real ODR violation, so ASan's check for it is off there
+    my %e = (
+        ASAN_OPTIONS  => "log_path=$d/$what-asan:detect_leaks="
+                       . ($what eq 'nginx' ? '0:detect_odr_violation=0' : 1),
+        # gcc's UBSan next to ASan writes to stderr whatever log_path
+        # says: the logs are read (sanitizer_check); tunnelctl stops
+        UBSAN_OPTIONS => 'print_stacktrace=1'
+                       . ($what eq 'tunnelctl' ? ':halt_on_error=1' : ''),
+    );
+    $e{LD_PRELOAD} = $LIBASAN if $what eq 'nginx';
+    return %e;
+}
+
+sub _sanitizer_note {
+    my ($path) = @_;
+    return if $SAN_SEEN{$path}++ || !-s $path;
+    open my $fh, '<', $path or return;
+    my @l;
+    if ($path =~ /-valgrind\.\d+$/) {
+        # a log with "ERROR SUMMARY: 0 errors" (or none yet: a process
+        # killed on purpose) is clean; else the errors, without the header
+        my @all = <$fh>;
+        my $sum = (grep { /ERROR SUMMARY: / } @all)[-1] // '';
+        return if $sum !~ /ERROR SUMMARY: [1-9]/;
+        my $head = qr/^==\d+==\s(?:Memcheck|Copyright|Using\sValgrind
+                                |Command|Parent\sPID|\s*$)/x;
+        @l = grep { !/$head/ } @all;
+        @l = @l[0 .. 39] if @l > 40;
+    } else {
+        @l = grep { defined } map { scalar <$fh> } 1 .. 25;
+    }
+    push @SAN_FOUND, "sanitizer report $path:\n" . join '', @l;
+}
+
+# counts the reports of this stack's processes; true if there is none
+sub sanitizer_check {
+    my ($self) = @_;
+    my $d = $self->{san_dir} or return 1;
+    my $before = @SAN_FOUND;
+    _sanitizer_note($_) for sort glob "$d/*";
+    # what went to stderr: UBSan's reports (and ASan's before log_path)
+    for my $log ($self->log_path('tunneld'), "$self->{dir}/nginx/stderr.log",
+                 $self->log_path('nginx')) {
+        open my $fh, '<', $log or next;
+        my @l = <$fh>;
+        for my $i (0 .. $#l) {
+            next unless $l[$i] =~ /runtime error:|ERROR: \w+Sanitizer/;
+            next if $SAN_SEEN{"$log:$i"}++;
+            # the report's own lines (stack, summary), not the log's next
+            my @r = ($l[$i]);
+            for my $j ($i + 1 .. ($i + 30 > $#l ? $#l : $i + 30)) {
+                last unless $l[$j] =~ /^(?:\s|==\d+==|SUMMARY:|Direct |
+                                           Indirect |READ |WRITE |0x|=+$)/x;
+                push @r, $l[$j];
+            }
+            push @SAN_FOUND, "sanitizer report in $log:\n" . join '', @r;
+        }
+    }
+    print STDERR $_ for @SAN_FOUND[$before .. $#SAN_FOUND];
+    return @SAN_FOUND == $before;
+}
+
+# reports of sanitized programs a test ran itself (the Makefile's
+# ASAN_OPTIONS point there), written since this test started
+sub _sanitizer_other {
+    my $top = $ENV{NGX_TUNNEL_SANITIZE} or return;
+    for my $f (sort glob "$top/other-*") {
+        _sanitizer_note($f) if (stat $f)[9] >= $^T;
+    }
 }
 
 sub DESTROY {
@@ -1104,10 +1242,14 @@ sub DESTROY {
 }
 
 END {
-    local $?;
-    for my $s (@LIVE) {
-        $s->stop_all if $s;
+    {
+        local $?;
+        for my $s (@LIVE) {
+            $s->stop_all if $s;
+        }
     }
+    # without Test2 (tools/run) a sanitizer report still fails the exit
+    $? ||= 1 if @SAN_FOUND && !$INC{'Test2/API.pm'};
 }
 
 1;
