@@ -267,7 +267,7 @@ waitpid $app_pid, 0;
 @NgxTunnel::Test::KIDS = grep { $_->[0] != $app_pid } @NgxTunnel::Test::KIDS;
 
 check_logs($s, allow_nginx => [
-    qr/upstream prematurely closed connection while reading upstream/,
+    qr/upstream prematurely closed connection while (?:reading upstream|sending to client)/,
     qr/recv\(\) failed \(104: Connection reset by peer\) while reading upstream/,
     qr/upstream timed out \(110: Connection timed out\) while reading response header from upstream/,
 ]);
