@@ -31,7 +31,8 @@ watchdog(400);
 
 my $secret = 'scaleout-test-secret-' . join '', map { int rand 10 } 1 .. 16;
 
-my $na = start_stack(node => 'node-a',
+# node A also serves the web UI: its dashboard kicks a tunnel held on B
+my $na = start_stack(admin => 1, node => 'node-a',
     node_port => NgxTunnel::Stack::free_port(), node_secret => $secret);
 
 my $nb = NgxTunnel::Stack->new(
@@ -384,6 +385,38 @@ sub api_a {
     ok(wait_no_route($na, 'xk', 5), 'its route is gone');
 }
 
+# the same from node A's dashboard (/admin/tunnels: the confirm form, then
+# the kick), as an operator does it
+{
+    require NgxTunnel::AdminTest;
+    my $ua = NgxTunnel::AdminTest::UA->new("http://localhost:$pa");
+    my $r = $ua->get('/setup');
+    $r = $ua->post('/setup', { name => 'alice', password => 'scale out pw',
+        password2 => 'scale out pw',
+        csrf => NgxTunnel::AdminTest::csrf($r) });
+    is($r->{status}, 303, 'node A\'s web UI: alice becomes the administrator');
+
+    my $ssh_w = start_ssh($nb, key => $alice->{key}, user => 'alice',
+        remote => "xw:80:localhost:$be->{port}");
+    ok(wait_route($na, 'xw', 10), 'xw up on node-b') or diag($ssh_w->output);
+    $r = $ua->get('/admin/tunnels');
+    like($r->{content}, qr/\bxw\b/, 'node A\'s dashboard lists xw')
+        or diag(substr($r->{content}, 0, 400));
+    my $csrf = NgxTunnel::AdminTest::csrf($r);
+    my $t0 = time;
+    $r = $ua->post('/admin/tunnels', { action => 'kick', name => 'xw',
+        confirm => 'yes', reason => 'dashboard kick', csrf => $csrf });
+    is($r->{status}, 303, 'Kick on node A\'s dashboard: 303')
+        or diag("$r->{status} " . substr($r->{content} // '', 0, 400));
+    my $rc = $ssh_w->finish(3);
+    my $dt = time - $t0;
+    ok($rc != -1 && $dt < 1,
+        sprintf('node B\'s client exits %.3f s after the dashboard kick', $dt));
+    like($ssh_w->output, qr/closed by an administrator: dashboard kick/,
+        '... told why');
+    ok(wait_no_route($na, 'xw', 5), 'its route is gone');
+}
+
 
 # --- node B's tunneld killed ----------------------------------------------------
 
@@ -425,6 +458,11 @@ sub api_a {
         }
         $node_gone //= time - $t_kill unless node_rec('node-b')->{address};
         last if defined $gone && defined $node_gone && $status eq '404';
+        # the route expired before the node record: no such tunnel now
+        if (defined $gone && $status eq '404') {
+            sleep 0.2;
+            next;
+        }
         $st{$status}++;
         push @lat, $dt;
         $bad = "$status " . ($r ? page_text($r->{body}) : $@)
