@@ -158,16 +158,16 @@ bench: all
 # replays the committed corpora, then fuzzes each target FUZZ_S seconds
 FUZZ_S ?= 60
 .PHONY: fuzz
-fuzz:
+fuzz: all
 	t/fuzz/run -t $(FUZZ_S)
 
-# the long churn run (issue 14): t/170-soak.t for SOAK_S seconds (10,000
+# the long churn run (issue 14): t/195-soak.t for SOAK_S seconds (10,000
 # tunnels opened and closed in 600 s), RSS and fds of tunneld and nginx
 # sampled; `make test` runs it for 60 s
 SOAK_S ?= 600
 .PHONY: soak
 soak: all
-	SOAK_S=$(SOAK_S) prove -v t/170-soak.t
+	SOAK_S=$(SOAK_S) prove -v t/195-soak.t
 
 clean:
 	rm -rf $(B)

@@ -94,7 +94,8 @@ tnl_server_parse(const char *spec, char *host, size_t hsize, char *port,
 /*
  * Dead peers are found by the kernel, on the --keepalive period K (60 s by
  * default): data unacknowledged for K seconds drops the connection
- * (TCP_USER_TIMEOUT), and tunneld sends an SSH_MSG_IGNORE every K seconds,
+ * (TCP_USER_TIMEOUT), and tunneld sends a keepalive@openssh.com request
+ * (an SSH_MSG_IGNORE where a request cannot go) every K seconds,
  * so a client whose packets stop arriving (unplugged, its network gone) is
  * dropped within 2 K, with its tunnels and their open requests (which then
  * end cut short for the browser: t/177-fault-client-vanish.t).  TCP

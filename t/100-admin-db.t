@@ -135,7 +135,7 @@ $t->stop_all;
 
 # --- a database named by a host name: resolved at load time -------------------
 # (libpq would resolve it with a blocking getaddrinfo() in every worker at
-# every connect; t/205-dns-resolve.t connects through such a name)
+# every connect; t/204-dns-resolve.t connects through such a name)
 for my $ok ('host=/run/postgresql dbname=x', 'host=127.0.0.1 dbname=x',
             'host=::1 dbname=x', 'postgresql://127.0.0.1:5432/x',
             'host=db.example.invalid hostaddr=192.0.2.1 dbname=x', 'dbname=x',

@@ -22,7 +22,7 @@
 #     else on the machine sees.  Without root, (b) is skipped: a
 #     SIGSTOPped client instead would not do, its kernel still
 #     acknowledges every packet; that case is tunneld's client-alive
-#     check, tested in t/178-client-alive.t.
+#     check, tested in t/174-client-alive.t.
 
 use strict;
 use warnings;

@@ -129,7 +129,7 @@ sub new {
         node_port        => $o{node_port},
         node_secret      => $o{node_secret} // 'test-node-secret-0123456789abcdef',
         share            => $o{share},
-        # TCP on loopback too (t/205-dns-resolve.t): Redis on redis_port,
+        # TCP on loopback too (t/204-dns-resolve.t): Redis on redis_port,
         # PostgreSQL on pg_listen ('127.0.0.1') at pg_port; default off
         redis_port       => $o{redis_port},
         pg_listen        => $o{pg_listen},
