@@ -311,8 +311,15 @@ poll(struct pollfd *fds, nfds_t nfds, int timeout)
 
         d->polled = 1;
 
-        if (!tnl_drain_buffered(d) && d->bulk
-            && !(fds[i].events & POLLOUT))
+        /*
+         * a socket epoll has just reported readable is read ahead at
+         * once, POLLOUT asked or not: the recv that follows a real poll
+         * would come anyway, the poll itself is saved (a small request
+         * costs one recv per wake-up, not poll + recv); POLLOUT is then
+         * reported by the flush's real poll at the end of the pass
+         */
+        if (!tnl_drain_buffered(d)
+            && (d->readable || (d->bulk && !(fds[i].events & POLLOUT))))
         {
             n = tnl_drain_fill(d);
 
@@ -327,6 +334,8 @@ poll(struct pollfd *fds, nfds_t nfds, int timeout)
                 tnl_drain_release(d);
             }
         }
+
+        d->readable = 0;
 
         if (tnl_drain_buffered(d)) {
             ready++;
