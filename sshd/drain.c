@@ -9,10 +9,11 @@
  *  - poll reports a socket readable without asking the kernel only while
  *    bytes, an EOF or an error wait in its read-ahead (then libssh's next
  *    recv returns at once, as after a real POLLIN);
- *  - a session that reads little (an interactive or idle tunnel) never
- *    gets a buffer: read-ahead starts once a read filled libssh's 4 KB,
- *    and the buffer goes back to a small per-process cache when it has
- *    been emptied by a read that did not fill it;
+ *  - a session that reads little (an interactive or idle tunnel) holds
+ *    no buffer: read-ahead starts once a read filled libssh's 4 KB, or
+ *    for the one poll after epoll reported the socket readable
+ *    (tnl_drain_hint), and the buffer goes back to a small per-process
+ *    cache when it has been emptied by a read that did not fill it;
  *  - closing an fd (libssh closes its socket itself on EOF or error)
  *    forgets its read-ahead before the number can be reused.
  *
