@@ -9,10 +9,11 @@
  *  - poll reports a socket readable without asking the kernel only while
  *    bytes, an EOF or an error wait in its read-ahead (then libssh's next
  *    recv returns at once, as after a real POLLIN);
- *  - a session that reads little (an interactive or idle tunnel) never
- *    gets a buffer: read-ahead starts once a read filled libssh's 4 KB,
- *    and the buffer goes back to a small per-process cache when it has
- *    been emptied by a read that did not fill it;
+ *  - a session that reads little (an interactive or idle tunnel) holds
+ *    no buffer: read-ahead starts once a read filled libssh's 4 KB, or
+ *    for the one poll after epoll reported the socket readable
+ *    (tnl_drain_hint), and the buffer goes back to a small per-process
+ *    cache when it has been emptied by a read that did not fill it;
  *  - closing an fd (libssh closes its socket itself on EOF or error)
  *    forgets its read-ahead before the number can be reused.
  *
@@ -311,8 +312,15 @@ poll(struct pollfd *fds, nfds_t nfds, int timeout)
 
         d->polled = 1;
 
-        if (!tnl_drain_buffered(d) && d->bulk
-            && !(fds[i].events & POLLOUT))
+        /*
+         * a socket epoll has just reported readable is read ahead at
+         * once, POLLOUT asked or not: the recv that follows a real poll
+         * would come anyway, the poll itself is saved (a small request
+         * costs one recv per wake-up, not poll + recv); POLLOUT is then
+         * reported by the flush's real poll at the end of the pass
+         */
+        if (!tnl_drain_buffered(d)
+            && (d->readable || (d->bulk && !(fds[i].events & POLLOUT))))
         {
             n = tnl_drain_fill(d);
 
@@ -327,6 +335,8 @@ poll(struct pollfd *fds, nfds_t nfds, int timeout)
                 tnl_drain_release(d);
             }
         }
+
+        d->readable = 0;
 
         if (tnl_drain_buffered(d)) {
             ready++;

@@ -22,6 +22,8 @@ typedef struct {
     unsigned        bulk:1;    /* the last read filled what was asked */
     unsigned        eof:1;     /* read-ahead saw EOF: report it next */
     unsigned        polled:1;  /* libssh's poll came through ours */
+    unsigned        readable:1; /* epoll said readable: the next poll
+                                   reads ahead instead of polling */
     int             err;       /* read-ahead saw this errno: report it */
     unsigned char  *buf;       /* read-ahead, NULL while not bulk */
     size_t          pos;
@@ -32,6 +34,14 @@ typedef struct {
 void tnl_drain_init(tnl_drain_t *d);
 int tnl_drain_attach(tnl_drain_t *d, int fd);
 void tnl_drain_detach(tnl_drain_t *d);
+
+/*
+ * epoll has just reported the socket readable (or hung up): libssh's next
+ * poll of it reads ahead (one recv) instead of asking the kernel again;
+ * cleared by that poll or by tnl_drain_unhint() at the end of the pass
+ */
+#define tnl_drain_hint(d)    (d)->readable = ((d)->fd >= 0)
+#define tnl_drain_unhint(d)  (d)->readable = 0
 
 /* bytes (or an EOF or error) read ahead that libssh has not taken */
 #define tnl_drain_buffered(d)  ((d)->len > (d)->pos || (d)->eof || (d)->err)

@@ -644,8 +644,6 @@ tnl_session_io_handler(tnl_io_t *io, uint32_t events)
     uint64_t        before;
     int             i, polls;
 
-    (void) events;
-
     if (s->finished) {
         return;
     }
@@ -678,6 +676,10 @@ tnl_session_io_handler(tnl_io_t *io, uint32_t events)
     polls = (s->msg_backlog || s->write_blocked || s->abusive)
             ? 0 : TNL_SESSION_POLLS;
 
+    if (polls && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+        tnl_drain_hint(&s->drain);
+    }
+
     for (i = 0; i < polls; i++) {
         before = s->sock_count.in_bytes;
 
@@ -687,6 +689,8 @@ tnl_session_io_handler(tnl_io_t *io, uint32_t events)
             break;
         }
     }
+
+    tnl_drain_unhint(&s->drain);
 
     tnl_session_process(s);
 }

@@ -10,7 +10,8 @@
 # noise window of every run (steal, foreign CPU, load, noisy flag), the
 # cipher negotiated on each side, in results.json, results.tsv, ratios.tsv
 # and results.md; and a second short run with --cipher shows both sides at
-# the cipher asked for.
+# the cipher asked for.  --profile strace-small runs and counts exactly the
+# requests it was asked for.
 
 use strict;
 use warnings;
@@ -238,5 +239,32 @@ is_deeply([ @{ $r2 || {} }{qw(cipher_1 cipher_other)} ],
           '--cipher: both sides negotiated the cipher asked for');
 ok(!$res2->{results}{a}{1}{download_MBps_aes128gcm},
    '--cipher: no separate aes128-gcm variant');
+
+# --profile strace-small (tools/bench-syscalls): exactly N requests counted,
+# per process group, with what tunneld, nginx and Redis saw of them
+SKIP: {
+    skip 'strace is not installed', 6
+        unless grep { -x "$_/strace" } split /:/, $ENV{PATH};
+    my $out3 = "$out/small";
+    my $st3 = bench("$out/bench-small.log", '--setups', '1', '--workloads',
+                    'c', '--runs', '1', '--profile', 'strace-small',
+                    '--small-requests', 50, '--out', $out3);
+    is($st3, 0, 'tools/bench --profile strace-small exits 0')
+        or diag(slurp("$out/bench-small.log"));
+    my $j = eval { decode_json(slurp("$out3/syscalls-small.json")) } || {};
+    diag(slurp("$out3/syscalls-small.md") =~ s/\n.*//sr);
+    is_deeply([ @$j{qw(requests tunneld_requests_total access_log_lines)} ],
+              [ 50, 50, 50 ],
+              'strace-small: 50 requests, seen by tunneld and nginx');
+    ok(defined $j->{tunneld_streams_total}
+       && $j->{tunneld_streams_total} <= 1,
+       'strace-small: the upstream connection (and channel) is reused');
+    ok(($j->{strace}{tunneld}{read} // 0) >= 50
+       && ($j->{strace}{tunneld}{write} // 0) >= 50,
+       'strace-small: tunneld read and wrote once per request at least');
+    ok(($j->{strace}{nginx}{writev} // 0) >= 100,
+       "strace-small: nginx's workers counted");
+    ok(($j->{strace}{ssh}{read} // 0) >= 50, 'strace-small: ssh counted');
+}
 
 done_testing();
