@@ -48,7 +48,9 @@ system('make', '-s', '-C', $root, '-f', 'bench/bench.mk',
     or BAIL_OUT('cannot build tnl-loadgen');
 my $LG = "$root/build/bench/bin/tnl-loadgen";
 
-my $s = start_stack();
+# the load generator logs in from one address, 32 at a time: above the
+# default per-source limit on unauthenticated connections (10)
+my $s = start_stack(tunneld_args => ['--per-source-max-startups', 1000]);
 my $u = new_user($s, 'soak');
 sleep 3;                                # tunneld's key reload (2 s)
 my $port = $s->env->{HTTP_PORT};
