@@ -168,6 +168,10 @@ tnl_drain_fill(tnl_drain_t *d)
 {
     ssize_t  n;
 
+    if (d->before_read != NULL) {
+        d->before_read(d->before_data);
+    }
+
     if (d->buf == NULL) {
         if (tnl_drain_cached > 0) {
             d->buf = tnl_drain_cache[--tnl_drain_cached];
@@ -202,6 +206,10 @@ recv(int fd, void *buf, size_t len, int flags)
     size_t        avail;
 
     d = tnl_drain_find(fd);
+
+    if (d != NULL && flags == 0 && d->before_read != NULL) {
+        d->before_read(d->before_data);
+    }
 
     if (d == NULL || flags != 0) {
         return recvfrom(fd, buf, len, flags, NULL, NULL);

@@ -25,6 +25,14 @@ typedef struct {
     unsigned        readable:1; /* epoll said readable: the next poll
                                    reads ahead instead of polling */
     int             err;       /* read-ahead saw this errno: report it */
+
+    /*
+     * Called before any read of the socket for libssh, while set: the
+     * session chooses its cipher offer from the client's identification
+     * line (a MSG_PEEK, which passes through) before libssh can take it
+     */
+    void          (*before_read)(void *data);
+    void           *before_data;
     unsigned char  *buf;       /* read-ahead, NULL while not bulk */
     size_t          pos;
     size_t          len;

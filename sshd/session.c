@@ -477,6 +477,7 @@ tnl_session_openssh_gcm(const char *line)
 static void
 tnl_session_offer(tnl_session_t *s)
 {
+
     char     buf[256];
     ssize_t  n;
 
@@ -510,6 +511,27 @@ tnl_session_offer(tnl_session_t *s)
     {
         tnl_log_warn("session %s: cannot change the cipher offer: %s",
                      s->id, ssh_get_error(s->ssh));
+    }
+}
+
+
+/*
+ * The drain calls this before libssh reads the socket (drain.h), so the
+ * offer is chosen even when the client's line arrives between the first
+ * look at accept and libssh's first read (ssh_handle_key_exchange reads
+ * at once): without it an OpenSSH client was sometimes offered chacha20.
+ */
+static void
+tnl_session_offer_hook(void *data)
+{
+    tnl_session_t  *s = data;
+
+    if (s->offer_pending) {
+        tnl_session_offer(s);
+    }
+
+    if (!s->offer_pending) {
+        s->drain.before_read = NULL;
     }
 }
 
@@ -553,6 +575,15 @@ tnl_session_accept(tnl_loop_t *loop, ssh_bind bind, int fd,
     /* accepted fds are blocking in libssh's eyes until told otherwise */
     ssh_set_blocking(s->ssh, 0);
 
+    /*
+     * Before libssh's first read: the read-ahead (no read-ahead if this
+     * fails: libssh then reads 4 KB at a time), and the hook that chooses
+     * the cipher offer before libssh can take the client's line
+     * (tnl_session_offer_hook).  libssh closes the fd through close(),
+     * which detaches it (drain.c), on every error path below.
+     */
+    (void) tnl_drain_attach(&s->drain, fd);
+
     ssh_set_counters(s->ssh, &s->sock_count, &s->pkt_count);
     s->msg_check = 1;
 
@@ -575,6 +606,11 @@ tnl_session_accept(tnl_loop_t *loop, ssh_bind bind, int fd,
         s->io.fd = fd;                        /* for the peek only */
         s->offer_pending = 1;
         tnl_session_offer(s);
+
+        if (s->offer_pending && s->drain.fd == fd) {
+            s->drain.before_read = tnl_session_offer_hook;
+            s->drain.before_data = s;
+        }
     }
 
     rc = ssh_handle_key_exchange(s->ssh);   /* SSH_AGAIN: goes on in polls */
@@ -608,8 +644,6 @@ tnl_session_accept(tnl_loop_t *loop, ssh_bind bind, int fd,
         return -1;
     }
 
-    /* no read-ahead if this fails: libssh then reads 4 KB at a time */
-    (void) tnl_drain_attach(&s->drain, fd);
 
     /*
      * The grace runs from now, not from the loop's cached time: a busy
