@@ -184,13 +184,19 @@ ngx_http_tunnel_cache_put(ngx_uint_t gen, ngx_str_t *name, ngx_str_t *socket,
     cn->socket.len = socket->len;
     p = ngx_cpymem(p, socket->data, socket->len);
 
+    /* an empty user or node may come as ngx_str_null: no memcpy from NULL */
+
     cn->user.data = p;
     cn->user.len = user->len;
-    p = ngx_cpymem(p, user->data, user->len);
+    if (user->len) {
+        p = ngx_cpymem(p, user->data, user->len);
+    }
 
     cn->node.data = p;
     cn->node.len = node->len;
-    ngx_memcpy(p, node->data, node->len);
+    if (node->len) {
+        ngx_memcpy(p, node->data, node->len);
+    }
 
     cn->sn.node.key = ngx_crc32_short(name->data, name->len);
     cn->expires = ngx_current_msec + ngx_http_tunnel_cache_ttl;
