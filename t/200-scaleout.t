@@ -309,6 +309,9 @@ sub nginx_t {
         . "server { listen 127.0.0.1:1; location / { tunnel_lookup; $server "
         . "proxy_pass http://tunnels; } }\n}\n";
     close $fh;
+    # under SANITIZE=1 the module needs libasan preloaded, as the stack's
+    # own nginx gets it
+    local %ENV = (%ENV, $na->sanitizer_env('nginx'));
     my $out = `/usr/sbin/nginx -t -p $dir/ -c $dir/nginx.conf -e $dir/error.log 2>&1`;
     return ($? == 0, $out);
 }

@@ -122,7 +122,10 @@ is($cc, 0, 'built the slow getaddrinfo shim') or BAIL_OUT('no cc');
 $s->stop_tunneld;
 my $log = $s->log_path('tunneld');
 $s->_spawn('tunneld', undef, $log,
-    { LD_PRELOAD => $shim }, $s->tunneld_command);
+    # a sanitized tunneld needs its ASan runtime first in the list
+    { LD_PRELOAD => ($ENV{NGX_TUNNEL_SANITIZE}
+                     ? '/usr/lib/x86_64-linux-gnu/libasan.so.8:' : '')
+                    . $shim }, $s->tunneld_command);
 
 sub healthz {
     my $t0 = time;
