@@ -605,9 +605,21 @@ ngx_http_tunnel_admin_act_form(ngx_http_request_t *r,
 }
 
 
+/* 127.0.0.0/8, ::1 or ::ffff:127.x.y.z: this machine */
+static ngx_uint_t
+ngx_http_tunnel_admin_act_loopback(u_char *host, size_t len)
+{
+    return (len > 4 && ngx_strncmp(host, "127.", 4) == 0)
+           || (len == 3 && ngx_strncmp(host, "::1", 3) == 0)
+           || (len > 11 && ngx_strncasecmp(host, (u_char *) "::ffff:127.",
+                                           11) == 0);
+}
+
+
 /*
  * Does the ssh client's "ADDR:PORT" (tunneld writes "[V6]:PORT" for IPv6)
- * name the host of the browser's address?
+ * name the host of the browser's address?  Two loopback addresses are
+ * the same machine (a browser on ::1, ssh on 127.0.0.1: `make run`).
  */
 static ngx_uint_t
 ngx_http_tunnel_admin_act_same_host(ngx_str_t *client, ngx_str_t *browser)
@@ -631,6 +643,12 @@ ngx_http_tunnel_admin_act_same_host(ngx_str_t *client, ngx_str_t *browser)
                 break;
             }
         }
+    }
+
+    if (ngx_http_tunnel_admin_act_loopback(host, len)
+        && ngx_http_tunnel_admin_act_loopback(browser->data, browser->len))
+    {
+        return 1;
     }
 
     return len == browser->len && len > 0

@@ -292,6 +292,18 @@ unlike($r->{content}, qr/\Q$k1->{fp}\E/, '... without its key');
 is(failures(), 0, 'used codes are not counted as guesses');
 
 
+# ssh on 127.0.0.1 or ::1, the browser on the other: one machine, no note
+{
+    my $kl = make_key('loop');
+    my $idl = make_code('LMNPQRST', $kl, client => '[::1]:40001');
+    my $page = $bob->get('/activate?code=lmnp-qrst')->{content};
+    is(text_of($page, 'act-client'), '[::1]:40001', 'ssh from ::1');
+    unlike($page, qr/id="act-elsewhere"/,
+           '... and the browser on another loopback address: no note');
+    $t->sql("DELETE FROM activation_codes WHERE id = $idl");
+}
+
+
 # --- deny -------------------------------------------------------------------
 my $k2 = make_key('pi');
 my $id2 = make_code('CDFGHJKL', $k2, client => '[2001:db8::7]:40000');
