@@ -896,6 +896,13 @@ tnl_redis_sentinel_parse(tnl_redis_t *rc, const char *url)
         memcpy(host, p, len);
         host[len] = '\0';
 
+        /* sentinels are asked on every reconnect: never resolve there */
+        if (!tnl_resolve_is_numeric(host)) {
+            tnl_log_error("redis: sentinel \"%s\" is not a numeric IP "
+                          "address; give sentinels as IP:PORT", host);
+            return -1;
+        }
+
         errno = 0;
         port = strtol(colon + 1, &e, 10);
         if (errno || e != end || port < 1 || port > 65535) {
