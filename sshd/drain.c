@@ -17,7 +17,11 @@
  *  - closing an fd (libssh closes its socket itself on EOF or error)
  *    forgets its read-ahead before the number can be reused.
  *
- * tunneld's processes are single-threaded (one epoll loop each).
+ * Only the thread that attached a socket (the worker's loop) uses the
+ * table: another thread (resolve.c's getaddrinfo, whose NSS modules may
+ * call poll, recv or close) goes straight to libc, so it never reads the
+ * table while the loop reallocates it.  The libc functions are looked up
+ * before main (a constructor), not lazily from two threads.
  */
 
 #ifndef _GNU_SOURCE
@@ -53,8 +57,10 @@ static int             tnl_drains_attached;
 static unsigned char  *tnl_drain_cache[TNL_DRAIN_CACHE];
 static int             tnl_drain_cached;
 
+static __thread int    tnl_drain_owner;   /* this thread attached sockets */
 
-static void
+
+__attribute__((constructor)) static void
 tnl_drain_resolve(void)
 {
     tnl_real_poll = (tnl_poll_pt) dlsym(RTLD_NEXT, "poll");
@@ -69,7 +75,9 @@ tnl_drain_resolve(void)
 static tnl_drain_t *
 tnl_drain_find(int fd)
 {
-    if (tnl_drains_attached == 0 || fd < 0 || fd >= tnl_drains_n) {
+    if (!tnl_drain_owner || tnl_drains_attached == 0 || fd < 0
+        || fd >= tnl_drains_n)
+    {
         return NULL;
     }
 
@@ -110,6 +118,8 @@ tnl_drain_attach(tnl_drain_t *d, int fd)
 {
     tnl_drain_t  **p;
     int            n;
+
+    tnl_drain_owner = 1;
 
     if (fd < 0) {
         return -1;
@@ -303,7 +313,7 @@ poll(struct pollfd *fds, nfds_t nfds, int timeout)
         tnl_drain_resolve();
     }
 
-    if (tnl_drains_attached == 0) {
+    if (!tnl_drain_owner || tnl_drains_attached == 0) {
         return tnl_real_poll(fds, nfds, timeout);
     }
 
