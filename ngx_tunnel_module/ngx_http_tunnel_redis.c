@@ -576,9 +576,10 @@ ngx_http_tunnel_redis_cleanup(void *data)
     link->conn = NULL;
 
     if (link->asking) {
-        link->asking = 0;
 
         if (link->have_master) {
+            link->asking = 0;
+
             /* on to the master it named, without backoff */
 
             if (!ngx_http_tunnel_redis_exiting && !ngx_terminate
@@ -590,6 +591,7 @@ ngx_http_tunnel_redis_cleanup(void *data)
             return;
         }
 
+        /* this sentinel failed us: the next one, next time */
         ngx_http_tunnel_redis_next_sentinel(link);
     }
 
@@ -782,6 +784,9 @@ ngx_http_tunnel_redis_sentinel_answer(redisAsyncContext *ac, void *reply,
     redisReply                    *rr = reply, *h, *p;
     ngx_int_t                      port;
     ngx_http_tunnel_redis_link_t  *link = privdata;
+#if (NGX_HAVE_INET6)
+    u_char                         ip6[16];
+#endif
 
     if (rr == NULL) {
         return;
@@ -797,6 +802,22 @@ ngx_http_tunnel_redis_sentinel_answer(redisAsyncContext *ac, void *reply,
         p = rr->element[1];
 
         port = ngx_atoi((u_char *) p->str, p->len);
+
+        /* a host name would be resolved by hiredis, blocking the worker */
+        if (ngx_inet_addr((u_char *) h->str, h->len) == INADDR_NONE
+#if (NGX_HAVE_INET6)
+            && ngx_inet6_addr((u_char *) h->str, h->len, ip6) != NGX_OK
+#endif
+            )
+        {
+            ngx_log_error(NGX_LOG_ERR, ngx_http_tunnel_redis_log, 0,
+                          "tunnel: redis %s link: the sentinels name the "
+                          "master by host name \"%*s\"; configure them "
+                          "with \"sentinel announce-hostnames no\" so "
+                          "they give its IP address", link->role,
+                          (size_t) h->len, h->str);
+            port = 0;
+        }
 
         if (port > 0 && port < 65536) {
             ngx_memcpy(link->host, h->str, h->len);

@@ -116,8 +116,12 @@ sub master_port {
 }
 is(master_port(), $pm, 'the sentinels name the master');
 
+# the first sentinel listed is down: tunneld and nginx must go on to the
+# next one (a dead first sentinel once kept nginx asking it forever)
+my $dead = NgxTunnel::Stack::free_port();
 my $s = start_stack(sentinel => {
-    sentinels => [ map { "127.0.0.1:$_" } @ps ], master => 'mymaster' },
+    sentinels => [ "127.0.0.1:$dead", map { "127.0.0.1:$_" } @ps ],
+    master => 'mymaster' },
     workers => 2);
 
 my $alice = new_user($s, 'alice');
