@@ -7,6 +7,7 @@
 # variables, the 404 page, and a clean close removing the route at once.
 
 use strict;
+use IO::Socket::INET;
 use warnings;
 
 use FindBin qw($Bin);
@@ -95,6 +96,23 @@ is($h->{'x-forwarded-proto'}, 'http', 'X-Forwarded-Proto reaches backend');
 is($h->{'x-forwarded-host'}, "myapp.localhost:$port",
     'X-Forwarded-Host reaches backend');
 is($h->{host}, 'myapp.localhost', 'Host reaches backend');
+
+# an absolute-form request line names the host nginx routes on; a Host
+# header saying something else must not reach the app as X-Forwarded-Host
+{
+    my $c = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Timeout => 5)
+        or die "connect: $!";
+    print $c "GET http://myapp.localhost:$port/headers HTTP/1.1\r\n"
+        . "Host: evil.example\r\nConnection: close\r\n\r\n";
+    local $/;
+    my $raw = <$c> // '';
+    my ($body) = $raw =~ /\r\n\r\n(.*)\z/s;
+    my $j = eval { decode_json($body // '') } || {};
+    is($j->{'x-forwarded-host'}, "myapp.localhost:$port",
+        'absolute-form request: X-Forwarded-Host is the routed host, not '
+        . 'the Host header');
+}
 
 
 # --- access log: $tunnel_name and $tunnel_user --------------------------------

@@ -778,7 +778,9 @@ $self->{nginx_http_extra}
             proxy_set_header Connection \$tunnel_connection;
             proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto \$scheme;
-            proxy_set_header X-Forwarded-Host \$http_host;
+            # what nginx routed on (\$host: an absolute-form request line wins
+            # over a forged Host header), with this dev listener's port
+            proxy_set_header X-Forwarded-Host \$host:\$server_port;
             # set only toward another node (docs/SCALING.md); empty, so
             # stripped, toward a local tunnel
             proxy_set_header X-Tunnel-Node-Auth \$tunnel_node_auth;
