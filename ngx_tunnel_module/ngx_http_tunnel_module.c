@@ -397,6 +397,10 @@ ngx_http_tunnel_init(ngx_conf_t *cf)
 
     tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_tunnel_module);
 
+    if (ngx_http_tunnel_balancer_postconf(cf, tmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (!tmcf->lookup_used) {
         return NGX_OK;
     }
@@ -480,6 +484,7 @@ ngx_http_tunnel_create_main_conf(ngx_conf_t *cf)
      *     tmcf->redis_host = { 0, NULL };
      *     tmcf->redis_port = 0;
      *     tmcf->lookup_used = 0;
+     *     tmcf->balancers = NULL;
      */
 
     tmcf->cache_ttl = NGX_CONF_UNSET_MSEC;

@@ -52,6 +52,8 @@ typedef struct {
     ngx_uint_t                 lookup_line;
     ngx_str_t                  node_id;        /* tunnel_node_id */
     ngx_str_t                  node_secret;    /* tunnel_node_secret_file */
+    ngx_array_t               *balancers;      /* of ngx_http_tunnel_
+                                                  balancer_conf_t */
 } ngx_http_tunnel_main_conf_t;
 
 
@@ -99,6 +101,21 @@ typedef struct {
     ngx_uint_t                 remote;         /* peer: that node, TCP */
     ngx_uint_t                 forwarded;      /* came from another node */
     ngx_http_tunnel_node_lookup_t  *node_lookup;  /* in flight, or NULL */
+
+    /*
+     * The balancer under a balancer that wraps it ("keepalive"): the
+     * wrapper's peer callbacks and data, and whether the socket path is
+     * still to be checked (ngx_http_tunnel_balancer.c).
+     */
+    unsigned                   stat_by_wrapper:1;
+    unsigned                   stat_pending:1;
+    void                      *wrapped_data;
+    ngx_event_get_peer_pt      wrapped_get;
+    ngx_event_free_peer_pt     wrapped_free;
+#if (NGX_HTTP_SSL)
+    ngx_event_set_peer_session_pt   wrapped_set_session;
+    ngx_event_save_peer_session_pt  wrapped_save_session;
+#endif
 } ngx_http_tunnel_ctx_t;
 
 
@@ -133,6 +150,8 @@ char *ngx_http_tunnel_node_secret_file(ngx_conf_t *cf, ngx_command_t *cmd,
 /* ngx_http_tunnel_balancer.c */
 char *ngx_http_tunnel_balancer(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+ngx_int_t ngx_http_tunnel_balancer_postconf(ngx_conf_t *cf,
+    ngx_http_tunnel_main_conf_t *tmcf);
 
 
 #endif /* _NGX_HTTP_TUNNEL_MODULE_H_INCLUDED_ */
