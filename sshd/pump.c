@@ -29,7 +29,7 @@
  * less 10 bytes; OpenSSH's is 32,768, so 64 KB read and written at once
  * went out as 32,758 + 32,758 + 20 bytes: three packets (three
  * encryptions, three writes on the client) where two do
- * (t/032-upload-packets.t).
+ * (t/033-upload-packets.t).
  */
 #define TNL_STREAM_UP_MAX    (2 * (32768 - 10))
 #define TNL_PUMP_UNFLUSHED   (64 * 1024)  /* flush at once beyond this */

@@ -71,6 +71,7 @@ sub free_port {
 # Options (all optional): root (repo root), dir (state dir; default a temp
 # dir removed at DESTROY unless keep_dir or NGX_TUNNEL_KEEP), http_port
 # (8080), ssh_port (2222), pg_port (5432: names the Unix socket only),
+# proxy_buffer (proxy_buffer_size of the tunnel locations, 16k),
 # domain (localhost), tunneld_args [extra flags], nginx_extra (text inside
 # the tunnel server{}), nginx_http_extra (text inside http{}),
 # lookup_timeout (1s), cache_ttl (5s), start_timeout (10 s), ipv6 (listen
@@ -108,6 +109,7 @@ sub new {
         tunneld_args     => $o{tunneld_args} // [],
         workers          => $o{workers} // $ENV{TUNNELD_WORKERS} // _ncpus(),
         nginx_extra      => $o{nginx_extra} // '',
+        proxy_buffer     => $o{proxy_buffer} // '16k',
         nginx_http_extra => $o{nginx_http_extra} // '',
         lookup_timeout   => $o{lookup_timeout} // '1s',
         cache_ttl        => $o{cache_ttl} // '5s',
@@ -675,6 +677,7 @@ sub nginx_config {
           . "    tunnel_redis_master $self->{sentinel}{master};"
         : "tunnel_redis unix:$d/redis.sock;";
     my $l6      = $ipv6 ? "$listen6;" : '';
+    my $pbuf    = $self->{proxy_buffer};
 
     my ($admin_load, $admin_http, $admin_loc) = ('', '', '');
     if ($self->{admin}) {
@@ -788,6 +791,11 @@ $self->{nginx_http_extra}
 
             proxy_buffering off;
             proxy_request_buffering off;
+            # unbuffered, nginx reads the tunnel's answer proxy_buffer_size
+            # at a time: 16k instead of the 4k page halves nginx's CPU per
+            # MB of a download (docs/BENCHMARKS.md, "nginx's buffer")
+            proxy_buffer_size $pbuf;
+            proxy_buffers 4 $pbuf;
             proxy_connect_timeout 2s;
             proxy_read_timeout 1h;
             proxy_send_timeout 1h;
@@ -843,6 +851,7 @@ sub _node_server {
     return '' unless defined $self->{node};
     my $port = $self->{node_port} or croak 'node => ID needs node_port';
     my $n = $self->nginx_dir;
+    my $pbuf = $self->{proxy_buffer};
     return <<"CONF";
     server {
         listen 127.0.0.1:$port;
@@ -871,6 +880,11 @@ sub _node_server {
 
             proxy_buffering off;
             proxy_request_buffering off;
+            # unbuffered, nginx reads the tunnel's answer proxy_buffer_size
+            # at a time: 16k instead of the 4k page halves nginx's CPU per
+            # MB of a download (docs/BENCHMARKS.md, "nginx's buffer")
+            proxy_buffer_size $pbuf;
+            proxy_buffers 4 $pbuf;
             proxy_connect_timeout 2s;
             proxy_read_timeout 1h;
             proxy_send_timeout 1h;
