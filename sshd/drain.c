@@ -341,6 +341,8 @@ send(int fd, const void *buf, size_t len, int flags)
         return n;
     }
 
+    d->sent = 1;
+
     if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
         d->writable = 0;
         return 0;
@@ -369,7 +371,11 @@ tnl_drain_known(tnl_drain_t *d, short events)
         known |= POLLIN;
     }
 
-    if ((events & POLLOUT) && d->writable) {
+    /*
+     * only once libssh's sends come through ours: one that sent another
+     * way would meet a full socket with nobody to turn EAGAIN into 0
+     */
+    if ((events & POLLOUT) && d->writable && d->sent) {
         known |= POLLOUT;
     }
 

@@ -31,6 +31,7 @@ typedef struct {
     unsigned        polled:1;  /* libssh's poll came through ours */
     unsigned        readable:1; /* epoll said readable: the next poll
                                    reads ahead instead of polling */
+    unsigned        sent:1;    /* libssh's send came through ours */
     unsigned        writable:1; /* the kernel said writable, and no send
                                    since was refused or cut short */
     unsigned        empty:1;   /* a read came back short: nothing to read
