@@ -14,12 +14,28 @@
  *    for the one poll after epoll reported the socket readable
  *    (tnl_drain_hint), and the buffer goes back to a small per-process
  *    cache when it has been emptied by a read that did not fill it;
+ *  - poll reports a socket writable without asking the kernel only
+ *    while the kernel's last word (a poll through ours, or epoll:
+ *    tnl_drain_hint_write) was "writable" and no send since was refused
+ *    (EAGAIN) or cut short; a send the kernel refuses returns 0 ("nothing
+ *    taken"), never EAGAIN, which libssh would take for a dead
+ *    connection: libssh keeps the bytes in its own output buffer, asks
+ *    for POLLOUT and reports SSH_AGAIN, exactly as after a short write,
+ *    so nothing is held here and nothing can be reordered or lost; any
+ *    other error reaches libssh as it came;
+ *  - a poll with timeout 0 (all of tunneld's) finds a socket not
+ *    readable without asking the kernel after a read of it came back
+ *    short (a stream socket returns all it holds) and until epoll, level
+ *    triggered, reports it readable (tnl_drain_hint, tnl_drain_ready) or
+ *    a kernel's poll says POLLIN: libssh's ssh_message_get polls once per
+ *    packet parsed, and would otherwise ask the kernel what the read just
+ *    told;
  *  - closing an fd (libssh closes its socket itself on EOF or error)
  *    forgets its read-ahead before the number can be reused.
  *
  * Only the thread that attached a socket (the worker's loop) uses the
  * table: another thread (resolve.c's getaddrinfo, whose NSS modules may
- * call poll, recv or close) goes straight to libc, so it never reads the
+ * call poll, recv, send or close) goes straight to libc, so it never reads the
  * table while the loop reallocates it.  The libc functions are looked up
  * before main (a constructor), not lazily from two threads.
  */
@@ -168,6 +184,22 @@ tnl_drain_detach(tnl_drain_t *d)
 }
 
 
+/* what a read of the socket told: whether it holds more */
+static void
+tnl_drain_read(tnl_drain_t *d, ssize_t n, size_t asked)
+{
+    if (n > 0) {
+        d->empty = ((size_t) n < asked);
+
+    } else if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        d->empty = 1;
+
+    } else {
+        d->empty = 0;   /* EOF or error: kept for libssh (buffered) */
+    }
+}
+
+
 /*
  * Reads ahead into d's buffer (the caller saw it empty).  Returns what
  * recv returned; an EOF or error is kept for libssh's next recv unless
@@ -203,6 +235,8 @@ tnl_drain_fill(tnl_drain_t *d)
     if (n > 0) {
         d->len = n;
     }
+
+    tnl_drain_read(d, n, TNL_DRAIN_SIZE);
 
     return n;
 }
@@ -245,6 +279,7 @@ recv(int fd, void *buf, size_t len, int flags)
         if (!d->bulk || !d->polled || len >= TNL_DRAIN_SIZE) {
             tnl_drain_release(d);
             n = recvfrom(fd, buf, len, 0, NULL, NULL);
+            tnl_drain_read(d, n, len);
             d->bulk = (n > 0 && (size_t) n == len);
             return n;
         }
@@ -252,7 +287,9 @@ recv(int fd, void *buf, size_t len, int flags)
         n = tnl_drain_fill(d);
 
         if (n == -2) {
-            return recvfrom(fd, buf, len, 0, NULL, NULL);
+            n = recvfrom(fd, buf, len, 0, NULL, NULL);
+            tnl_drain_read(d, n, len);
+            return n;
         }
 
         if (n <= 0) {
@@ -283,22 +320,102 @@ recv(int fd, void *buf, size_t len, int flags)
 
 
 /*
+ * libssh 0.10.6 sends in ssh_socket_unbuffered_write (src/socket.c):
+ * send(fd, buf, len, MSG_NOSIGNAL) of its whole output buffer, only after
+ * a poll reported POLLOUT; it keeps what a short write left and asks for
+ * POLLOUT again, but takes any -1, EAGAIN included, for a dead
+ * connection.  For an attached socket a refused send is therefore
+ * reported as 0 bytes taken, and a refused or short send ends what poll
+ * may assume (the kernel is asked again).
+ */
+ssize_t
+send(int fd, const void *buf, size_t len, int flags)
+{
+    tnl_drain_t  *d;
+    ssize_t       n;
+
+    n = sendto(fd, buf, len, flags, NULL, 0);
+
+    d = tnl_drain_find(fd);
+    if (d == NULL) {
+        return n;
+    }
+
+    d->sent = 1;
+
+    if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        d->writable = 0;
+        return 0;
+    }
+
+    if (n < 0 || (size_t) n < len) {
+        d->writable = 0;
+    }
+
+    return n;
+}
+
+
+/*
+ * What poll can answer for an attached socket without the kernel:
+ * POLLIN while its read-ahead holds bytes (or an EOF or error), POLLOUT
+ * while it is known writable; 0 if the kernel must be asked, or if
+ * nothing asked is ready (tnl_drain_idle).
+ */
+static short
+tnl_drain_known(tnl_drain_t *d, short events)
+{
+    short  known = 0;
+
+    if ((events & POLLIN) && tnl_drain_buffered(d)) {
+        known |= POLLIN;
+    }
+
+    /*
+     * only once libssh's sends come through ours: one that sent another
+     * way would meet a full socket with nobody to turn EAGAIN into 0
+     */
+    if ((events & POLLOUT) && d->writable && d->sent) {
+        known |= POLLOUT;
+    }
+
+    return known;
+}
+
+
+/*
+ * Whether a poll that must not wait can find nothing asked of an attached
+ * socket ready without the kernel: nothing to read since a short read,
+ * and POLLOUT not asked (whether it is writable only the kernel knows)
+ */
+static int
+tnl_drain_idle(tnl_drain_t *d, short events)
+{
+    return !(events & POLLOUT)
+           && (!(events & POLLIN) || (d->empty && !tnl_drain_buffered(d)));
+}
+
+
+/*
  * While the read-ahead of a socket polled for POLLIN holds bytes (or an
- * EOF or error), it is readable: when every fd polled is such a socket
- * (libssh polls one socket per session event), answer POLLIN at once;
- * otherwise ask the kernel without waiting and add POLLIN.
+ * EOF or error), it is readable; while the kernel's last word on a socket
+ * polled for POLLOUT was "writable" and no send since was refused or cut
+ * short, it is writable.  When every fd polled is an attached socket
+ * with such an answer (libssh polls one socket per session event), poll
+ * answers at once; otherwise it asks the kernel (without waiting if some
+ * answer is known) and adds POLLIN where bytes are read ahead.
  *
- * POLLOUT, when asked, is then not reported: a possible answer (a full
- * send buffer), and the only safe one without asking the kernel, since
- * libssh treats any failed send, EAGAIN included, as a dead connection.
- * libssh 0.10.6 keeps POLLOUT asked for as long as every poll also
- * reports POLLIN (its socket callback forgets the poll handle after
- * handing data on, so it cannot clear it), i.e. during a whole download;
- * what it has to send waits at most until the read-ahead is empty,
- * where the kernel is asked again.  That is also why a bulk socket
- * with an empty read-ahead is read ahead here (one recv instead of poll
- * + recv) only when POLLOUT is not asked: otherwise a steady stream
- * would never let a real poll report POLLOUT, and libssh's window
+ * An answer without the kernel may leave out what the kernel would have
+ * added (POLLIN for bytes not read ahead yet, POLLOUT while not known
+ * writable, POLLHUP): as if it had come a moment later.  Epoll, level
+ * triggered, still reports the socket, and a refused send costs nothing
+ * but the kernel's poll that follows.  POLLOUT is not reported while
+ * unknown: libssh keeps it asked for as long as every poll also reports
+ * POLLIN (its socket callback forgets the poll handle after handing data
+ * on, so it cannot clear it), i.e. during a whole download.  A bulk
+ * socket with an empty read-ahead is read ahead here (one recv instead
+ * of poll + recv) when POLLOUT is not asked or known: otherwise a steady
+ * stream would never let a real poll report POLLOUT, and libssh's window
  * adjustments would wait until the client ran out of window.
  */
 int
@@ -313,7 +430,7 @@ poll(struct pollfd *fds, nfds_t nfds, int timeout)
         tnl_drain_resolve();
     }
 
-    if (!tnl_drain_owner || tnl_drains_attached == 0) {
+    if (!tnl_drain_owner || tnl_drains_attached == 0 || nfds == 0) {
         return tnl_real_poll(fds, nfds, timeout);
     }
 
@@ -323,60 +440,70 @@ poll(struct pollfd *fds, nfds_t nfds, int timeout)
     for (i = 0; i < nfds; i++) {
         d = tnl_drain_find(fds[i].fd);
 
-        if (d == NULL || !(fds[i].events & POLLIN)) {
+        if (d == NULL) {
             only = 0;
             continue;
         }
 
-        d->polled = 1;
+        if (fds[i].events & POLLIN) {
+            d->polled = 1;
 
-        /*
-         * a socket epoll has just reported readable is read ahead at
-         * once, POLLOUT asked or not: the recv that follows a real poll
-         * would come anyway, the poll itself is saved (a small request
-         * costs one recv per wake-up, not poll + recv); POLLOUT is then
-         * reported by the flush's real poll at the end of the pass
-         */
-        if (!tnl_drain_buffered(d)
-            && (d->readable || (d->bulk && !(fds[i].events & POLLOUT))))
-        {
-            n = tnl_drain_fill(d);
+            /*
+             * a socket epoll has just reported readable is read ahead at
+             * once, POLLOUT asked or not: the recv that follows a real
+             * poll would come anyway, the poll itself is saved (a small
+             * request costs one recv per wake-up, not poll + recv)
+             */
+            if (!tnl_drain_buffered(d)
+                && (d->readable
+                    || (d->bulk
+                        && (!(fds[i].events & POLLOUT) || d->writable))))
+            {
+                n = tnl_drain_fill(d);
 
-            if (n == 0) {
-                d->eof = 1;
+                if (n == 0) {
+                    d->eof = 1;
 
-            } else if (n == -1 && errno != EAGAIN && errno != EWOULDBLOCK) {
-                d->err = errno;
+                } else if (n == -1 && errno != EAGAIN
+                           && errno != EWOULDBLOCK)
+                {
+                    d->err = errno;
 
-            } else if (n < 0) {
-                d->bulk = 0;    /* drained: the kernel tells from now */
-                tnl_drain_release(d);
+                } else if (n < 0) {
+                    d->bulk = 0;    /* drained: the kernel tells from now */
+                    tnl_drain_release(d);
+                }
             }
+
+            d->readable = 0;
         }
 
-        d->readable = 0;
-
-        if (tnl_drain_buffered(d)) {
+        if (tnl_drain_known(d, fds[i].events)) {
             ready++;
 
-        } else {
+        } else if (timeout != 0 || !tnl_drain_idle(d, fds[i].events)) {
             only = 0;
         }
     }
 
-    if (ready == 0) {
-        return tnl_real_poll(fds, nfds, timeout);
+    if (ready == 0 && !only) {
+        rc = tnl_real_poll(fds, nfds, timeout);
+        goto polled;
     }
 
     if (only) {
         for (i = 0; i < nfds; i++) {
-            fds[i].revents = POLLIN;
+            fds[i].revents = tnl_drain_known(tnl_drain_find(fds[i].fd),
+                                             fds[i].events);
         }
 
         return ready;
     }
 
     rc = tnl_real_poll(fds, nfds, 0);
+
+polled:
+
     if (rc < 0) {
         return rc;
     }
@@ -386,8 +513,21 @@ poll(struct pollfd *fds, nfds_t nfds, int timeout)
     for (i = 0; i < nfds; i++) {
         d = tnl_drain_find(fds[i].fd);
 
-        if (d != NULL && (fds[i].events & POLLIN) && tnl_drain_buffered(d)) {
-            fds[i].revents |= POLLIN;
+        if (d != NULL) {
+
+            /* the kernel's word is the latest */
+            if (fds[i].events & POLLOUT) {
+                d->writable = ((fds[i].revents
+                                & (POLLOUT | POLLERR | POLLHUP)) == POLLOUT);
+            }
+
+            if (fds[i].events & POLLIN) {
+                d->empty = !(fds[i].revents & (POLLIN | POLLERR | POLLHUP));
+            }
+
+            if ((fds[i].events & POLLIN) && tnl_drain_buffered(d)) {
+                fds[i].revents |= POLLIN;
+            }
         }
 
         if (fds[i].revents) {

@@ -7,8 +7,15 @@
  * executable defines): for an SSH session's socket, recv reads up to
  * TNL_DRAIN_SIZE at once into a read-ahead buffer and hands libssh its
  * 4 KB from there, and poll reports the socket readable without a system
- * call while that buffer holds bytes.  Every other fd passes straight
- * through.  See docs/INTERNALS.md, "Read drain".
+ * call while that buffer holds bytes.  It defines send too: poll reports
+ * the socket writable without a system call while the kernel last said
+ * so and no send has been refused or cut short since, and a send the
+ * kernel refuses (EAGAIN) tells libssh "0 bytes taken" (it keeps them
+ * and waits for POLLOUT, as after a short write) instead of an error it
+ * would take for a dead connection.  A poll that must not wait finds an
+ * attached socket "not readable" without a system call after a read of it
+ * came back short, until epoll reports it readable.  Every other fd
+ * passes straight through.  See docs/INTERNALS.md, "Read drain".
  */
 
 #ifndef TNL_DRAIN_H
@@ -24,6 +31,11 @@ typedef struct {
     unsigned        polled:1;  /* libssh's poll came through ours */
     unsigned        readable:1; /* epoll said readable: the next poll
                                    reads ahead instead of polling */
+    unsigned        sent:1;    /* libssh's send came through ours */
+    unsigned        writable:1; /* the kernel said writable, and no send
+                                   since was refused or cut short */
+    unsigned        empty:1;   /* a read came back short: nothing to read
+                                  until epoll or the kernel's poll says */
     int             err;       /* read-ahead saw this errno: report it */
 
     /*
@@ -48,8 +60,19 @@ void tnl_drain_detach(tnl_drain_t *d);
  * poll of it reads ahead (one recv) instead of asking the kernel again;
  * cleared by that poll or by tnl_drain_unhint() at the end of the pass
  */
-#define tnl_drain_hint(d)    (d)->readable = ((d)->fd >= 0)
+#define tnl_drain_hint(d)                                                    \
+    ((d)->readable = ((d)->fd >= 0), (d)->empty = 0)
+
+/* epoll has reported the socket readable (or hung up), reading paused */
+#define tnl_drain_ready(d)   (d)->empty = 0
 #define tnl_drain_unhint(d)  (d)->readable = 0
+
+/*
+ * epoll has just reported the socket writable: libssh's next poll for
+ * POLLOUT is answered without asking the kernel (until a send is refused
+ * or cut short)
+ */
+#define tnl_drain_hint_write(d)  (d)->writable = ((d)->fd >= 0)
 
 /* bytes (or an EOF or error) read ahead that libssh has not taken */
 #define tnl_drain_buffered(d)  ((d)->len > (d)->pos || (d)->eof || (d)->err)

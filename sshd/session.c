@@ -710,8 +710,18 @@ tnl_session_io_handler(tnl_io_t *io, uint32_t events)
     polls = (s->msg_backlog || s->write_blocked || s->abusive)
             ? 0 : TNL_SESSION_POLLS;
 
-    if (polls && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
-        tnl_drain_hint(&s->drain);
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+        if (polls) {
+            tnl_drain_hint(&s->drain);
+
+        } else {
+            tnl_drain_ready(&s->drain);
+        }
+    }
+
+    /* the kernel said writable: libssh's next POLLOUT poll needs no call */
+    if ((events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) == EPOLLOUT) {
+        tnl_drain_hint_write(&s->drain);
     }
 
     for (i = 0; i < polls; i++) {

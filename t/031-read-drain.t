@@ -10,7 +10,9 @@
 # session, a slow reader (nginx's side write-blocked while bytes wait read
 # ahead), and a tunnel still serving small requests afterwards.  Small
 # requests: one poll per request fewer where epoll has just reported the
-# socket readable (system calls per request, strace -c).
+# socket readable, and none where the drain knows the socket writable or
+# empty (system calls per request, strace -c).  Uploads past a stopped
+# client: tunneld's sends hit a full socket and every byte arrives.
 
 use strict;
 use warnings;
@@ -116,6 +118,8 @@ sub tunneld_pids {
     ok($calls{recvfrom} && $per{recvfrom} <= 48,
        'recvfrom: at most 48 per MB (4 KB reads: 244)');
     ok($per{poll} <= 48, 'poll: at most 48 per MB (one per 4 KB read: 244)');
+    ok($per{poll} <= 5, 'poll: at most 5 per MB (without the known-writable '
+       . 'socket of the send wrapper: 15)');
 }
 
 
@@ -124,7 +128,12 @@ sub tunneld_pids {
 # epoll has just said the client's socket is readable: libssh's next poll
 # reads ahead (one recv) instead of asking the kernel again.  Without it a
 # small request cost 2.1 poll per request in tunneld (one before the
-# response's recv, one for the request's flush), with it 1.1.  The
+# response's recv, one for the request's flush), with it 1.0.  The rest:
+# the request's flush polls for POLLOUT (libssh sends only after a poll
+# said writable), answered without the kernel while the socket is known
+# writable (the drain's send wrapper), and ssh_message_get's poll after a
+# packet, answered "nothing" without the kernel after a short read: 0.0.
+# The
 # upstream connection from nginx is kept alive: accept4 (and a new
 # forwarded-tcpip channel) once, not per request.
 {
@@ -162,6 +171,9 @@ sub tunneld_pids {
                     grep { $_ ne 'total' } keys %calls));
     ok(($calls{poll} // 0) / $n <= 1.5,
        'poll: at most 1.5 per small request (without the epoll hint: 2.1)');
+    ok(($calls{poll} // 0) / $n <= 0.3,
+       'poll: at most 0.3 per small request (without the send wrapper and '
+       . 'the known-empty socket: 1.0)');
     diag(sprintf 'recvfrom that found nothing (EAGAIN): %d',
                  $errors{recvfrom} // 0);
     ok(($errors{recvfrom} // 0) / $n <= 0.1,
@@ -170,6 +182,107 @@ sub tunneld_pids {
     ok(($calls{accept4} // 0) <= 4,
        'upstream keepalive: nginx connected at most twice for '
        . "$n requests (accept4 + EAGAIN), not once per request");
+}
+
+# --- uploads while the client takes nothing ------------------------------------------
+
+# nginx -> tunneld -> client: tunneld's sends to the client's socket.  The
+# drain answers libssh's POLLOUT polls without the kernel while the socket
+# is known writable, so a send can find the socket full: the kernel takes
+# part (libssh keeps the rest) or refuses it (EAGAIN, which the drain
+# tells libssh as "0 bytes taken": it keeps them and waits for POLLOUT),
+# never the error libssh would take for a dead connection.  32 uploads of
+# 4 MiB each send 512 KiB, wait, the ssh client is stopped, and they go
+# on: 32 channel windows of 2 MiB (OpenSSH's) are 64 MiB, more than the
+# socket buffers can take (tcp_wmem's 4 MiB + tcp_rmem's 32 MiB at most),
+# so tunneld's sends to the client must hit a full socket.  After 3 s the
+# client continues, and every byte must reach the backend, in order.
+{
+    my $n = 4 * 1048576;
+    my $k = 32;
+    my $dir = $s->dir;
+    my $out = "$dir/strace-upload.txt";
+    my @pids = tunneld_pids();
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        open STDOUT, '>', '/dev/null';
+        open STDERR, '>', '/dev/null';
+        exec($strace, '-f', '--seccomp-bpf', '-e', 'trace=sendto,poll',
+             '-e', 'signal=none', '-s', '0', '-o', $out,
+             map { ('-p', $_) } @pids)
+            or POSIX::_exit(127);
+    }
+    sleep 1;    # strace attaches
+
+    my $sshpid = $ssh->pid;
+    my $t0 = time;
+    my @kids;
+    for my $i (1 .. $k) {
+        my $kid = fork // die "fork: $!";
+        if ($kid == 0) {
+            my $gen = pattern_gen($n);
+            my $blocks = 0;
+            my $r = eval {
+                http_get($s, 'drain', '/sha256', method => 'POST',
+                    timeout => 120, length => $n,
+                    body_gen => sub {
+                        if (++$blocks == 9) {    # 512 KiB sent: wait
+                            open my $fh, '>', "$dir/open.$i";
+                            close $fh;
+                            wait_until(60, sub { -e "$dir/go" });
+                        }
+                        return $gen->();
+                    });
+            };
+            open my $fh, '>', "$dir/up.$i" or POSIX::_exit(1);
+            printf $fh "%s %s %s\n", $r ? $r->{status} : 0,
+                $r ? $r->{headers}{'x-body-length'} // '' : '',
+                $r ? $r->{body} : $@;
+            close $fh;
+            POSIX::_exit(0);
+        }
+        push @kids, $kid;
+    }
+    my $open = wait_until(60, sub { !grep { !-e "$dir/open.$_" } 1 .. $k });
+    sleep 0.5;  # the client takes what was sent: the windows are open
+    kill 'STOP', $sshpid;
+    { open my $fh, '>', "$dir/go"; close $fh; }
+    sleep 3;
+    kill 'CONT', $sshpid;
+    waitpid $_, 0 for @kids;
+    my $dt = time - $t0;
+    kill 'INT', $pid;
+    waitpid $pid, 0;
+
+    ok($open, "uploads: $k at once, the client stopped while they go on");
+    my $want = "200 $n " . pattern_sha256($n);
+    my $good = grep {
+        my $line = do { local $/; open my $fh, '<', "$dir/up.$_"; <$fh> }
+                   // '';
+        chomp $line;
+        diag("upload $_: $line") if $line ne $want;
+        $line eq $want;
+    } 1 .. $k;
+    is($good, $k, "$k uploads of 4 MiB past a stopped client: 200, the "
+       . 'backend got every byte (sha256)');
+
+    # sendto(7, ""..., 32812, MSG_NOSIGNAL, NULL, 0) = 16384
+    my %c = map { $_ => 0 } qw(sendto short eagain poll);
+    open my $fh, '<', $out or die "$out: $!";
+    while (<$fh>) {
+        if (/sendto\(\d+, .*?, (\d+), MSG_NOSIGNAL, NULL, 0\) = (-?\d+)/) {
+            $c{sendto}++;
+            $c{short}++ if $2 >= 0 && $2 < $1;
+            $c{eagain}++ if $2 < 0 && /EAGAIN/;
+        }
+        $c{poll}++ if /\bpoll\(/;
+    }
+    diag(sprintf '%d x 4 MiB upload, client stopped 3 s: %.1f s; tunneld '
+         . 'sendto %d (%d short, %d refused: EAGAIN), poll %d',
+         $k, $dt, $c{sendto}, $c{short}, $c{eagain}, $c{poll});
+    ok($c{short} + $c{eagain} >= 1,
+       'uploads: the stopped client filled the socket (a short or refused '
+       . 'send), and the session went on');
 }
 
 # --- bytes exact where the read-ahead waits ----------------------------------------
