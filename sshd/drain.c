@@ -52,12 +52,16 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <unistd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include "drain.h"
 
 
 #define TNL_DRAIN_SIZE   65536   /* one recv from the client's socket */
 #define TNL_DRAIN_CACHE  8       /* free buffers kept per process */
+#define TNL_DRAIN_QUICKACK  32    /* first reads of a connection: its
+                                     handshake (tnl_drain_quickack) */
 
 
 typedef int (*tnl_poll_pt)(struct pollfd *fds, nfds_t nfds, int timeout);
@@ -164,6 +168,7 @@ tnl_drain_attach(tnl_drain_t *d, int fd)
 
     tnl_drain_init(d);
     d->fd = fd;
+    d->quickack = TNL_DRAIN_QUICKACK;
     tnl_drains[fd] = d;
     tnl_drains_attached++;
 
@@ -184,10 +189,39 @@ tnl_drain_detach(tnl_drain_t *d)
 }
 
 
+/*
+ * During the handshake, ACK what was read at once.  A client that has not
+ * asked for TCP_NODELAY (OpenSSH's ssh without a terminal) holds its small
+ * KEX_ECDH_INIT (Nagle) until the server ACKs its KEXINIT; tunneld sends
+ * its own KEXINIT at accept, before reading the client's, so it has
+ * nothing to send that would carry the ACK, and the kernel, seeing
+ * a conversation, delays it: 40 ms more on every login (docs/BENCHMARKS.md,
+ * workload d).  TCP_QUICKACK is not sticky, hence after every read, and
+ * only for the first reads: afterwards ACKs ride on the answers.
+ */
+static void
+tnl_drain_quickack(tnl_drain_t *d)
+{
+    int  on = 1;
+
+    if (setsockopt(d->fd, IPPROTO_TCP, TCP_QUICKACK, &on, sizeof(on)) == -1)
+    {
+        d->quickack = 0;   /* not TCP: nothing to do */
+        return;
+    }
+
+    d->quickack--;
+}
+
+
 /* what a read of the socket told: whether it holds more */
 static void
 tnl_drain_read(tnl_drain_t *d, ssize_t n, size_t asked)
 {
+    if (n > 0 && d->quickack) {
+        tnl_drain_quickack(d);
+    }
+
     if (n > 0) {
         d->empty = ((size_t) n < asked);
 

@@ -34,6 +34,7 @@ typedef struct {
     unsigned        sent:1;    /* libssh's send came through ours */
     unsigned        writable:1; /* the kernel said writable, and no send
                                    since was refused or cut short */
+    unsigned        quickack:6; /* kernel reads left that ACK at once */
     unsigned        empty:1;   /* a read came back short: nothing to read
                                   until epoll or the kernel's poll says */
     int             err;       /* read-ahead saw this errno: report it */
