@@ -214,6 +214,15 @@ tnl_drain_quickack(tnl_drain_t *d)
 }
 
 
+/*
+ * POLLOUT can be answered without the kernel: it last said writable, no
+ * send since was refused or cut short, and libssh's sends come through
+ * ours (one that sent another way would meet a full socket with nobody
+ * to turn EAGAIN into 0)
+ */
+#define tnl_drain_writable(d)  ((d)->writable && (d)->sent)
+
+
 /* what a read of the socket told: whether it holds more */
 static void
 tnl_drain_read(tnl_drain_t *d, ssize_t n, size_t asked)
@@ -405,11 +414,7 @@ tnl_drain_known(tnl_drain_t *d, short events)
         known |= POLLIN;
     }
 
-    /*
-     * only once libssh's sends come through ours: one that sent another
-     * way would meet a full socket with nobody to turn EAGAIN into 0
-     */
-    if ((events & POLLOUT) && d->writable && d->sent) {
+    if ((events & POLLOUT) && tnl_drain_writable(d)) {
         known |= POLLOUT;
     }
 
@@ -491,7 +496,8 @@ poll(struct pollfd *fds, nfds_t nfds, int timeout)
             if (!tnl_drain_buffered(d)
                 && (d->readable
                     || (d->bulk
-                        && (!(fds[i].events & POLLOUT) || d->writable))))
+                        && (!(fds[i].events & POLLOUT)
+                            || tnl_drain_writable(d)))))
             {
                 n = tnl_drain_fill(d);
 

@@ -32,7 +32,9 @@
  * (t/033-upload-packets.t).
  */
 #define TNL_STREAM_UP_MAX    (2 * (32768 - 10))
-#define TNL_PUMP_UNFLUSHED   (64 * 1024)  /* flush at once beyond this */
+#define TNL_PUMP_UNFLUSHED   TNL_STREAM_UP_MAX /* flush at once from
+                                                this on: one full read
+                                                from nginx is bulk */
 #define TNL_STREAM_SNDBUF    (256 * 1024) /* toward nginx (the kernel
                                              doubles it) */
 #define TNL_STREAM_DOWN_MAX  (64 * 1024)

@@ -1903,6 +1903,14 @@ tnl_session_close(tnl_session_t *s, const char *text, const char *reason)
     snprintf(s->close_reason, sizeof(s->close_reason), "tunnel server: %s",
              reason);
 
+    /*
+     * a closing session reads nothing from the message queue: a backlog
+     * found before must not keep reading paused (with EPOLLIN watched, the
+     * loop would wake for the client's bytes without reading them until
+     * the linger ends, and never see its channel close)
+     */
+    s->msg_backlog = 0;
+
     /* a code still waiting is cancelled: nothing stays behind */
     tnl_activation_abandon(s);
 
