@@ -82,30 +82,15 @@ sub tunneld_pids {
 {
     my $mib = 32;
     my $n = $mib * 1048576;
-    my $out = $s->dir . '/strace.txt';
-    my @pids = tunneld_pids();
-    my $pid = fork // die "fork: $!";
-    if ($pid == 0) {
-        open STDOUT, '>', '/dev/null';
-        open STDERR, '>', '/dev/null';
-        exec($strace, '-c', '-f', '-o', $out, map { ('-p', $_) } @pids)
-            or POSIX::_exit(127);
-    }
-    sleep 1;    # strace attaches
-    my ($status, $got, $sha, $err) = download($n);
-    kill 'INT', $pid;
-    waitpid $pid, 0;
+    my ($status, $got, $sha, $err);
+    my ($calls) = strace_during([ tunneld_pids() ], sub {
+        ($status, $got, $sha, $err) = download($n);
+    }, out => $s->dir . '/strace.txt');
+    my %calls = %$calls;
 
     is($status, 200, 'traced download: 200') or diag($err);
     is($got, $n, 'traced download: byte count');
     is($sha, pattern_sha256($n), 'traced download: sha256');
-
-    my %calls;
-    open my $fh, '<', $out or die "$out: $!";
-    while (<$fh>) {
-        # % time  seconds  usecs/call  calls  [errors]  syscall
-        $calls{$2} = $1 if /^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$/;
-    }
     my $mb = $n / 1e6;
     my %per = map { $_ => ($calls{$_} // 0) / $mb } qw(recvfrom poll);
     diag(sprintf "%d MiB download: recvfrom %d (%.1f per MB, %.0f bytes "
@@ -138,33 +123,18 @@ sub tunneld_pids {
 # forwarded-tcpip channel) once, not per request.
 {
     my $n = 200;
-    my $out = $s->dir . '/strace-small.txt';
-    my @pids = tunneld_pids();
-    my $pid = fork // die "fork: $!";
-    if ($pid == 0) {
-        open STDOUT, '>', '/dev/null';
-        open STDERR, '>', '/dev/null';
-        exec($strace, '-c', '-f', '-o', $out, map { ('-p', $_) } @pids)
-            or POSIX::_exit(127);
-    }
-    sleep 1;    # strace attaches
     my $ok = 0;
-    for my $i (1 .. $n) {
-        my ($status, $got, $sha) = download(100);
-        $ok++ if $status == 200 && $got == 100 && $sha eq pattern_sha256(100);
-    }
-    sleep 0.5;  # the per-request lines to the session channel go out
-    kill 'INT', $pid;
-    waitpid $pid, 0;
+    my ($calls, $errors) = strace_during([ tunneld_pids() ], sub {
+        for my $i (1 .. $n) {
+            my ($status, $got, $sha) = download(100);
+            $ok++ if $status == 200 && $got == 100
+                     && $sha eq pattern_sha256(100);
+        }
+    }, out => $s->dir . '/strace-small.txt',
+       settle => 0.5);  # the per-request lines to the session channel
+    my %calls = %$calls;
+    my %errors = %$errors;
     is($ok, $n, "$n small requests under strace: 200, every byte");
-
-    my (%calls, %errors);
-    open my $fh, '<', $out or die "$out: $!";
-    while (<$fh>) {
-        next unless /^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:(\d+)\s+)?(\w+)\s*$/;
-        $calls{$3} = $1;
-        $errors{$3} = $2 // 0;
-    }
     diag(sprintf "%d small requests, per request: %s", $n,
          join(', ', map { sprintf '%s %.2f', $_, $calls{$_} / $n }
                     sort { $calls{$b} <=> $calls{$a} }

@@ -80,36 +80,20 @@ sub nginx_workers {
 # nginx worker; returns (requests answered 200 by the backend, %calls)
 sub traced_gets {
     my ($p, $n) = @_;
-    my $out = $s->dir . "/strace-$p.txt";
-    my @pids = nginx_workers();
-    my $pid = fork // die "fork: $!";
-    if ($pid == 0) {
-        open STDOUT, '>', '/dev/null';
-        open STDERR, '>', '/dev/null';
-        exec($strace, '-c', '-f', '-o', $out, map { ('-p', $_) } @pids)
-            or POSIX::_exit(127);
-    }
-    sleep 1;    # strace attaches
     my ($ok, $conn) = (0, undef);
-    for my $i (1 .. $n) {
-        my $r = eval {
-            http_request(port => $p, host => "statme.localhost:$p",
-                path => '/', timeout => 10, ($conn ? (conn => $conn) : ()));
-        };
-        $conn = $r && !$r->{closed} ? $r->{conn} : undef;
-        $ok++ if $r && $r->{status} == 200
-                 && $r->{body} eq 'hello from backend one';
-    }
-    kill 'INT', $pid;
-    waitpid $pid, 0;
-
-    my %calls;
-    open my $fh, '<', $out or die "$out: $!";
-    while (<$fh>) {
-        # % time  seconds  usecs/call  calls  [errors]  syscall
-        $calls{$2} = $1
-            if /^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$/;
-    }
+    my ($calls) = strace_during([ nginx_workers() ], sub {
+        for my $i (1 .. $n) {
+            my $r = eval {
+                http_request(port => $p, host => "statme.localhost:$p",
+                    path => '/', timeout => 10,
+                    ($conn ? (conn => $conn) : ()));
+            };
+            $conn = $r && !$r->{closed} ? $r->{conn} : undef;
+            $ok++ if $r && $r->{status} == 200
+                     && $r->{body} eq 'hello from backend one';
+        }
+    }, out => $s->dir . "/strace-$p.txt");
+    my %calls = %$calls;
     diag(sprintf '%d requests to :%d, nginx workers: newfstatat %d, '
          . 'connect %d, getsockopt %d, all %d (%.2f per request)',
          $n, $p, map({ $calls{$_} // 0 } qw(newfstatat connect getsockopt

@@ -20,7 +20,6 @@ use warnings;
 use FindBin qw($Bin);
 use lib "$Bin/lib";
 
-use POSIX ();
 use Test::More;
 
 use NgxTunnel::Test;
@@ -46,36 +45,19 @@ is($r && $r->{status}, 200, 'warm-up request');
 
 my $mib = 16;
 my $n = $mib * 1048576;
-my $out = $s->dir . '/strace-upload.txt';
-my @pids = $s->tunneld_pids;
-my $pid = fork // die "fork: $!";
-if ($pid == 0) {
-    open STDOUT, '>', '/dev/null';
-    open STDERR, '>', '/dev/null';
-    exec($strace, '-c', '-f', '-o', $out, map { ('-p', $_) } @pids)
-        or POSIX::_exit(127);
-}
-sleep 1;    # strace attaches
-
-$r = eval {
-    http_get($s, 'up', '/sha256', method => 'POST', timeout => 120,
-        body_gen => pattern_gen($n), length => $n);
-};
-kill 'INT', $pid;
-waitpid $pid, 0;
+my ($calls) = strace_during([ $s->tunneld_pids ], sub {
+    $r = eval {
+        http_get($s, 'up', '/sha256', method => 'POST', timeout => 120,
+            body_gen => pattern_gen($n), length => $n);
+    };
+}, out => $s->dir . '/strace-upload.txt');
+my %calls = %$calls;
 
 is($r && $r->{status}, 200, "$mib MiB upload under strace: 200") or diag($@);
 is($r && $r->{headers}{'x-body-length'}, $n,
     "$mib MiB upload: the app got every byte");
 is($r && $r->{body}, pattern_sha256($n), "$mib MiB upload: sha256");
 
-my %calls;
-open my $fh, '<', $out or die "$out: $!";
-while (<$fh>) {
-    # % time  seconds  usecs/call  calls  [errors]  syscall
-    $calls{$2} = $1
-        if /^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$/;
-}
 my $mb = $n / 1e6;
 my %per = map { $_ => ($calls{$_} // 0) / $mb } qw(getpid read sendto);
 diag(sprintf "%d MiB upload: getpid (one per packet sent) %d = %.1f per MB "

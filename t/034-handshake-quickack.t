@@ -20,7 +20,6 @@ use warnings;
 use FindBin qw($Bin);
 use lib "$Bin/lib";
 
-use POSIX ();
 use Test::More;
 use Time::HiRes qw(time sleep);
 
@@ -46,24 +45,12 @@ my $be = start_backend($s, 'qa');
     wait_no_route($s, 'warm', 10);
 }
 
+# TCP_QUICKACK calls of every tunneld process while $code runs
 sub traced {
     my ($file, $code) = @_;
-    my @pids = $s->tunneld_pids;
-    my $pid = fork // die "fork: $!";
-    if ($pid == 0) {
-        open STDOUT, '>', '/dev/null';
-        open STDERR, '>', '/dev/null';
-        exec($strace, '-f', '-e', 'trace=setsockopt', '-o', $file,
-             map { ('-p', $_) } @pids)
-            or POSIX::_exit(127);
-    }
-    sleep 1;    # strace attaches
-    $code->();
-    sleep 0.2;
-    kill 'INT', $pid;
-    waitpid $pid, 0;
-    open my $fh, '<', $file or die "$file: $!";
-    return scalar grep { /TCP_QUICKACK/ } <$fh>;
+    my @lines = strace_during([ $s->tunneld_pids ], $code, out => $file,
+                              trace => 'setsockopt', settle => 0.2);
+    return scalar grep { /TCP_QUICKACK/ } @lines;
 }
 
 my $n = 3;

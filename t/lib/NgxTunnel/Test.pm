@@ -30,7 +30,7 @@ our @EXPORT = qw(
     wait_route wait_no_route wait_until http_request http_get pattern_sha256
     pattern_bytes ws_handshake ws_send ws_recv check_logs log_lines
     sql_query read_file watchdog tail_log pattern_gen new_key stop_backend
-    route_of http_connect page_text status_body
+    route_of http_connect page_text status_body strace_during
 );
 
 my $root = abs_path(dirname(__FILE__) . '/../../..');
@@ -642,6 +642,46 @@ sub pattern_gen {
         $n -= length $b;
         return $b;
     };
+}
+
+
+# Runs $code while strace follows the processes @$pids (-f: their threads
+# and children too), writing to $o{out}.  By default strace -c: returns
+# ({syscall => calls}, {syscall => failed calls}); with trace => 'a,b'
+# (strace -e trace=a,b) the lines it printed.  settle => S waits S seconds
+# after $code before detaching (output still in flight); calls{total} is
+# strace's own sum.  The caller
+# checks that strace is installed (plan skip_all otherwise).
+sub strace_during {
+    my ($pids, $code, %o) = @_;
+    my ($strace) = grep { -x } map { "$_/strace" } split /:/, $ENV{PATH};
+    die "strace_during: strace is not installed\n" unless $strace;
+    my $out = $o{out} or die "strace_during: no out file\n";
+    unlink $out;
+    my @how = $o{trace} ? ('-e', "trace=$o{trace}") : ('-c');
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        open STDOUT, '>', '/dev/null';
+        open STDERR, '>', '/dev/null';
+        exec($strace, @how, '-f', '-o', $out, map { ('-p', $_) } @$pids)
+            or POSIX::_exit(127);
+    }
+    sleep 1;    # strace attaches
+    $code->();
+    sleep $o{settle} if $o{settle};
+    kill 'INT', $pid;
+    waitpid $pid, 0;
+    open my $fh, '<', $out or die "$out: $!";
+    my @lines = <$fh>;
+    return @lines if $o{trace};
+    my (%calls, %errors);
+    for (@lines) {
+        # % time  seconds  usecs/call  calls  [errors]  syscall
+        next unless /^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:(\d+)\s+)?(\w+)\s*$/;
+        $calls{$3} = $1;
+        $errors{$3} = $2 // 0;
+    }
+    return (\%calls, \%errors);
 }
 
 
