@@ -477,7 +477,6 @@ tnl_session_openssh_gcm(const char *line)
 static void
 tnl_session_offer(tnl_session_t *s)
 {
-
     char     buf[256];
     ssize_t  n;
 
@@ -643,7 +642,6 @@ tnl_session_accept(tnl_loop_t *loop, ssh_bind bind, int fd,
         free(s);
         return -1;
     }
-
 
     /*
      * The grace runs from now, not from the loop's cached time: a busy
