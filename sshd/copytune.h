@@ -7,8 +7,8 @@
  * a quarter of tunneld's CPU in a download.  tunneld therefore re-executes
  * itself once at start with glibc's tunable
  * glibc.cpu.x86_rep_movsb_threshold raised, so that glibc copies with
- * vector loops instead, as later glibc releases do on these cores
- * (glibc bug 30994).  An operator's own setting of that tunable is kept.
+ * vector loops instead.  An operator's own setting of that tunable is
+ * kept.
  * See docs/INTERNALS.md, "Copies on AMD Zen".
  */
 
