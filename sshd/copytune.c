@@ -4,6 +4,7 @@
 
 #include <cpuid.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,11 +37,43 @@ tnl_copytune_amd(void)
 }
 
 
+/*
+ * The executable's path: the process keeps its name ("tunneld" in ps,
+ * pgrep, top; exec names it after the file run, and /proc/self/exe would
+ * make it "exe").  /proc/self/exe itself if the file was replaced since
+ * (an upgrade while running: " (deleted)") or the link cannot be read.
+ */
+static const char *
+tnl_copytune_self(char *buf, size_t size)
+{
+    static const char  deleted[] = " (deleted)";
+
+    ssize_t  n;
+
+    n = readlink("/proc/self/exe", buf, size - 1);
+
+    if (n <= 0 || (size_t) n >= size - 1) {
+        return "/proc/self/exe";
+    }
+
+    buf[n] = '\0';
+
+    if ((size_t) n >= sizeof(deleted) - 1
+        && strcmp(buf + n - (sizeof(deleted) - 1), deleted) == 0)
+    {
+        return "/proc/self/exe";
+    }
+
+    return buf;
+}
+
+
 int
 tnl_copytune_exec(char **argv)
 {
     const char  *old;
     char        *env, *saved;
+    char         self[PATH_MAX];
     size_t       len;
     int          err;
 
@@ -73,7 +106,7 @@ tnl_copytune_exec(char **argv)
              old != NULL ? old : "", (old != NULL && *old) ? ":" : "");
 
     if (setenv("GLIBC_TUNABLES", env, 1) == 0) {
-        (void) execv("/proc/self/exe", argv);
+        (void) execv(tnl_copytune_self(self, sizeof(self)), argv);
     }
 
     /* still here: run on as we are, with the environment as it was */

@@ -56,6 +56,14 @@ sub tunables {
     return @{ $seen{list} || [] };
 }
 
+sub comm {
+    my ($pid) = @_;
+    open my $fh, '<', "/proc/$pid/comm" or return '';
+    my $c = <$fh> // '';
+    chomp $c;
+    return $c;
+}
+
 sub log_since {
     my ($size) = @_;
     open my $fh, '<', $s->log_path('tunneld') or return '';
@@ -85,6 +93,11 @@ is(scalar @t, 3, 'supervisor and two workers found');
 for my $p (@t) {
     is($p->[1], $amd ? $ours : '',
        "pid $p->[0]: GLIBC_TUNABLES " . ($amd ? "= $ours" : 'unset'));
+}
+
+# re-executed under its own name (ps, pgrep, top): not "exe"
+for my $p (@t) {
+    is(comm($p->[0]), 'tunneld', "pid $p->[0]: named tunneld");
 }
 my $log = log_since($size);
 if ($amd) {
