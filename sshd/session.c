@@ -1218,9 +1218,10 @@ tnl_session_client_alive(tnl_session_t *s)
         (void) ssh_send_keepalive(s->ssh);
     }
 
-    if (s->pkt_count.out_packets == sent
-        && ssh_send_ignore(s->ssh, "") != SSH_OK)
-    {
+    if (s->pkt_count.out_packets != sent) {
+        tnl_metric_add(TNL_M_ALIVE_PROBES, 1);
+
+    } else if (ssh_send_ignore(s->ssh, "") != SSH_OK) {
         /* still pending: an IGNORE keeps TCP_USER_TIMEOUT's data flowing */
         tnl_session_close(s, NULL, "connection lost");
         return -1;
