@@ -7,7 +7,7 @@ CFLAGS  ?= -O2 -g
 WARN     = -Wall -Wextra -Werror
 BIN      = build/bench/bin
 
-all: $(BIN)/tnl-loadgen $(BIN)/tnl-httpc
+all: $(BIN)/tnl-loadgen $(BIN)/tnl-httpc $(BIN)/tnl-memcpy-align
 
 $(BIN)/tnl-loadgen: bench/loadgen/tnl_loadgen.c
 	@mkdir -p $(BIN)
@@ -15,6 +15,10 @@ $(BIN)/tnl-loadgen: bench/loadgen/tnl_loadgen.c
 	    $$(pkg-config --cflags --libs libssh)
 
 $(BIN)/tnl-httpc: bench/loadgen/tnl_httpc.c
+	@mkdir -p $(BIN)
+	$(CC) $(CFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -o $@ $<
+
+$(BIN)/tnl-memcpy-align: bench/memcpy/tnl_memcpy_align.c
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -o $@ $<
 

@@ -25,6 +25,7 @@
 
 #include "activation.h"
 #include "api.h"
+#include "copytune.h"
 #include "hostkey.h"
 #include "log.h"
 #include "metrics.h"
@@ -877,7 +878,10 @@ main(int argc, char **argv)
     ssh_key   key;
     char      err[512];
     int       fds[TNL_LISTEN_MAX];
-    int       rc;
+    int       rc, tune_err;
+
+    /* first: re-executes itself at once where copies need it */
+    tune_err = (tnl_copytune_exec(argv) == -1) ? errno : 0;
 
     if (tnl_options(argc, argv) == -1) {
         return 2;
@@ -913,6 +917,18 @@ main(int argc, char **argv)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
     (void) sigprocmask(SIG_BLOCK, &set, NULL);
+
+    if (tune_err != 0) {
+        tnl_log_warn("cannot re-execute with glibc's copies tuned for this "
+                     "AMD processor (%s): tunneld runs on, each download "
+                     "costing more CPU (docs/INTERNALS.md, \"Copies on AMD "
+                     "Zen\")", strerror(tune_err));
+
+    } else if (tnl_copytune_setting() != NULL) {
+        tnl_log_info("AMD processor: glibc's copies tuned "
+                     "(GLIBC_TUNABLES=%s, docs/INTERNALS.md)",
+                     tnl_copytune_setting());
+    }
 
     if (ssh_init() != SSH_OK) {
         tnl_log_error("libssh initialisation failed");
