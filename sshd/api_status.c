@@ -90,6 +90,8 @@ static const tnl_api_metric_t  tnl_api_metrics_table[] = {
     { TNL_M_STARTUPS_EVICTED, "tunneld_startups_evicted_total", "counter",
       "unauthenticated connections closed for a newcomer from an address "
       "holding fewer (--max-startups full)", NULL },
+    { TNL_M_ALIVE_PROBES, "tunneld_alive_probes_total", "counter",
+      "client-alive requests (keepalive@openssh.com, want-reply) sent", NULL },
     { TNL_M_TUNNELS_UP, "tunneld_tunnels", "gauge",
       "tunnels up on this daemon", NULL },
     { TNL_M_SESSIONS, "tunneld_sessions", "gauge",

@@ -33,6 +33,7 @@ typedef enum {
     TNL_M_STARTUPS_SOURCE,        /* ... --per-source-max-startups */
     TNL_M_LOGIN_GRACE_EXPIRED,    /* closed unauthenticated by the timer */
     TNL_M_STARTUPS_EVICTED,       /* gave its place, --max-startups full */
+    TNL_M_ALIVE_PROBES,           /* client-alive requests sent */
     TNL_M_COUNTERS,               /* the gauges follow */
 
     /* gauges */

@@ -79,6 +79,9 @@ struct tnl_session_s {
     uint64_t            alive_packets; /* pkt_count.in_packets at the
                                           last keepalive tick */
     unsigned            alive_missed;  /* ticks in a row without one */
+    uint64_t            alive_step;    /* the alive tick due (session.c) */
+    tnl_session_t      *alive_next;    /* in the alive wheel's slot */
+    tnl_session_t     **alive_pprev;   /* NULL: not in the wheel */
     size_t              unflushed;    /* channel bytes written since the
                                          last flush (pump.c) */
 
