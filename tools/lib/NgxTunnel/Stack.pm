@@ -1015,8 +1015,10 @@ sub tunneld_command {
         if $self->{workers} && !grep { /^--workers/ } @{ $self->{tunneld_args} };
     push @cmd, @{ $self->{tunneld_args} };
     # `make test VALGRIND=1`: memcheck, one log per process (the workers
-    # are forks: valgrind follows them); definite leaks count as errors
-    unshift @cmd, 'valgrind', '--error-exitcode=99',
+    # are forks: valgrind follows them; and the re-execution on an AMD
+    # processor, sshd/copytune.c, with --trace-children); definite leaks
+    # count as errors
+    unshift @cmd, 'valgrind', '--error-exitcode=99', '--trace-children=yes',
         '--leak-check=full', '--errors-for-leak-kinds=definite',
         '--show-leak-kinds=definite', '--num-callers=30',
         "--log-file=$self->{san_dir}/tunneld-valgrind.%p"
