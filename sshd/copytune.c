@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/auxv.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -22,6 +23,13 @@
  */
 #define TNL_COPYTUNE_VALUE  "1073741824"
 
+/*
+ * Set for the one re-execution: whatever glibc makes of GLIBC_TUNABLES in
+ * the new image (it may drop a tunable, or all of them), it is never
+ * re-executed again
+ */
+#define TNL_COPYTUNE_MARK   "TNL_COPYTUNE_EXECUTED"
+
 
 static int
 tnl_copytune_amd(void)
@@ -34,6 +42,31 @@ tnl_copytune_amd(void)
 
     /* "AuthenticAMD" in ebx, edx, ecx */
     return ebx == 0x68747541 && edx == 0x69746e65 && ecx == 0x444d4163;
+}
+
+
+/*
+ * The value of glibc.cpu.x86_rep_movsb_threshold in a GLIBC_TUNABLES
+ * string ("name=value:name=value"), matched as a whole name, or NULL
+ */
+static const char *
+tnl_copytune_find(const char *tunables)
+{
+    static const char  name[] = TNL_COPYTUNE_NAME "=";
+
+    const char  *p;
+
+    for (p = tunables; p != NULL && *p != '\0'; p = strchr(p, ':')) {
+        if (*p == ':') {
+            p++;
+        }
+
+        if (strncmp(p, name, sizeof(name) - 1) == 0) {
+            return p + sizeof(name) - 1;
+        }
+    }
+
+    return NULL;
 }
 
 
@@ -77,10 +110,24 @@ tnl_copytune_exec(char **argv)
     size_t       len;
     int          err;
 
+    if (getenv(TNL_COPYTUNE_MARK) != NULL) {
+        (void) unsetenv(TNL_COPYTUNE_MARK);   /* the re-executed image */
+        return 0;
+    }
+
+    /*
+     * A secure execution (setuid, or file capabilities as with
+     * `setcap cap_net_bind_service+ep tunneld`): glibc ignores or drops
+     * this tunable there, so a re-execution would change nothing
+     */
+    if (getauxval(AT_SECURE)) {
+        return 0;
+    }
+
     old = getenv("GLIBC_TUNABLES");
 
-    /* set by the operator, or by this function before the exec */
-    if (old != NULL && strstr(old, TNL_COPYTUNE_NAME "=") != NULL) {
+    /* set by the operator */
+    if (old != NULL && tnl_copytune_find(old) != NULL) {
         return 0;
     }
 
@@ -105,13 +152,17 @@ tnl_copytune_exec(char **argv)
     snprintf(env, len, "%s%s" TNL_COPYTUNE_NAME "=" TNL_COPYTUNE_VALUE,
              old != NULL ? old : "", (old != NULL && *old) ? ":" : "");
 
-    if (setenv("GLIBC_TUNABLES", env, 1) == 0) {
+    if (setenv("GLIBC_TUNABLES", env, 1) == 0
+        && setenv(TNL_COPYTUNE_MARK, "1", 1) == 0)
+    {
         (void) execv(tnl_copytune_self(self, sizeof(self)), argv);
     }
 
     /* still here: run on as we are, with the environment as it was */
 
     err = errno;
+
+    (void) unsetenv(TNL_COPYTUNE_MARK);
 
     if (saved != NULL) {
         (void) setenv("GLIBC_TUNABLES", saved, 1);
@@ -131,12 +182,19 @@ tnl_copytune_exec(char **argv)
 const char *
 tnl_copytune_setting(void)
 {
-    const char  *env;
+    const char  *env, *value;
+    size_t       n;
 
     env = getenv("GLIBC_TUNABLES");
+    if (env == NULL || !tnl_copytune_amd()) {
+        return NULL;
+    }
 
-    if (env == NULL || !tnl_copytune_amd()
-        || strstr(env, TNL_COPYTUNE_NAME "=" TNL_COPYTUNE_VALUE) == NULL)
+    value = tnl_copytune_find(env);
+    n = sizeof(TNL_COPYTUNE_VALUE) - 1;
+
+    if (value == NULL || strncmp(value, TNL_COPYTUNE_VALUE, n) != 0
+        || (value[n] != '\0' && value[n] != ':'))
     {
         return NULL;
     }

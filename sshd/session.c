@@ -119,6 +119,8 @@ static void tnl_session_io_handler(tnl_io_t *io, uint32_t events);
 static void tnl_session_timer_handler(tnl_timer_t *t);
 static int tnl_session_client_alive(tnl_session_t *s);
 static int tnl_alive_init(tnl_loop_t *loop);
+static void tnl_alive_link(tnl_session_t *s, tnl_session_t **slot);
+static void tnl_alive_unlink(tnl_session_t *s);
 static void tnl_alive_add(tnl_session_t *s, uint64_t step);
 static void tnl_alive_del(tnl_session_t *s);
 static void tnl_alive_tick(tnl_timer_t *t);
@@ -1249,12 +1251,12 @@ tnl_session_client_alive(tnl_session_t *s)
  * its slot's sessions off one list, no heap, no per-session timer.  The
  * answers to a tick's probes arrive together, and one epoll_wait returns
  * many of them.  At most TNL_ALIVE_BATCH probes a pass: the rest of a
- * tick waits for the next loop iteration (the timer re-armed at 0), so
+ * tick waits for the next loop iteration (the timer re-armed at 1 ms), so
  * other sessions' I/O is never held up for long.
  */
 
 #define TNL_ALIVE_TICK_MS  1000
-#define TNL_ALIVE_BATCH    64
+#define TNL_ALIVE_BATCH    16
 
 
 static tnl_session_t  **tnl_alive_slots;
@@ -1288,11 +1290,37 @@ tnl_alive_init(tnl_loop_t *loop)
 }
 
 
+/* into a slot's list (the caller counts) */
+static void
+tnl_alive_link(tnl_session_t *s, tnl_session_t **slot)
+{
+    s->alive_next = *slot;
+    if (*slot != NULL) {
+        (*slot)->alive_pprev = &s->alive_next;
+    }
+    s->alive_pprev = slot;
+    *slot = s;
+}
+
+
+/* off the list it is in, a slot's or the tick's own (the caller counts) */
+static void
+tnl_alive_unlink(tnl_session_t *s)
+{
+    *s->alive_pprev = s->alive_next;
+    if (s->alive_next != NULL) {
+        s->alive_next->alive_pprev = s->alive_pprev;
+    }
+
+    s->alive_next = NULL;
+    s->alive_pprev = NULL;
+}
+
+
 static void
 tnl_alive_add(tnl_session_t *s, uint64_t step)
 {
-    tnl_session_t  **slot;
-    uint64_t         now;
+    uint64_t  now;
 
     if (tnl_alive_n++ == 0) {
         /* the slots before now are empty: start the ticks afresh */
@@ -1305,15 +1333,8 @@ tnl_alive_add(tnl_session_t *s, uint64_t step)
         }
     }
 
-    slot = &tnl_alive_slots[step % tnl_alive_nslots];
-
     s->alive_step = step;
-    s->alive_next = *slot;
-    if (*slot != NULL) {
-        (*slot)->alive_pprev = &s->alive_next;
-    }
-    s->alive_pprev = slot;
-    *slot = s;
+    tnl_alive_link(s, &tnl_alive_slots[step % tnl_alive_nslots]);
 }
 
 
@@ -1324,13 +1345,7 @@ tnl_alive_del(tnl_session_t *s)
         return;
     }
 
-    *s->alive_pprev = s->alive_next;
-    if (s->alive_next != NULL) {
-        s->alive_next->alive_pprev = s->alive_pprev;
-    }
-
-    s->alive_next = NULL;
-    s->alive_pprev = NULL;
+    tnl_alive_unlink(s);
     tnl_alive_n--;
 }
 
@@ -1373,7 +1388,7 @@ tnl_session_alive(tnl_session_t *s, uint64_t now_step)
 static void
 tnl_alive_tick(tnl_timer_t *t)
 {
-    tnl_session_t  **slot, **pp, *s;
+    tnl_session_t  **slot, *list, *s;
     uint64_t         now, now_step;
     unsigned         done;
 
@@ -1383,24 +1398,48 @@ tnl_alive_tick(tnl_timer_t *t)
 
     while (tnl_alive_cursor <= now_step) {
         slot = &tnl_alive_slots[tnl_alive_cursor % tnl_alive_nslots];
-        pp = slot;
 
-        while ((s = *pp) != NULL) {
+        /*
+         * The slot's sessions are taken off it and walked once: the ones
+         * due now are probed (and queued again, into another slot or
+         * into this one for a later turn), the others, a turn of the
+         * wheel later, go back.  What is queued into the slot meanwhile
+         * is never walked again in this tick.  A session closed meanwhile
+         * leaves this list as it would the slot (tnl_alive_del).
+         */
+
+        list = *slot;
+        *slot = NULL;
+        if (list != NULL) {
+            list->alive_pprev = &list;
+        }
+
+        while ((s = list) != NULL) {
+            tnl_alive_unlink(s);
+
             if (s->alive_step > tnl_alive_cursor) {
-                /* a wheel's turn later (the loop was held up): not yet */
-                pp = &s->alive_next;
+                tnl_alive_link(s, slot);    /* a wheel's turn later */
                 continue;
             }
 
             if (done++ == TNL_ALIVE_BATCH) {
-                tnl_timer_add(t, 0);       /* the rest after the I/O */
+
+                /* the rest after the loop's I/O (1 ms: a timer added at
+                   0 would fire again in this same pass of the loop) */
+
+                tnl_alive_link(s, slot);
+
+                while ((s = list) != NULL) {
+                    tnl_alive_unlink(s);
+                    tnl_alive_link(s, slot);
+                }
+
+                tnl_timer_add(t, 1);
                 return;
             }
 
-            tnl_alive_del(s);
+            tnl_alive_n--;
             tnl_session_alive(s, now_step);
-
-            pp = slot;                     /* the list may have changed */
         }
 
         tnl_alive_cursor++;

@@ -158,5 +158,42 @@ ok(wait_route($s, 'copy', 15), 'a tunnel opens on the re-executed tunneld')
     or diag($ssh->output, tail_log($s, 'tunneld'));
 $ssh->stop;
 
+# --- the operator's value is matched whole ---------------------------------------
+
+# a longer value that starts with ours is the operator's, not ours
+$size = restart("$name=10737418240");
+@t = tunables();
+for my $p (@t) {
+    is($p->[1], "$name=10737418240", "pid $p->[0]: 10737418240 kept");
+}
+unlike(log_since($size), qr/copies tuned/,
+       'a value that only starts like ours is not logged as tuned');
+
+# --- a secure execution (file capabilities) is never re-executed ----------------
+
+# glibc ignores or drops this tunable there: re-executing would loop
+SKIP: {
+    my ($setcap) = grep { -x } map { "$_/setcap" }
+                   split(/:/, $ENV{PATH}), '/usr/sbin', '/sbin';
+    skip 'setcap is not installed (libcap2-bin: tools/install-deps)', 2
+        unless $setcap && $> == 0;
+    my $dir = $s->dir . '/setcap';
+    mkdir $dir;
+    chmod 0755, $dir;
+    system('cp', $s->bin('tunneld'), "$dir/tunneld") == 0 or die "cp: $?";
+    chmod 0755, "$dir/tunneld";
+    my $capped = system($setcap, 'cap_net_bind_service+ep',
+                        "$dir/tunneld") == 0;
+    skip "setcap failed here (no file capabilities on this filesystem)", 2
+        unless $capped;
+    my $t0 = time;
+    my $out = `timeout 20 setpriv --reuid=nobody --regid=nogroup --clear-groups $dir/tunneld --help 2>&1`;
+    my $rc = $? >> 8;
+    is($rc, 0, 'with file capabilities, run as nobody: --help exits 0 '
+               . '(no endless re-execution)')
+        or diag("rc $rc after " . (time - $t0) . " s: $out");
+    like($out, qr/--keepalive/, '... and prints the usage');
+}
+
 check_logs($s);
 done_testing();
